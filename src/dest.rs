@@ -1,0 +1,199 @@
+//! Filesystem operations confined beneath a destination directory handle.
+//!
+//! Every operation takes a directory file descriptor and a single name component (checked by
+//! [`crate::index`]), and no operation follows a symlink at that name: directories are opened
+//! with `O_DIRECTORY | O_NOFOLLOW`, files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`
+//! under a temporary name and renamed into place, and modes and times are applied through the
+//! file descriptor that was created or opened without following links (Linux's `fchmodat`
+//! ignores `AT_SYMLINK_NOFOLLOW`, so it is never used).
+//!
+//! Architecture Invariant: reading never writes outside DEST, never through a symlink, and
+//! never leaves a half-written file under its final name.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Timespec, Timestamps};
+
+use crate::index::Mtime;
+
+/// A directory handle, borrowed from a cache or opened for one use.
+pub enum DirFd<'a> {
+    Borrowed(BorrowedFd<'a>),
+    Owned(OwnedFd),
+}
+
+impl AsFd for DirFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DirFd::Borrowed(fd) => *fd,
+            DirFd::Owned(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// Opens the directory `name` in `parent` without following a symlink there.
+pub fn open_dir(parent: impl AsFd, name: &str) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::openat(parent, name, flags, Mode::empty())?)
+}
+
+/// Creates directory `name` in `parent`, owner-writable until its mode is applied at the end.
+pub fn make_dir(parent: impl AsFd, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))?)
+}
+
+/// What is at `name` in `parent` now, without following a symlink; `None` if nothing.
+pub fn probe(parent: impl AsFd, name: &str) -> io::Result<Option<FileType>> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => Ok(Some(FileType::from_raw_mode(stat.st_mode))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn remove(parent: impl AsFd, name: &str, dir: bool) -> io::Result<()> {
+    let flags = if dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+    Ok(rustix::fs::unlinkat(parent, name, flags)?)
+}
+
+fn timestamps(mtime: Mtime) -> Timestamps {
+    Timestamps {
+        last_access: Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT },
+        last_modification: Timespec { tv_sec: mtime.secs, tv_nsec: mtime.nanos.into() },
+    }
+}
+
+/// Applies mode and mtime through a descriptor, which cannot be a symlink.
+pub fn set_metadata(fd: impl AsFd, mode: u16, mtime: Mtime) -> io::Result<()> {
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode.into()))?;
+    rustix::fs::futimens(&fd, &timestamps(mtime))?;
+    Ok(())
+}
+
+/// How a final rename treats an existing entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Fail with `AlreadyExists` (renameat2's RENAME_NOREPLACE: atomic, no check-then-act gap).
+    Never,
+    /// Replace a file or symlink (the link itself, never what it points at).
+    Always,
+}
+
+fn rename_into_place(dir: BorrowedFd<'_>, from: &str, to: &str, replace: Replace) -> io::Result<()> {
+    let flags = match replace {
+        Replace::Never => RenameFlags::NOREPLACE,
+        Replace::Always => RenameFlags::empty(),
+    };
+    Ok(rustix::fs::renameat_with(dir, from, dir, to, flags)?)
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_name() -> String {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(".arc-{}-{n}.tmp", std::process::id())
+}
+
+/// A file being extracted under a temporary name in its final directory. Dropped before
+/// [`TempFile::persist`] succeeds, it removes itself, so an error or an interrupt leaves no
+/// partial file behind.
+pub struct TempFile<'a> {
+    dir: DirFd<'a>,
+    name: String,
+    pub file: File,
+    persisted: AtomicBool,
+}
+
+impl<'a> TempFile<'a> {
+    pub fn create(dir: DirFd<'a>) -> io::Result<TempFile<'a>> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        loop {
+            let name = temp_name();
+            match rustix::fs::openat(&dir, name.as_str(), flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        dir,
+                        name,
+                        file: File::from(fd),
+                        persisted: AtomicBool::new(false),
+                    })
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Applies mode and mtime, then renames the file to `name`. Returns false (and removes
+    /// the temporary file) if `name` exists and `replace` is [`Replace::Never`].
+    pub fn persist(&self, name: &str, mode: u16, mtime: Mtime, replace: Replace) -> io::Result<bool> {
+        set_metadata(&self.file, mode, mtime)?;
+        match rename_into_place(self.dir.as_fd(), &self.name, name, replace) {
+            Ok(()) => {
+                self.persisted.store(true, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if !self.persisted.load(Ordering::Relaxed) {
+            let _ = rustix::fs::unlinkat(&self.dir, self.name.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// Creates symlink `name` -> `target` in `dir` and sets its mtime (on the link, not through
+/// it). The target is stored text, never resolved. Returns false if `name` exists and
+/// `replace` is [`Replace::Never`].
+pub fn symlink(
+    dir: BorrowedFd<'_>,
+    target: &str,
+    name: &str,
+    mtime: Mtime,
+    replace: Replace,
+) -> io::Result<bool> {
+    let created = match replace {
+        Replace::Never => match rustix::fs::symlinkat(target, dir, name) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => false,
+            Err(e) => return Err(e.into()),
+        },
+        Replace::Always => {
+            let temp = temp_name();
+            rustix::fs::symlinkat(target, dir, temp.as_str())?;
+            if let Err(e) = rename_into_place(dir, &temp, name, replace) {
+                let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+            true
+        }
+    };
+    if created {
+        rustix::fs::utimensat(dir, name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+    }
+    Ok(created)
+}
+
+/// Raises the soft limit on open files to the hard limit and returns how many directory
+/// handles extraction may keep open.
+pub fn dir_handle_budget() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum {
+        if limit.current.is_some_and(|cur| cur < max) {
+            limit.current = Some(max);
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+    }
+    let current = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    // Keep half for files being written, the archive and the threads' own needs.
+    (current / 2).saturating_sub(64).min(1 << 20) as usize
+}

@@ -1,0 +1,36 @@
+//! arc: a parallel, indexed archiver. See ARCHITECTURE.md for the map of this crate and
+//! docs/FORMAT.md for the on-disk format.
+
+pub mod archive;
+pub mod cli;
+pub mod dest;
+pub mod format;
+pub mod index;
+pub mod list;
+pub mod read;
+pub mod select;
+pub mod stop;
+pub mod ui;
+pub mod verify;
+pub mod walk;
+pub mod write;
+
+/// How a command that did its job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit status 0.
+    Clean,
+    /// Exit status 1: done, but warnings were printed.
+    Warnings,
+}
+
+/// Runs one parsed command.
+pub fn run(config: cli::Config) -> anyhow::Result<Outcome> {
+    let stop = stop::Stop::install()?;
+    match config {
+        cli::Config::Write(options) => write::run(&options, &stop),
+        cli::Config::Read(options) => read::run(&options, &stop),
+        cli::Config::List(options) => list::run(&options).map(|()| Outcome::Clean),
+        cli::Config::Verify(options) => verify::run(&options, &stop).map(|()| Outcome::Clean),
+    }
+}

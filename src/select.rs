@@ -1,0 +1,134 @@
+//! Choosing entries by PATH and `--glob`, shared by `read` and `list`.
+//!
+//! A PATH is written as `list` prints it (`root/dir/file`); it selects that entry and, for a
+//! directory, its whole subtree. A glob is matched against the same full paths. Ancestors of
+//! what is selected come along so the tree can be rebuilt above it.
+
+use anyhow::{bail, Context, Result};
+use globset::{Glob, GlobSetBuilder};
+
+use crate::index::{Index, Kind};
+
+/// Why an entry is in the selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selected {
+    No,
+    /// Named, matched, or inside a named or matched directory.
+    Yes,
+    /// Only an ancestor of something selected.
+    Ancestor,
+}
+
+/// Everything when no PATH or glob is given; an error naming the first PATH or glob that
+/// matches nothing.
+pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<Selected>> {
+    let count = index.entries.len();
+    if paths.is_empty() && globs.is_empty() {
+        return Ok(vec![Selected::Yes; count]);
+    }
+    let mut selected = vec![Selected::No; count];
+    for path in paths {
+        let Some(found) = find(index, path) else {
+            bail!("reading {path}: not found in the archive");
+        };
+        selected[found..index.subtree_end(found)].fill(Selected::Yes);
+    }
+    if !globs.is_empty() {
+        let mut builder = GlobSetBuilder::new();
+        for glob in globs {
+            builder.add(Glob::new(glob).with_context(|| format!("parsing --glob {glob}"))?);
+        }
+        let set = builder.build().context("building the glob set")?;
+        let mut hits = vec![false; globs.len()];
+        let mut i = 0;
+        let mut paths = PathStack::default();
+        while i < count {
+            let path = paths.enter(index, i);
+            let matches = set.matches(path);
+            if matches.is_empty() {
+                i += 1;
+                continue;
+            }
+            for m in matches {
+                hits[m] = true;
+            }
+            // A matched directory brings its subtree, which need not be matched again.
+            let end = index.subtree_end(i);
+            selected[i..end].fill(Selected::Yes);
+            i += 1;
+            while i < end {
+                paths.enter(index, i);
+                i += 1;
+            }
+        }
+        if let Some(missed) = hits.iter().position(|hit| !hit) {
+            bail!("reading --glob {}: matches nothing in the archive", globs[missed]);
+        }
+    }
+    for i in 0..count {
+        if selected[i] == Selected::Yes {
+            let mut at = index.entries[i].parent;
+            while let Some(p) = at {
+                let p = p as usize;
+                if selected[p] != Selected::No {
+                    break;
+                }
+                selected[p] = Selected::Ancestor;
+                at = index.entries[p].parent;
+            }
+        }
+    }
+    Ok(selected)
+}
+
+/// The entry whose path is `path` (a trailing `/` and `./` prefixes are allowed).
+pub fn find(index: &Index, path: &str) -> Option<usize> {
+    let path = path.trim_end_matches('/');
+    let mut components = path.split('/').filter(|c| !c.is_empty() && *c != ".");
+    let first = components.next()?;
+    // Siblings are found by hopping over subtrees.
+    let mut at = find_sibling(index, 0, index.entries.len(), first)?;
+    for name in components {
+        if index.entries[at].kind != Kind::Dir {
+            return None;
+        }
+        let end = index.subtree_end(at);
+        at = find_sibling(index, at + 1, end, name)?;
+    }
+    Some(at)
+}
+
+fn find_sibling(index: &Index, mut i: usize, end: usize, name: &str) -> Option<usize> {
+    while i < end {
+        if index.entries[i].name == name {
+            return Some(i);
+        }
+        i = index.subtree_end(i);
+    }
+    None
+}
+
+/// Builds full paths incrementally while going through entries in pre-order.
+#[derive(Default)]
+pub struct PathStack {
+    path: String,
+    /// `ends[d]`: length of `path` up to the end of the depth-d ancestor's name.
+    ends: Vec<usize>,
+}
+
+impl PathStack {
+    /// The path of entry `i`; calls must visit every entry in pre-order.
+    pub fn enter(&mut self, index: &Index, i: usize) -> &str {
+        let entry = &index.entries[i];
+        let depth = entry.depth as usize;
+        self.ends.truncate(depth);
+        let start = if depth == 0 { 0 } else { self.ends[depth - 1] };
+        self.path.truncate(start);
+        if depth > 0 {
+            self.path.push('/');
+        }
+        self.path.push_str(&entry.name);
+        self.ends.push(self.path.len());
+        &self.path
+    }
+}
