@@ -90,16 +90,16 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
         dir_budget: dest::dir_handle_budget(),
         mode_mask: if options.same_permissions { 0o7777 } else { 0o1777 },
         replace: if options.existing == Existing::Overwrite { Replace::Always } else { Replace::Never },
+        counters: Counters::default(),
     };
     extraction.dirs.resize_with(archive.index.entries.len(), || None);
     extraction.probe(&selected)?;
     extraction.make_dirs()?;
-    let counters = Counters::default();
     let failure = Failure::new(stop);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(1);
     std::thread::scope(|scope| {
-        scope.spawn(|| crate::ui::progress(&console, &counters, "read", done_rx));
-        let result = extraction.write_files(&counters, &failure);
+        scope.spawn(|| crate::ui::progress(&console, &extraction.counters, "read", done_rx));
+        let result = extraction.write_files(&failure);
         if let Err(e) = result {
             failure.record(e);
         } else {
@@ -126,6 +126,7 @@ struct Extraction<'a> {
     dir_budget: usize,
     mode_mask: u16,
     replace: Replace,
+    counters: Counters,
 }
 
 /// Bytes of one file that live in one block.
@@ -266,7 +267,7 @@ impl<'a> Extraction<'a> {
     }
 
     /// Pass 3: file contents, block by block on all threads.
-    fn write_files(&self, counters: &Counters, failure: &Failure) -> Result<()> {
+    fn write_files(&self, failure: &Failure) -> Result<()> {
         let blocks = &self.index.blocks;
         let mut pieces: Vec<Vec<Piece>> = Vec::new();
         pieces.resize_with(blocks.len(), Vec::new);
@@ -322,7 +323,7 @@ impl<'a> Extraction<'a> {
                     if failure.check().is_err() {
                         return;
                     }
-                    if let Err(e) = self.write_block(b, &pieces[b], &spans, frame, data, counters, failure) {
+                    if let Err(e) = self.write_block(b, &pieces[b], &spans, frame, data, failure) {
                         failure.record(e);
                     }
                 },
@@ -333,7 +334,6 @@ impl<'a> Extraction<'a> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn write_block(
         &self,
         b: usize,
@@ -341,7 +341,6 @@ impl<'a> Extraction<'a> {
         spans: &[Span],
         frame: &mut Vec<u8>,
         data: &mut Vec<u8>,
-        counters: &Counters,
         failure: &Failure,
     ) -> Result<()> {
         let block = &self.index.blocks[b];
@@ -353,7 +352,7 @@ impl<'a> Extraction<'a> {
             }
             e.context(format!("reading {}: damaged data of {}", self.archive.path, names.join(", ")))
         })?;
-        Counters::add(&counters.bytes_out, block.len);
+        Counters::add(&self.counters.bytes_out, block.len);
         for piece in pieces {
             failure.check()?;
             let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
@@ -371,7 +370,7 @@ impl<'a> Extraction<'a> {
                     }
                 }
             }
-            Counters::add(&counters.bytes_in, piece.len as u64);
+            Counters::add(&self.counters.bytes_in, piece.len as u64);
         }
         Ok(())
     }
@@ -395,6 +394,7 @@ impl<'a> Extraction<'a> {
     /// entry's name since the probe.
     fn placed(&self, i: usize, placed: bool) -> Result<()> {
         if placed {
+            Counters::add(&self.counters.entries, 1);
             self.console.path(&self.index.path(i));
         } else if self.options.existing == Existing::Refuse {
             bail!("refusing to replace existing {}: it appeared during extraction", self.display(i));
