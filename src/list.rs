@@ -108,7 +108,9 @@ fn utc_time(secs: i64) -> String {
 /// Escapes control characters and backslashes (`\n`, `\t`, `\\`, `\x1b`), so one entry is one
 /// line and a terminal never interprets a name.
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(|c| c.is_control() || c == '\\') {
+    // Byte scan first: control characters are below 0x20, 0x7f, or U+0080..U+009F, which
+    // UTF-8 encodes after a 0xC2 byte.
+    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\' || b == 0xc2) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);

@@ -255,7 +255,7 @@ impl<'a> Extraction<'a> {
             dest::make_dir(&parent, &entry.name).with_context(|| format!("creating {}", path()))?;
             let fd = dest::open_dir(&parent, &entry.name).with_context(|| format!("opening {}", path()))?;
             drop(parent);
-            self.console.path(&self.index.path(i));
+            self.console.path(|| self.index.path(i));
             self.cache_dir(i, fd);
         }
         Ok(())
@@ -395,7 +395,7 @@ impl<'a> Extraction<'a> {
     fn placed(&self, i: usize, placed: bool) -> Result<()> {
         if placed {
             Counters::add(&self.counters.entries, 1);
-            self.console.path(&self.index.path(i));
+            self.console.path(|| self.index.path(i));
         } else if self.options.existing == Existing::Refuse {
             bail!("refusing to replace existing {}: it appeared during extraction", self.display(i));
         }

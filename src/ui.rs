@@ -46,10 +46,11 @@ impl Console {
     }
 
     /// With `-v`, prints one path to stdout. Lines are written whole under stdout's lock, so
-    /// threads never interleave within a line; a closed stdout only stops the listing.
-    pub fn path(&self, path: &str) {
+    /// threads never interleave within a line; a closed stdout only stops the listing. The
+    /// path is only built when it will be printed.
+    pub fn path<S: AsRef<str>>(&self, path: impl FnOnce() -> S) {
         if self.verbose {
-            let _ = writeln!(std::io::stdout().lock(), "{}", crate::list::escape(path));
+            let _ = writeln!(std::io::stdout().lock(), "{}", crate::list::escape(path().as_ref()));
         }
     }
 

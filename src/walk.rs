@@ -203,7 +203,7 @@ impl<'a> Walker<'a> {
     }
 
     fn push(&mut self, path: &Utf8Path, entry: Entry) {
-        self.console.path(path.as_str());
+        self.console.path(|| path);
         Counters::add(&self.counters.entries, 1);
         self.entries.push(entry);
     }
