@@ -5,7 +5,7 @@
 
 use std::io::{BufWriter, Write};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytesize::ByteSize;
 use camino::Utf8PathBuf;
 use serde::Serialize;
@@ -26,6 +26,10 @@ pub struct ListOptions {
 
 pub fn run(options: &ListOptions) -> Result<()> {
     let archive = Archive::open(&options.archive)?;
+    print(&archive, options).context("writing the listing to stdout")
+}
+
+fn print(archive: &Archive, options: &ListOptions) -> Result<()> {
     let index = &archive.index;
     let selected = select::select(index, &options.paths, &options.globs)?;
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());

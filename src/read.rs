@@ -148,7 +148,7 @@ struct Span<'a> {
 
 impl<'a> Extraction<'a> {
     fn display(&self, i: usize) -> String {
-        format!("{}/{}", self.dest, self.index.path(i))
+        self.dest.join(self.index.path(i)).into_string()
     }
 
     /// A handle on the directory that holds entry `i` (DEST for a root).

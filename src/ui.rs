@@ -15,6 +15,8 @@ use bytesize::ByteSize;
 pub struct Console {
     show_progress: bool,
     verbose: bool,
+    /// `-v` paths go to stderr when stdout carries the archive itself.
+    paths_on_stderr: bool,
     line_shown: Mutex<bool>,
     warned: AtomicBool,
 }
@@ -24,6 +26,7 @@ impl Console {
         Console {
             show_progress: !quiet && std::io::stderr().is_terminal(),
             verbose,
+            paths_on_stderr: false,
             line_shown: Mutex::new(false),
             warned: AtomicBool::new(false),
         }
@@ -49,9 +52,28 @@ impl Console {
     /// threads never interleave within a line; a closed stdout only stops the listing. The
     /// path is only built when it will be printed.
     pub fn path<S: AsRef<str>>(&self, path: impl FnOnce() -> S) {
-        if self.verbose {
-            let _ = writeln!(std::io::stdout().lock(), "{}", crate::list::escape(path().as_ref()));
+        if !self.verbose {
+            return;
         }
+        let path = path();
+        let line = crate::list::escape(path.as_ref());
+        if self.paths_on_stderr {
+            let mut shown = self.line_shown.lock().unwrap_or_else(|e| e.into_inner());
+            let mut err = std::io::stderr().lock();
+            if *shown {
+                let _ = write!(err, "\r\x1b[K");
+                *shown = false;
+            }
+            let _ = writeln!(err, "{line}");
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    }
+
+    /// For `write -o -`: stdout is the archive, so `-v` paths go to stderr (as with tar).
+    pub fn paths_on_stderr(mut self) -> Console {
+        self.paths_on_stderr = true;
+        self
     }
 
     fn draw(&self, line: &str, last: bool) {

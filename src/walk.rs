@@ -104,6 +104,9 @@ impl<'a> Walker<'a> {
     pub fn walk(mut self, roots: &[Root]) -> Result<Vec<Entry>> {
         for root in roots {
             let meta = fs::metadata(&root.path).with_context(|| format!("reading {}", root.path))?;
+            if self.skip.contains(&(meta.dev(), meta.ino())) {
+                bail!("reading {}: this is the archive being written", root.path);
+            }
             self.visit(&root.path, root.name.clone(), None, 0, &meta)?;
         }
         self.flush()?;

@@ -63,7 +63,10 @@ pub struct Frame {
 
 pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
     let roots = walk::roots(&options.inputs)?;
-    let console = Console::new(options.quiet, options.verbose);
+    let mut console = Console::new(options.quiet, options.verbose);
+    if options.output.as_str() == "-" {
+        console = console.paths_on_stderr();
+    }
     let mut sink = Sink::open(&options.output)?;
     // Never archive the archive: leave out the file being written, and an old OUT if it is
     // inside the tree.
@@ -207,6 +210,16 @@ impl Sink {
         if path.as_str() == "-" {
             return Ok(Sink { path: path.to_owned(), target: SinkTarget::Stdout(std::io::stdout()) });
         }
+        // OUT that is a symlink: replace the file it points at, as `tar -f` would write
+        // through it, rather than replacing the link with a regular file.
+        let resolved;
+        let path = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_symlink() => {
+                resolved = path.canonicalize_utf8().with_context(|| format!("resolving {path}"))?;
+                resolved.as_path()
+            }
+            _ => path,
+        };
         let special = std::fs::metadata(path).map(|m| {
             let t = m.file_type();
             t.is_char_device() || t.is_block_device() || t.is_fifo() || t.is_socket()

@@ -1,0 +1,159 @@
+//! Golden archives: a small tree built here byte for byte the same every time, and the archive
+//! arc made of it, committed as `tests/golden/small.arc` with its listing `small.list`. A change
+//! of the bytes arc writes, of how it reads old archives, or of what `list` prints fails here.
+//!
+//! If a format change is intended, regenerate both files, review them (`small.list` by eye, the
+//! archive with `arc list -l` and `arc verify`), and commit them with the change:
+//!
+//! ```text
+//! ARC_REGENERATE_GOLDEN=1 cargo test --test golden -- --ignored regenerate_golden
+//! ```
+//!
+//! The archive also depends on the zstd library's output at level 3; a zstd upgrade that changes
+//! it shows up here too and is worth noticing (old archives must still read: see
+//! `golden_archive_reads_back_as_the_tree`).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{assert_same_tree, keeps_negative_mtime, set_mode, set_mtime, TestEnv};
+
+const GOLDEN_ARCHIVE: &[u8] = include_bytes!("golden/small.arc");
+const GOLDEN_LIST: &str = include_str!("golden/small.list");
+
+/// What the golden tree holds, in creation order (parents first).
+enum Item {
+    Dir(u32),
+    File(&'static str, u32),
+    Symlink(&'static str),
+}
+
+/// Each entry: path, what it is, mtime. Directories' mtimes are applied last, deepest first.
+fn golden_items() -> Vec<(&'static str, Item, (i64, u32))> {
+    use Item::*;
+    vec![
+        ("golden", Dir(0o755), (1_600_000_000, 123_456_789)),
+        ("golden/empty", File("", 0o644), (1_600_000_001, 1)),
+        ("golden/empty-dir", Dir(0o700), (1_600_000_002, 999_999_999)),
+        ("golden/hello.txt", File("hello, arc\n", 0o644), (1_600_000_003, 500_000_000)),
+        ("golden/link", Symlink("hello.txt"), (1_600_000_004, 42)),
+        ("golden/run.sh", File("#!/bin/sh\necho hi\n", 0o755), (1_600_000_005, 0)),
+        ("golden/sub", Dir(0o750), (1_600_000_006, 7)),
+        ("golden/sub/dangling", Symlink("../missing target"), (1_600_000_007, 8)),
+        ("golden/sub/notes ünïcödé.txt", File(NOTES, 0o600), (1_600_000_008, 9)),
+        ("golden/sub/old", File("from before 1970\n", 0o444), (-31_536_003, 250_000_000)),
+        ("golden/sub/sticky", Dir(0o1777), (0, 0)),
+    ]
+}
+
+const NOTES: &str = "notes that repeat, so that zstd has something to do\n\
+                     notes that repeat, so that zstd has something to do\n\
+                     notes that repeat, so that zstd has something to do\n\
+                     notes that repeat, so that zstd has something to do\n";
+
+/// Builds the golden tree beneath `base`; returns `base/golden`.
+fn build_golden_tree(base: &Path) -> PathBuf {
+    let items = golden_items();
+    for (path, item, _) in &items {
+        let full = base.join(path);
+        match item {
+            Item::Dir(_) => fs::create_dir(&full).expect("mkdir"),
+            Item::File(contents, mode) => {
+                fs::write(&full, contents).expect("write");
+                set_mode(&full, *mode);
+            }
+            Item::Symlink(target) => std::os::unix::fs::symlink(target, &full).expect("symlink"),
+        }
+    }
+    for (path, item, (secs, nanos)) in items.iter().rev() {
+        let full = base.join(path);
+        if let Item::Dir(mode) = item {
+            set_mode(&full, *mode);
+        }
+        set_mtime(&full, *secs, *nanos);
+    }
+    base.join("golden")
+}
+
+/// The environment and its golden tree, or `None` (with a note) where the filesystem cannot
+/// hold the tree's pre-1970 mtime.
+fn golden_env() -> Option<(TestEnv, PathBuf)> {
+    let env = TestEnv::new();
+    if !keeps_negative_mtime(env.root()) {
+        eprintln!("note: this filesystem does not keep mtimes before 1970; skipping the golden test");
+        return None;
+    }
+    let tree = build_golden_tree(&env.mkdir("src"));
+    Some((env, tree))
+}
+
+#[test]
+fn writing_the_golden_tree_gives_the_golden_bytes() {
+    let Some((env, _)) = golden_env() else { return };
+    for threads in ["1", "2"] {
+        let out = format!("now-{threads}.arc");
+        env.arc(["write", "-j", threads, "-o", &out, "src/golden"]).success();
+        let now = fs::read(env.path(&out)).expect("read");
+        if now != GOLDEN_ARCHIVE {
+            let at = now.iter().zip(GOLDEN_ARCHIVE).position(|(a, b)| a != b);
+            panic!(
+                "arc now writes {} bytes for the golden tree, the golden archive has {}; first \
+                 difference at byte {:?}. If the format change is intended, see this file's docs \
+                 to regenerate tests/golden/.",
+                now.len(),
+                GOLDEN_ARCHIVE.len(),
+                at
+            );
+        }
+    }
+}
+
+#[test]
+fn golden_archive_reads_back_as_the_tree() {
+    let Some((env, tree)) = golden_env() else { return };
+    fs::write(env.path("golden.arc"), GOLDEN_ARCHIVE).expect("write");
+    env.arc(["verify", "golden.arc"]).success();
+    env.arc(["read", "golden.arc", "-C", "out"]).success();
+    assert_same_tree(&tree, &env.path("out/golden"));
+    // Spot checks that do not depend on the tree builder being right.
+    assert_eq!(fs::read_to_string(env.path("out/golden/hello.txt")).expect("read"), "hello, arc\n");
+    assert_eq!(
+        fs::read_link(env.path("out/golden/sub/dangling")).expect("readlink"),
+        Path::new("../missing target")
+    );
+    assert_eq!(common::mtime_of(&env.path("out/golden/sub/old")), (-31_536_003, 250_000_000));
+    assert_eq!(common::mtime_of(&env.path("out/golden/empty-dir")), (1_600_000_002, 999_999_999));
+}
+
+#[test]
+fn golden_archive_lists_as_the_snapshot() {
+    let env = TestEnv::new();
+    fs::write(env.path("golden.arc"), GOLDEN_ARCHIVE).expect("write");
+    let listed = env.arc(["list", "-l", "--bytes", "golden.arc"]).success().stdout_str();
+    assert_eq!(listed, GOLDEN_LIST, "`arc list -l --bytes` of tests/golden/small.arc changed");
+    // The plain listing is the same paths.
+    let plain = env.arc(["list", "golden.arc"]).success().stdout_lines();
+    // `TYPE+MODE SIZE(10) DATE TIME PATH[ -> TARGET]`: the path starts at column 42.
+    let from_long: Vec<&str> =
+        GOLDEN_LIST.lines().map(|l| l[42..].split(" -> ").next().expect("a path")).collect();
+    assert_eq!(plain, from_long);
+}
+
+#[test]
+#[ignore = "writes tests/golden/; run with ARC_REGENERATE_GOLDEN=1 after an intended format change"]
+fn regenerate_golden() {
+    if std::env::var_os("ARC_REGENERATE_GOLDEN").as_deref() != Some("1".as_ref()) {
+        eprintln!("note: set ARC_REGENERATE_GOLDEN=1 to rewrite tests/golden/");
+        return;
+    }
+    let (env, _) = golden_env().expect("a filesystem that keeps pre-1970 mtimes is needed");
+    env.arc(["write", "-o", "golden.arc", "src/golden"]).success();
+    let listed = env.arc(["list", "-l", "--bytes", "golden.arc"]).success().stdout_str();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    fs::create_dir_all(&dir).expect("mkdir tests/golden");
+    fs::copy(env.path("golden.arc"), dir.join("small.arc")).expect("writing small.arc");
+    fs::write(dir.join("small.list"), listed).expect("writing small.list");
+    eprintln!("wrote {}/small.arc and small.list: review them before committing", dir.display());
+}
