@@ -11,7 +11,10 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -103,11 +106,13 @@ impl<'a> Walker<'a> {
 
     pub fn walk(mut self, roots: &[Root]) -> Result<Vec<Entry>> {
         for root in roots {
-            let meta = fs::metadata(&root.path).with_context(|| format!("reading {}", root.path))?;
-            if self.skip.contains(&(meta.dev(), meta.ino())) {
+            // Top-level inputs are followed if they are symlinks; nothing below them is.
+            let meta = Meta::of(rustix::fs::stat(root.path.as_str()))
+                .with_context(|| format!("reading {}", root.path))?;
+            if self.skip.contains(&(meta.dev, meta.ino)) {
                 bail!("reading {}: this is the archive being written", root.path);
             }
-            self.visit(&root.path, root.name.clone(), None, 0, &meta)?;
+            self.visit(Place::Root(&root.path), &root.path, root.name.clone(), None, 0, meta)?;
         }
         self.flush()?;
         Ok(self.entries)
@@ -115,86 +120,104 @@ impl<'a> Walker<'a> {
 
     fn visit(
         &mut self,
+        place: Place<'_>,
         path: &Utf8Path,
         name: String,
         parent: Option<u32>,
         depth: u32,
-        meta: &fs::Metadata,
+        meta: Meta,
     ) -> Result<()> {
         self.failure.check()?;
         if depth > format::MAX_DEPTH {
             bail!("reading {path}: nested deeper than {} directories", format::MAX_DEPTH);
         }
-        let file_type = meta.file_type();
-        let kind = if file_type.is_dir() {
-            Kind::Dir
-        } else if file_type.is_file() {
-            if self.skip.contains(&(meta.dev(), meta.ino())) {
+        let kind = match meta.file_type() {
+            FileType::Directory => Kind::Dir,
+            FileType::RegularFile if self.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
+            FileType::RegularFile => Kind::File,
+            FileType::Symlink => Kind::Symlink,
+            other => {
+                let what = match other {
+                    FileType::Socket => "socket",
+                    FileType::Fifo => "FIFO",
+                    _ => "device file",
+                };
+                self.console.warn(format!("skipping {what} {path}"));
                 return Ok(());
             }
-            Kind::File
-        } else if file_type.is_symlink() {
-            Kind::Symlink
-        } else {
-            let what = if file_type.is_socket() {
-                "socket"
-            } else if file_type.is_fifo() {
-                "FIFO"
-            } else {
-                "device file"
-            };
-            self.console.warn(format!("skipping {what} {path}"));
-            return Ok(());
         };
         let mut entry = Entry {
             name,
             parent,
             depth,
             kind,
-            mode: (meta.mode() & 0o7777) as u16,
-            mtime: Mtime { secs: meta.mtime(), nanos: meta.mtime_nsec().clamp(0, 999_999_999) as u32 },
+            mode: (meta.mode & 0o7777) as u16,
+            mtime: Mtime { secs: meta.mtime, nanos: meta.mtime_nanos },
             size: 0,
             offset: self.offset,
             target: None,
         };
         match kind {
             Kind::Dir => {
-                // Read the listing first so an unreadable directory can be left out whole.
-                let children = match self.list_dir(path) {
-                    Ok(children) => children,
-                    Err(e) => return self.failed_read(e),
+                // Open and list first, so an unreadable directory can be left out whole.
+                let listed = place.open(&entry.name, DIR_FLAGS).and_then(|fd| Ok((list_dir(&fd)?, fd)));
+                let (children, dir) = match listed {
+                    Ok(listed) => listed,
+                    Err(e) => return self.failed_read(read_error(e, path)),
                 };
+                let children = children.map_err(|raw| {
+                    anyhow!(
+                        "reading {}: file name is not UTF-8 (arc stores names as UTF-8)",
+                        path.as_std_path().join(std::ffi::OsStr::from_bytes(&raw)).display()
+                    )
+                })?;
                 let me = self.entries.len() as u32;
                 self.push(path, entry);
-                for (child_name, child_path) in children {
-                    let child_meta = match fs::symlink_metadata(&child_path) {
+                for child_name in children {
+                    let child_path = path.join(&child_name);
+                    let child_meta = match Meta::of(rustix::fs::statat(
+                        &dir,
+                        child_name.as_str(),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )) {
                         Ok(m) => m,
                         // Gone since the listing: nothing to archive, as with tar.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => {
-                            self.failed_read(anyhow::Error::new(e).context(format!("reading {child_path}")))?;
+                            self.failed_read(read_error(e, &child_path))?;
                             continue;
                         }
                     };
-                    self.visit(&child_path, child_name, Some(me), depth + 1, &child_meta)?;
+                    self.visit(
+                        Place::In(dir.as_fd()),
+                        &child_path,
+                        child_name,
+                        Some(me),
+                        depth + 1,
+                        child_meta,
+                    )?;
                 }
             }
             Kind::File => {
-                let file = match open_nofollow(path) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        return self.failed_read(anyhow::Error::new(e).context(format!("reading {path}")))
-                    }
+                // O_NOFOLLOW: if the file was replaced by a symlink since it was listed, fail
+                // rather than archive whatever the link points at.
+                let file = match place.open(&entry.name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)
+                {
+                    Ok(fd) => File::from(fd),
+                    Err(e) => return self.failed_read(read_error(e, path)),
                 };
-                entry.size = self.read_file(path, file, meta.len())?;
+                entry.size = self.read_file(path, file, meta.size)?;
                 self.push(path, entry);
             }
             Kind::Symlink => {
-                let target = fs::read_link(path).with_context(|| format!("reading {path}"))?;
-                let target = target
-                    .into_os_string()
-                    .into_string()
-                    .map_err(|t| anyhow!("reading {path}: symlink target {t:?} is not UTF-8"))?;
+                let target = match place {
+                    Place::In(dir) => rustix::fs::readlinkat(dir, entry.name.as_str(), Vec::new()),
+                    Place::Root(root) => rustix::fs::readlink(root.as_str(), Vec::new()),
+                };
+                let target = target.map_err(|e| read_error(e.into(), path))?;
+                let target = target.into_string().map_err(|t| {
+                    anyhow!("reading {path}: symlink target {:?} is not UTF-8", t.into_cstring())
+                })?;
                 if target.len() > format::MAX_TARGET_LEN {
                     bail!("reading {path}: symlink target longer than {} bytes", format::MAX_TARGET_LEN);
                 }
@@ -209,26 +232,6 @@ impl<'a> Walker<'a> {
         self.console.path(|| path);
         Counters::add(&self.counters.entries, 1);
         self.entries.push(entry);
-    }
-
-    /// Children of a directory, sorted by name bytes, as (name, path).
-    fn list_dir(&self, dir: &Utf8Path) -> Result<Vec<(String, Utf8PathBuf)>> {
-        let mut names = Vec::new();
-        for item in fs::read_dir(dir).with_context(|| format!("reading {dir}"))? {
-            let item = item.with_context(|| format!("reading {dir}"))?;
-            let name = item.file_name().into_string().map_err(|raw| {
-                anyhow!(
-                    "reading {}: file name is not UTF-8 (arc stores names as UTF-8)",
-                    dir.as_std_path().join(raw).display()
-                )
-            })?;
-            if name.len() > format::MAX_NAME_LEN {
-                bail!("reading {dir}/{name}: name longer than {} bytes", format::MAX_NAME_LEN);
-            }
-            names.push(name);
-        }
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        Ok(names.into_iter().map(|name| (name.clone(), dir.join(name))).collect())
     }
 
     /// An entry could not be read: an error, or with `--ignore-failed-read` a warning and the
@@ -296,8 +299,80 @@ impl<'a> Walker<'a> {
     }
 }
 
-fn open_nofollow(path: &Utf8Path) -> std::io::Result<File> {
-    // O_NOFOLLOW: if the file was replaced by a symlink since it was listed, fail rather than
-    // archive whatever the link points at.
-    File::options().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)
+const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+
+/// Where an entry is found: a top-level input, opened by its path (following a symlink), or
+/// a name inside a directory the walker holds open. Working from directory handles keeps
+/// every lookup one component long, so trees deeper than PATH_MAX are archived too.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Root(&'a Utf8Path),
+    In(BorrowedFd<'a>),
+}
+
+impl Place<'_> {
+    /// Opens the entry: `name` inside the directory, or the root by `path`.
+    fn open(self, name: &str, flags: OFlags) -> std::io::Result<OwnedFd> {
+        Ok(match self {
+            Place::In(dir) => rustix::fs::openat(dir, name, flags, Mode::empty())?,
+            // A root is followed if it is a symlink: the user named what it points at.
+            Place::Root(path) => {
+                rustix::fs::open(path.as_str(), flags.difference(OFlags::NOFOLLOW), Mode::empty())?
+            }
+        })
+    }
+}
+
+/// The metadata the walker uses, from `stat`.
+#[derive(Clone, Copy)]
+struct Meta {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    size: u64,
+    mtime: i64,
+    mtime_nanos: u32,
+}
+
+impl Meta {
+    // Field types of `Stat` differ between architectures; the casts are identities on some.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(stat: rustix::io::Result<rustix::fs::Stat>) -> std::io::Result<Meta> {
+        let stat = stat?;
+        Ok(Meta {
+            dev: stat.st_dev as u64,
+            ino: stat.st_ino as u64,
+            mode: stat.st_mode as u32,
+            size: stat.st_size.max(0) as u64,
+            mtime: stat.st_mtime as i64,
+            mtime_nanos: (stat.st_mtime_nsec as u32).min(999_999_999),
+        })
+    }
+
+    fn file_type(&self) -> FileType {
+        FileType::from_raw_mode(self.mode)
+    }
+}
+
+/// Names in a directory, sorted by bytes; `Err(name)` for the first name that is not UTF-8.
+fn list_dir(dir: &OwnedFd) -> std::io::Result<std::result::Result<Vec<String>, Vec<u8>>> {
+    let mut names = Vec::new();
+    for item in rustix::fs::Dir::read_from(dir)? {
+        let item = item?;
+        let name = item.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        match String::from_utf8(name.to_vec()) {
+            Ok(name) => names.push(name),
+            Err(raw) => return Ok(Err(raw.into_bytes())),
+        }
+    }
+    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(Ok(names))
+}
+
+fn read_error(error: std::io::Error, path: &Utf8Path) -> anyhow::Error {
+    anyhow::Error::new(error).context(format!("reading {path}"))
 }
