@@ -93,8 +93,11 @@ fn rename_into_place(dir: BorrowedFd<'_>, from: &str, to: &str, replace: Replace
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_name() -> String {
+    // The pid is asked once: glibc no longer caches it, and this runs once per file.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = PID.get_or_init(std::process::id);
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(".arc-{}-{n}.tmp", std::process::id())
+    format!(".arc-{pid}-{n}.tmp")
 }
 
 /// A file being extracted under a temporary name in its final directory. Dropped before

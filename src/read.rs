@@ -129,6 +129,9 @@ struct Extraction<'a> {
     counters: Counters,
 }
 
+/// How many files of one block a thread creates before others may take the rest.
+const PIECES_PER_TASK: usize = 32;
+
 /// Bytes of one file that live in one block.
 struct Piece {
     entry: u32,
@@ -147,8 +150,10 @@ struct Span<'a> {
 }
 
 impl<'a> Extraction<'a> {
+    /// The entry's path for messages; names come from the archive, so they are escaped and an
+    /// error never carries terminal control sequences.
     fn display(&self, i: usize) -> String {
-        self.dest.join(self.index.path(i)).into_string()
+        self.dest.join(crate::list::escape(&self.index.path(i)).as_ref()).into_string()
     }
 
     /// A handle on the directory that holds entry `i` (DEST for a root).
@@ -345,33 +350,48 @@ impl<'a> Extraction<'a> {
     ) -> Result<()> {
         let block = &self.index.blocks[b];
         self.archive.read_block(block, frame, data).map_err(|e| {
-            let mut names: Vec<String> =
-                pieces.iter().take(5).map(|p| self.index.path(p.entry as usize)).collect();
+            let mut names: Vec<String> = pieces
+                .iter()
+                .take(5)
+                .map(|p| crate::list::escape(&self.index.path(p.entry as usize)).into_owned())
+                .collect();
             if pieces.len() > 5 {
                 names.push(format!("and {} more", pieces.len() - 5));
             }
             e.context(format!("reading {}: damaged data of {}", self.archive.path, names.join(", ")))
         })?;
         Counters::add(&self.counters.bytes_out, block.len);
-        for piece in pieces {
-            failure.check()?;
-            let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
-            let i = piece.entry as usize;
-            match piece.span {
-                None => self.write_whole(i, bytes)?,
-                Some(s) => {
-                    let span = &spans[s as usize];
-                    span.temp
-                        .file
-                        .write_all_at(bytes, piece.file_offset)
-                        .with_context(|| format!("writing {}", self.display(i)))?;
-                    if span.blocks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        self.persist(span.entry as usize, &span.temp)?;
-                    }
+        // A block of small files holds hundreds of them: share them out, so that the threads
+        // are not idle while one of them creates every file of the block.
+        pieces.par_chunks(PIECES_PER_TASK).try_for_each(|chunk| {
+            for piece in chunk {
+                failure.check()?;
+                self.write_piece(
+                    piece,
+                    &data[piece.start_in_block..piece.start_in_block + piece.len],
+                    spans,
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn write_piece(&self, piece: &Piece, bytes: &[u8], spans: &[Span]) -> Result<()> {
+        let i = piece.entry as usize;
+        match piece.span {
+            None => self.write_whole(i, bytes)?,
+            Some(s) => {
+                let span = &spans[s as usize];
+                span.temp
+                    .file
+                    .write_all_at(bytes, piece.file_offset)
+                    .with_context(|| format!("writing {}", self.display(i)))?;
+                if span.blocks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    self.persist(span.entry as usize, &span.temp)?;
                 }
             }
-            Counters::add(&self.counters.bytes_in, piece.len as u64);
         }
+        Counters::add(&self.counters.bytes_in, piece.len as u64);
         Ok(())
     }
 
