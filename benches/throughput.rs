@@ -107,6 +107,7 @@ fn make_tree(
 
 fn write_options(dir: &Utf8Path, output: &Utf8Path) -> WriteOptions {
     WriteOptions {
+        block_size: arc::format::BLOCK_SIZE,
         output: output.to_owned(),
         inputs: vec![dir.to_owned()],
         level: LEVEL,

@@ -73,6 +73,10 @@ struct WriteArgs {
     /// zstd compression level, 1 (fastest) to 22 (smallest).
     #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: i32,
+    /// Uncompressed bytes per block, 64KiB to 64MiB. Larger blocks compress a little better;
+    /// smaller ones parallelize small trees better and make one-file reads faster.
+    #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_block_size)]
+    block_size: usize,
     /// Print each path to stdout as it is archived.
     #[arg(short, long)]
     verbose: bool,
@@ -160,6 +164,7 @@ impl Cli {
                 output: a.output,
                 inputs: a.inputs,
                 level: a.level,
+                block_size: a.block_size,
                 verbose: a.verbose,
                 ignore_failed_read: a.ignore_failed_read,
             }),
@@ -195,4 +200,13 @@ impl Cli {
             }),
         }
     }
+}
+
+fn parse_block_size(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text.parse()?;
+    let range = crate::format::MIN_BLOCK_SIZE..=crate::format::MAX_BLOCK_RAW;
+    if !range.contains(&size.as_u64()) {
+        return Err(format!("{text} is not between 64KiB and 64MiB"));
+    }
+    usize::try_from(size.as_u64()).map_err(|e| e.to_string())
 }

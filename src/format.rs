@@ -22,10 +22,13 @@ pub const VERSION: u16 = 1;
 pub const HEADER_LEN: u64 = 16;
 pub const TRAILER_LEN: u64 = 32;
 
-/// Uncompressed bytes per block. Small enough that two cores get many blocks to share on
+/// Uncompressed bytes per block, by default. Small enough that two cores get many blocks to share on
 /// modest trees and that one file comes out without decompressing much else; large enough
 /// that zstd's ratio is within a percent of compressing the whole stream.
 pub const BLOCK_SIZE: usize = 4 << 20;
+/// The range `--block-size` accepts. Larger blocks compress a little better (each block
+/// starts with an empty history) at the cost of memory and of selective-read latency.
+pub const MIN_BLOCK_SIZE: u64 = 64 << 10;
 
 /// Caps on numbers read from an archive (FORMAT.md §6). A writer never comes near them; a
 /// reader refuses anything above them before allocating.

@@ -1,5 +1,5 @@
 //! The walker stage of `arc write`: visits the input trees in sorted order, records one index
-//! entry per directory, file and symlink, and packs file contents into blocks.
+//! entry per directory, file and symlink, and packs file contents into blocks of `--block-size` bytes.
 //!
 //! Invariants:
 //! - entries are produced in pre-order with siblings sorted by name bytes, which is the order
@@ -20,7 +20,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use anyhow::{anyhow, bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::format::{self, BLOCK_SIZE};
+use crate::format;
 use crate::index::{Entry, Kind, Mtime};
 use crate::stop::{Failure, Stopped};
 use crate::ui::{Console, Counters};
@@ -98,7 +98,7 @@ impl<'a> Walker<'a> {
             skip,
             jobs,
             order,
-            block: Vec::with_capacity(BLOCK_SIZE),
+            block: Vec::with_capacity(options.block_size),
             entries: Vec::new(),
             offset: 0,
         }
@@ -250,10 +250,10 @@ impl<'a> Walker<'a> {
     fn read_file(&mut self, path: &Utf8Path, mut file: File, expected: u64) -> Result<u64> {
         let mut done: u64 = 0;
         loop {
-            if self.block.len() == BLOCK_SIZE {
+            if self.block.len() == self.options.block_size {
                 self.flush()?;
             }
-            let room = (BLOCK_SIZE - self.block.len()) as u64;
+            let room = (self.options.block_size - self.block.len()) as u64;
             let want = room.min(expected + 1 - done);
             let before = self.block.len();
             let read = (&mut file).take(want).read_to_end(&mut self.block);
@@ -291,7 +291,7 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         self.failure.check()?;
-        let data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_SIZE));
+        let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.options.block_size));
         let (reply, receiver) = sync_channel(1);
         self.order.send(receiver).map_err(|_| Stopped)?;
         self.jobs.send(Job { data, reply }).map_err(|_| Stopped)?;

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The walker (see [`crate::walk`]) visits entries in sorted order and packs file contents into
-//! blocks of [`BLOCK_SIZE`]; each block goes to the compressor pool together with a one-shot
+//! blocks of [`format::BLOCK_SIZE`] (or `--block-size`); each block goes to the compressor pool together with a one-shot
 //! reply channel, whose receiving end goes, in block order, to the writer. The writer therefore
 //! writes blocks in order without a reorder buffer, and the number of blocks in flight is
 //! bounded by the channel capacities, which bounds memory.
@@ -43,6 +43,8 @@ pub struct WriteOptions {
     pub output: Utf8PathBuf,
     pub inputs: Vec<Utf8PathBuf>,
     pub level: i32,
+    /// Uncompressed bytes per block ([`format::BLOCK_SIZE`] by default).
+    pub block_size: usize,
     pub threads: usize,
     pub verbose: bool,
     pub quiet: bool,
