@@ -210,6 +210,9 @@ enum SinkTarget {
 impl Sink {
     fn open(path: &Utf8Path) -> Result<Sink> {
         if path.as_str() == "-" {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("writing -: refusing to write an archive to a terminal (redirect stdout)");
+            }
             return Ok(Sink { path: path.to_owned(), target: SinkTarget::Stdout(std::io::stdout()) });
         }
         // OUT that is a symlink: replace the file it points at, as `tar -f` would write
