@@ -83,21 +83,34 @@ pub enum Replace {
 }
 
 fn rename_into_place(dir: BorrowedFd<'_>, from: &str, to: &str, replace: Replace) -> io::Result<()> {
-    let flags = match replace {
-        Replace::Never => RenameFlags::NOREPLACE,
-        Replace::Always => RenameFlags::empty(),
-    };
-    Ok(rustix::fs::renameat_with(dir, from, dir, to, flags)?)
+    match replace {
+        Replace::Always => Ok(rustix::fs::renameat(dir, from, dir, to)?),
+        Replace::Never => match rustix::fs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
+            // NFS, 9p and some FUSE filesystems know no rename flags. A hard link fails just as
+            // atomically on an existing name; the temporary name is removed after.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                rustix::fs::linkat(dir, from, dir, to, AtFlags::empty())?;
+                Ok(rustix::fs::unlinkat(dir, from, AtFlags::empty())?)
+            }
+            result => Ok(result?),
+        },
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_name() -> String {
-    // The pid is asked once: glibc no longer caches it, and this runs once per file.
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let pid = PID.get_or_init(std::process::id);
+    // A random tag, drawn once, so that names an archive might hold cannot be predicted;
+    // O_EXCL and NOREPLACE make a clash a retry or an error anyway.
+    static TAG: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let tag = TAG.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    });
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(".arc-{pid}-{n}.tmp")
+    format!(".arc-{tag:016x}-{n}.tmp")
 }
 
 /// A file being extracted under a temporary name in its final directory. Dropped before
@@ -187,7 +200,7 @@ pub fn symlink(
 
 /// Raises the soft limit on open files to the hard limit and returns how many directory
 /// handles extraction may keep open.
-pub fn dir_handle_budget() -> usize {
+pub fn raise_fd_limit() -> usize {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
     if let Some(max) = limit.maximum {

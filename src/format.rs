@@ -37,7 +37,7 @@ pub const MAX_BLOCK_RAW: u64 = 64 << 20;
 pub const MAX_BLOCK_LEN: u64 = MAX_BLOCK_RAW + (MAX_BLOCK_RAW >> 7) + (1 << 10);
 pub const MAX_INDEX_LEN: u64 = 1 << 30;
 pub const MAX_INDEX_RAW: u64 = 4 << 30;
-pub const MAX_ENTRIES: usize = 50_000_000;
+pub const MAX_ENTRIES: usize = 1 << 24;
 pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_TARGET_LEN: usize = 4095;
 pub const MAX_DEPTH: u32 = 1024;
@@ -187,14 +187,21 @@ pub const KIND_SYMLINK: u8 = 2;
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexRecord {
+    #[serde(deserialize_with = "bounded")]
     pub names: Vec<String>,
+    #[serde(deserialize_with = "bounded")]
     pub depths: Vec<u32>,
     #[serde(with = "serde_bytes")]
     pub kinds: Vec<u8>,
+    #[serde(deserialize_with = "bounded")]
     pub modes: Vec<u16>,
+    #[serde(deserialize_with = "bounded")]
     pub mtime_secs: Vec<i64>,
+    #[serde(deserialize_with = "bounded")]
     pub mtime_nanos: Vec<u32>,
+    #[serde(deserialize_with = "bounded")]
     pub sizes: Vec<u64>,
+    #[serde(deserialize_with = "bounded")]
     pub targets: Vec<String>,
     pub blocks: BlockRecord,
 }
@@ -204,11 +211,46 @@ pub struct IndexRecord {
 #[serde(deny_unknown_fields)]
 pub struct BlockRecord {
     /// Compressed length: the zstd frame's bytes in the archive.
+    #[serde(deserialize_with = "bounded")]
     pub lens: Vec<u64>,
     /// Decompressed length: the block's share of the data stream.
+    #[serde(deserialize_with = "bounded")]
     pub raw_lens: Vec<u64>,
     /// [`block_hash`] of the frame.
+    #[serde(deserialize_with = "bounded")]
     pub hashes: Vec<u64>,
+}
+
+/// Deserializes a column, failing as soon as it holds more than [`MAX_ENTRIES`] elements, so
+/// that a small index that decompresses into millions of tiny elements is refused before
+/// it is built in memory rather than after.
+fn bounded<'de, D, T>(deserializer: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Column<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Column<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_ENTRIES} elements")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Vec<T>, A::Error> {
+            // Never trust the declared length beyond a small head start.
+            let mut column = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(value) = seq.next_element()? {
+                if column.len() == MAX_ENTRIES {
+                    return Err(serde::de::Error::custom(format!("more than {MAX_ENTRIES} elements")));
+                }
+                column.push(value);
+            }
+            Ok(column)
+        }
+    }
+    deserializer.deserialize_seq(Column(std::marker::PhantomData))
 }
 
 /// Serializes and compresses the index. Returns the zstd frame and the CBOR length.

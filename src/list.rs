@@ -26,12 +26,17 @@ pub struct ListOptions {
 
 pub fn run(options: &ListOptions) -> Result<()> {
     let archive = Archive::open(&options.archive)?;
-    print(&archive, options).context("writing the listing to stdout")
+    let selected = select::select(&archive.index, &options.paths, &options.globs)
+        .with_context(|| format!("listing {}", options.archive))?;
+    match print(&archive, &selected, options) {
+        // `arc list x.arc | head` ends quietly, as other Unix tools do.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.context("writing the listing to stdout"),
+    }
 }
 
-fn print(archive: &Archive, options: &ListOptions) -> Result<()> {
+fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std::io::Result<()> {
     let index = &archive.index;
-    let selected = select::select(index, &options.paths, &options.globs)?;
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut paths = PathStack::default();
     for (i, entry) in index.entries.iter().enumerate() {

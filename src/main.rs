@@ -19,18 +19,10 @@ fn main() -> ExitCode {
     match arc::run(cli.into_config()) {
         Ok(arc::Outcome::Clean) => ExitCode::SUCCESS,
         Ok(arc::Outcome::Warnings) => ExitCode::from(1),
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // One line: the whole cause chain, outermost first.
-            eprintln!("arc: error: {err:#}");
+            eprintln!("arc: error: {}", arc::list::escape(&format!("{err:#}")));
             ExitCode::from(2)
         }
     }
-}
-
-/// `arc list x.arc | head` ends quietly, as other Unix tools do.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<std::io::Error>())
-        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -18,6 +18,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -28,7 +29,7 @@ use crate::archive::Archive;
 use crate::dest::{self, DirFd, Replace, TempFile};
 use crate::index::{Entry, Index, Kind};
 use crate::select::{self, Selected};
-use crate::stop::{Failure, Stop};
+use crate::stop::{Failure, Interrupted, Stop};
 use crate::ui::{Console, Counters};
 use crate::Outcome;
 
@@ -68,7 +69,8 @@ enum Action {
 
 pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
     let archive = Archive::open(&options.archive)?;
-    let selected = select::select(&archive.index, &options.paths, &options.globs)?;
+    let selected = select::select(&archive.index, &options.paths, &options.globs)
+        .with_context(|| format!("reading {}", options.archive))?;
     let console = Console::new(options.quiet, options.verbose);
     std::fs::create_dir_all(&options.dest).with_context(|| format!("creating {}", options.dest))?;
     let dest = rustix::fs::open(
@@ -87,7 +89,7 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
         dest_fd: dest,
         actions: vec![Action::Skip; archive.index.entries.len()],
         dirs: Vec::new(),
-        dir_budget: dest::dir_handle_budget(),
+        dir_budget: dest::raise_fd_limit(),
         mode_mask: if options.same_permissions { 0o7777 } else { 0o1777 },
         replace: if options.existing == Existing::Overwrite { Replace::Always } else { Replace::Never },
         counters: Counters::default(),
@@ -107,7 +109,15 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
         }
         drop(done_tx);
     });
-    failure.take()?;
+    if let Err(error) = failure.take() {
+        if !error.is::<Interrupted>() {
+            // As tar does: finish what can be finished (links, directory modes and times),
+            // then report the first error.
+            let _ = extraction.make_symlinks(stop);
+            let _ = extraction.finish_dirs(&selected);
+        }
+        return Err(error);
+    }
     extraction.make_symlinks(stop)?;
     extraction.finish_dirs(&selected)?;
     Ok(if console.warned() { Outcome::Warnings } else { Outcome::Clean })
@@ -142,10 +152,12 @@ struct Piece {
     len: usize,
 }
 
-/// A file whose bytes span several blocks, open under its temporary name.
+/// A file whose bytes span several blocks. Its temporary file is created by the first piece
+/// to arrive and taken by the last, so open handles track the files in progress, not the
+/// archive's size.
 struct Span<'a> {
     entry: u32,
-    temp: TempFile<'a>,
+    temp: Mutex<Option<TempFile<'a>>>,
     blocks_left: AtomicUsize,
 }
 
@@ -289,8 +301,7 @@ impl<'a> Extraction<'a> {
                 continue;
             }
             let span = if range.len() > 1 {
-                let temp = TempFile::create(self.parent_dir(i)?)
-                    .with_context(|| format!("creating {}", self.display(i)))?;
+                let temp = Mutex::new(None);
                 spans.push(Span { entry: i as u32, temp, blocks_left: AtomicUsize::new(range.len()) });
                 Some(spans.len() as u32 - 1)
             } else {
@@ -339,11 +350,11 @@ impl<'a> Extraction<'a> {
         Ok(())
     }
 
-    fn write_block(
-        &self,
+    fn write_block<'s>(
+        &'s self,
         b: usize,
         pieces: &[Piece],
-        spans: &[Span],
+        spans: &[Span<'s>],
         frame: &mut Vec<u8>,
         data: &mut Vec<u8>,
         failure: &Failure,
@@ -376,18 +387,32 @@ impl<'a> Extraction<'a> {
         })
     }
 
-    fn write_piece(&self, piece: &Piece, bytes: &[u8], spans: &[Span]) -> Result<()> {
+    fn write_piece<'s>(&'s self, piece: &Piece, bytes: &[u8], spans: &[Span<'s>]) -> Result<()> {
         let i = piece.entry as usize;
         match piece.span {
             None => self.write_whole(i, bytes)?,
             Some(s) => {
                 let span = &spans[s as usize];
-                span.temp
-                    .file
-                    .write_all_at(bytes, piece.file_offset)
+                // Write through a duplicate handle so that pieces go in parallel, outside the lock.
+                let file = {
+                    let mut slot = span.temp.lock().unwrap_or_else(|e| e.into_inner());
+                    let temp = match slot.take() {
+                        Some(temp) => temp,
+                        None => TempFile::create(self.parent_dir(i)?)
+                            .with_context(|| format!("creating {}", self.display(i)))?,
+                    };
+                    let file = temp.file.try_clone().with_context(|| format!("writing {}", self.display(i)));
+                    *slot = Some(temp);
+                    file?
+                };
+                file.write_all_at(bytes, piece.file_offset)
                     .with_context(|| format!("writing {}", self.display(i)))?;
+                drop(file);
+                // Every other piece has been written once the count reaches zero.
                 if span.blocks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    self.persist(span.entry as usize, &span.temp)?;
+                    let temp = span.temp.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    let temp = temp.ok_or_else(|| anyhow!("{}: spanning file vanished", self.display(i)))?;
+                    self.persist(span.entry as usize, &temp)?;
                 }
             }
         }

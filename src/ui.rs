@@ -41,7 +41,8 @@ impl Console {
             let _ = write!(err, "\r\x1b[K");
             *shown = false;
         }
-        let _ = writeln!(err, "arc: warning: {message}");
+        // Paths in messages may hold control characters; never let them reach the terminal.
+        let _ = writeln!(err, "arc: warning: {}", crate::list::escape(&message.to_string()));
     }
 
     pub fn warned(&self) -> bool {

@@ -61,19 +61,24 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
     if damaged.is_empty() {
         return Ok(());
     }
+    // Files with bytes, in data-stream order, so each block's files are found by bisection.
+    let files: Vec<usize> = (0..index.entries.len())
+        .filter(|&i| index.entries[i].kind == Kind::File && index.entries[i].size > 0)
+        .collect();
     let mut affected = 0;
     for (b, why) in &damaged {
         console.warn(why);
         let block = &index.blocks[*b];
-        for (i, entry) in index.entries.iter().enumerate() {
-            let overlaps = entry.kind == Kind::File
-                && entry.size > 0
-                && entry.offset < block.raw_offset + block.raw_len
-                && block.raw_offset < entry.offset + entry.size;
-            if overlaps {
-                affected += 1;
-                eprintln!("arc: damaged: {}", crate::list::escape(&index.path(i)));
+        let first = files.partition_point(|&i| {
+            let e = &index.entries[i];
+            e.offset + e.size <= block.raw_offset
+        });
+        for &i in &files[first..] {
+            if index.entries[i].offset >= block.raw_offset + block.raw_len {
+                break;
             }
+            affected += 1;
+            eprintln!("arc: damaged: {}", crate::list::escape(&index.path(i)));
         }
     }
     bail!(

@@ -263,21 +263,25 @@ impl<'a> Walker<'a> {
             Counters::add(&self.counters.bytes_in, got);
             if let Err(e) = read {
                 let error = anyhow::Error::new(e).context(format!("reading {path}"));
-                self.failed_read(error)?;
+                if !self.options.ignore_failed_read {
+                    return Err(error);
+                }
+                // Bytes already read may sit in blocks that are gone: keep what was read.
+                self.console.warn(format!("{error:#} (archived only its first {done} of {expected} bytes)"));
                 return Ok(done);
             }
             if done > expected {
                 self.block.pop();
                 self.offset -= 1;
                 self.console.warn(format!(
-                    "{path}: file grew while it was read; archived its first {expected} bytes"
+                    "reading {path}: file grew while it was read (archived its first {expected} bytes)"
                 ));
                 return Ok(expected);
             }
             if got < want {
                 if done < expected {
                     self.console.warn(format!(
-                        "{path}: file shrank while it was read; archived {done} of {expected} bytes"
+                        "reading {path}: file shrank while it was read (archived {done} of {expected} bytes)"
                     ));
                 }
                 return Ok(done);

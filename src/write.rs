@@ -65,6 +65,8 @@ pub struct Frame {
 
 pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
     let roots = walk::roots(&options.inputs)?;
+    // The walker holds a handle per directory level of the deepest path.
+    crate::dest::raise_fd_limit();
     let mut console = Console::new(options.quiet, options.verbose);
     if options.output.as_str() == "-" {
         console = console.paths_on_stderr();
@@ -78,9 +80,20 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
     }
 
     let index = pipeline(options, &roots, &console, stop, &mut sink, skip)?;
+    if index.entries.len() > format::MAX_ENTRIES {
+        bail!(
+            "writing {}: {} entries is more than an archive may hold ({})",
+            options.output,
+            index.entries.len(),
+            format::MAX_ENTRIES
+        );
+    }
     let record = index.to_record();
     let (frame, raw_len) = format::encode_index(&record, options.level)
         .with_context(|| format!("writing {}", options.output))?;
+    if frame.len() as u64 > format::MAX_INDEX_LEN || raw_len > format::MAX_INDEX_RAW {
+        bail!("writing {}: the index is larger than an archive may hold", options.output);
+    }
     let trailer = format::Trailer::new(&frame, raw_len);
     sink.write_all(&frame)
         .and_then(|()| sink.write_all(&trailer.encode()))
@@ -199,6 +212,8 @@ fn writer(
 struct Sink {
     path: Utf8PathBuf,
     target: SinkTarget,
+    /// An archive is there already: make the new one durable before it replaces the old.
+    replaces: bool,
 }
 
 enum SinkTarget {
@@ -213,7 +228,11 @@ impl Sink {
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 bail!("writing -: refusing to write an archive to a terminal (redirect stdout)");
             }
-            return Ok(Sink { path: path.to_owned(), target: SinkTarget::Stdout(std::io::stdout()) });
+            return Ok(Sink {
+                path: path.to_owned(),
+                target: SinkTarget::Stdout(std::io::stdout()),
+                replaces: false,
+            });
         }
         // OUT that is a symlink: replace the file it points at, as `tar -f` would write
         // through it, rather than replacing the link with a regular file.
@@ -237,6 +256,7 @@ impl Sink {
             return Ok(Sink {
                 path: path.to_owned(),
                 target: SinkTarget::InPlace(std::io::BufWriter::new(file)),
+                replaces: false,
             });
         }
         if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
@@ -253,7 +273,8 @@ impl Sink {
             .tempfile_in(dir)
             .with_context(|| format!("creating a temporary file in {dir}"))?;
         let writer = std::io::BufWriter::with_capacity(1 << 20, temp);
-        Ok(Sink { path: path.to_owned(), target: SinkTarget::Temp(writer) })
+        let replaces = std::fs::symlink_metadata(path).is_ok();
+        Ok(Sink { path: path.to_owned(), target: SinkTarget::Temp(writer), replaces })
     }
 
     /// (device, inode) of the file being written, so the walker can leave it out.
@@ -261,7 +282,12 @@ impl Sink {
         let meta = match &self.target {
             SinkTarget::Temp(w) => w.get_ref().as_file().metadata()?,
             SinkTarget::InPlace(w) => w.get_ref().metadata()?,
-            SinkTarget::Stdout(_) => return Ok((u64::MAX, u64::MAX)),
+            // stdout redirected into a file inside the tree must not be archived either.
+            #[allow(clippy::unnecessary_cast)]
+            SinkTarget::Stdout(out) => match rustix::fs::fstat(out) {
+                Ok(stat) => return Ok((stat.st_dev as u64, stat.st_ino as u64)),
+                Err(_) => return Ok((u64::MAX, u64::MAX)),
+            },
         };
         Ok((meta.dev(), meta.ino()))
     }
@@ -279,6 +305,11 @@ impl Sink {
         match self.target {
             SinkTarget::Temp(w) => {
                 let temp = w.into_inner().map_err(|e| e.into_error())?;
+                if self.replaces {
+                    // Without this, a crash soon after the rename could leave an empty file
+                    // where the old archive was.
+                    temp.as_file().sync_all()?;
+                }
                 temp.persist(&self.path).map_err(|e| e.error)?;
             }
             SinkTarget::InPlace(mut w) => w.flush()?,
