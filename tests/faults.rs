@@ -1,0 +1,494 @@
+//! Faults from outside the archive: files that cannot be read, a full disk, files that change
+//! while they are archived, and SIGINT in the middle of `write` and `read`. In each case arc
+//! ends with the promised exit status and leaves no partial output: no temporary file, no
+//! half-written archive, no incomplete file under its final name (docs/SECURITY.md).
+
+mod common_hostile;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common_hostile::{arc, run_program, snapshot, temp_files, tree, Run, ARC};
+use rustix::process::{kill_process, Pid, Signal};
+
+/// `len` bytes zstd cannot shrink (xorshift64*), the same for the same seed.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// `len` bytes of text made of a few hundred pseudo-words: zstd has real work to do on it at
+/// higher levels, which keeps arc busy long enough to be interrupted.
+fn pseudo_text(len: usize, seed: u64) -> Vec<u8> {
+    let letters = random_bytes(4096, seed);
+    let words: Vec<&[u8]> = letters.chunks(8).map(|w| &w[..2 + usize::from(w[0]) % 7]).collect();
+    let choices = random_bytes(len / 3 + 16, seed + 1);
+    let mut out = Vec::with_capacity(len + 16);
+    for (i, &c) in choices.iter().enumerate() {
+        if out.len() >= len {
+            break;
+        }
+        out.extend(words[(usize::from(c) + i % 251) % words.len()].iter().map(|b| b'a' + b % 26));
+        out.push(if c % 11 == 0 { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
+}
+
+/// A temporary directory everyone may write to (for runs as `nobody`).
+fn open_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("arc-faults-").tempdir().expect("creating a temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod 777");
+    dir
+}
+
+fn write_file(path: &Path, contents: &[u8]) {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("creating parents");
+    }
+    fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn os(path: &Path) -> &std::ffi::OsStr {
+    path.as_os_str()
+}
+
+/// How to run arc as a user who cannot read mode-000 files: through setpriv as `nobody` when
+/// the tests run as root; `None` (with a note) if that is impossible.
+fn as_unprivileged() -> Option<Vec<&'static str>> {
+    if !rustix::process::geteuid().is_root() {
+        return Some(vec![ARC]);
+    }
+    let setpriv = Command::new("setpriv").arg("--version").output();
+    if setpriv.is_ok_and(|o| o.status.success()) {
+        Some(vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ARC])
+    } else {
+        eprintln!("note: setpriv is missing, so the unreadable-file tests cannot drop root: skipped");
+        None
+    }
+}
+
+fn list(archive: &Path) -> Vec<String> {
+    let run = arc(["list".as_ref(), os(archive)]);
+    run.code(0);
+    run.stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn unreadable_file_is_an_error_or_with_ignore_failed_read_a_warning() {
+    let Some(arc_user) = as_unprivileged() else { return };
+    let dir = open_dir();
+    let src = dir.path().join("t");
+    write_file(&src.join("a"), b"readable\n");
+    write_file(&src.join("secret"), b"not for nobody\n");
+    write_file(&src.join("sub/b"), b"readable too\n");
+    set_mode(&src.join("secret"), 0o000);
+    let out = dir.path().join("x.arc");
+
+    let run = run_program(&arc_user, ["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
+    run.refused(&format!("{}", src.join("secret").display()));
+    assert!(run.stderr.contains("Permission denied"), "{}", run.describe());
+    assert!(!out.exists(), "an archive was made: {}", run.describe());
+    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+
+    let run = run_program(
+        &arc_user,
+        ["write".as_ref(), "-q".as_ref(), "--ignore-failed-read".as_ref(), "-o".as_ref(), os(&out), os(&src)],
+    );
+    run.code(1);
+    let warnings: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{}", run.describe());
+    assert!(warnings[0].starts_with("arc: warning: "), "{}", run.describe());
+    assert!(warnings[0].contains(&format!("{}", src.join("secret").display())), "{}", run.describe());
+    assert!(warnings[0].contains("left out"), "{}", run.describe());
+    assert_eq!(list(&out), ["t/", "t/a", "t/sub/", "t/sub/b"]);
+    arc(["verify".as_ref(), os(&out)]).code(0);
+    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn unreadable_directory_is_an_error_or_with_ignore_failed_read_a_warning() {
+    let Some(arc_user) = as_unprivileged() else { return };
+    let dir = open_dir();
+    let src = dir.path().join("t");
+    write_file(&src.join("a"), b"readable\n");
+    write_file(&src.join("closed/inside"), b"unreachable\n");
+    write_file(&src.join("z"), b"after it\n");
+    set_mode(&src.join("closed"), 0o000);
+    let out = dir.path().join("x.arc");
+
+    let run = run_program(&arc_user, ["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
+    run.refused(&format!("{}", src.join("closed").display()));
+    assert!(!out.exists(), "an archive was made: {}", run.describe());
+
+    let run = run_program(
+        &arc_user,
+        ["write".as_ref(), "-q".as_ref(), "--ignore-failed-read".as_ref(), "-o".as_ref(), os(&out), os(&src)],
+    );
+    run.code(1);
+    assert!(run.stderr.contains(&format!("{}", src.join("closed").display())), "{}", run.describe());
+    assert_eq!(list(&out), ["t/", "t/a", "t/z"]);
+    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+    set_mode(&src.join("closed"), 0o755);
+}
+
+#[test]
+fn full_device_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = dir.path().join("t");
+    write_file(&src.join("a"), &random_bytes(100_000, 1));
+    // OUT a character device, written in place.
+    let run = arc(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), "/dev/full".as_ref(), os(&src)]);
+    run.refused("No space left on device");
+    // Standard output that cannot take the archive.
+    let output = Command::new(ARC)
+        .args(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), "-".as_ref(), os(&src)])
+        .stdin(Stdio::null())
+        .stdout(fs::OpenOptions::new().write(true).open("/dev/full").expect("opening /dev/full"))
+        .output()
+        .expect("running arc");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+}
+
+/// A tmpfs of 1 MiB, unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount() -> Option<SmallFs> {
+        let dir = tempfile::Builder::new().prefix("arc-smallfs-").tempdir().ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(SmallFs { dir })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn full_filesystem_leaves_the_old_archive_and_no_temporary_file() {
+    let Some(small) = SmallFs::mount() else {
+        eprintln!("note: cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): skipped");
+        return;
+    };
+    let mnt = small.dir.path();
+    let work = tempfile::tempdir().expect("temp dir");
+    let old_src = work.path().join("old");
+    write_file(&old_src.join("a"), b"the old archive's file\n");
+    let out = mnt.join("x.arc");
+    arc(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&old_src)]).code(0);
+    // Everything in the filesystem but its root, whose mtime the temporary file changes.
+    let contents = || {
+        let mut all = snapshot(mnt, &[]);
+        all.remove("");
+        all
+    };
+    let before = contents();
+
+    let src = work.path().join("t");
+    write_file(&src.join("big"), &random_bytes(3 << 20, 2));
+    let run = arc(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
+    run.refused("No space left on device");
+    assert_eq!(contents(), before, "the old archive changed or a file was left: {}", run.describe());
+    assert_eq!(list(&out), ["old/", "old/a"]);
+    arc(["verify".as_ref(), os(&out)]).code(0);
+}
+
+/// Byte `k` of every file the mutating threads write: whatever arc reads of such a file, at
+/// whatever moment, must agree with this.
+fn pattern_byte(k: u64) -> u8 {
+    (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8
+}
+
+fn pattern_range(from: u64, len: usize) -> Vec<u8> {
+    (from..from + len as u64).map(pattern_byte).collect()
+}
+
+fn assert_pattern(path: &Path) {
+    let bytes = fs::read(path).expect("reading an extracted file");
+    if let Some(k) = (0..bytes.len()).find(|&k| bytes[k] != pattern_byte(k as u64)) {
+        panic!("{}: byte {k} of {} is not what was ever written there", path.display(), bytes.len());
+    }
+}
+
+/// Appends to `path` a little at a time until `stop` (or 16 MiB).
+fn grow(path: PathBuf, stop: &AtomicBool) {
+    let mut file = fs::OpenOptions::new().append(true).open(&path).expect("opening the growing file");
+    let mut len = fs::metadata(&path).expect("stat").len();
+    while !stop.load(Ordering::Relaxed) && len < 16 << 20 {
+        file.write_all(&pattern_range(len, 4096)).expect("appending");
+        len += 4096;
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Cuts `path` from 2 MiB to 1 MiB and fills it again, over and over until `stop`.
+fn shrink(path: PathBuf, stop: &AtomicBool) {
+    use std::os::unix::fs::FileExt;
+    let file = fs::OpenOptions::new().write(true).open(&path).expect("opening the shrinking file");
+    let half = 1 << 20;
+    let second_half = pattern_range(half, half as usize);
+    while !stop.load(Ordering::Relaxed) {
+        file.write_all_at(&second_half, half).expect("refilling");
+        thread::sleep(Duration::from_micros(200));
+        // At a page boundary, so no page is ever partly zeroed under a reader.
+        file.set_len(half).expect("truncating");
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Files that grow or shrink while arc reads them: the archive stays consistent (verify
+/// passes, read gives back files whose bytes are ones that were written there), and exit
+/// status 1 goes with the warning. Whether arc catches a change in the act is up to timing, so
+/// the run is repeated a few times to see both warnings, but their absence is not a failure.
+#[test]
+fn files_changing_while_read_give_a_consistent_archive() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("t");
+    write_file(&src.join("aa-before"), &random_bytes(2 << 20, 3));
+    write_file(&src.join("grow"), &pattern_range(0, 1 << 20));
+    write_file(&src.join("shrink"), &pattern_range(0, 2 << 20));
+    write_file(&src.join("zz-after"), &random_bytes(2 << 20, 4));
+    let out = work.path().join("x.arc");
+    let mut seen = (false, false);
+    for attempt in 0..6 {
+        fs::write(src.join("grow"), pattern_range(0, 1 << 20)).expect("resetting the growing file");
+        let stop = AtomicBool::new(false);
+        let run = thread::scope(|scope| {
+            scope.spawn(|| grow(src.join("grow"), &stop));
+            scope.spawn(|| shrink(src.join("shrink"), &stop));
+            thread::sleep(Duration::from_millis(5));
+            let run = arc(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
+            stop.store(true, Ordering::Relaxed);
+            run
+        });
+        let grew = run.stderr.contains("file grew while it was read");
+        let shrank = run.stderr.contains("file shrank while it was read");
+        if grew || shrank {
+            run.code(1);
+            assert!(run.stderr.lines().all(|l| l.starts_with("arc: warning: ")), "{}", run.describe());
+        } else {
+            run.code(0);
+            assert_eq!(run.stderr, "", "{}", run.describe());
+        }
+        seen = (seen.0 || grew, seen.1 || shrank);
+        arc(["verify".as_ref(), "-q".as_ref(), os(&out)]).code(0);
+        let dest = work.path().join(format!("dest{attempt}"));
+        arc(["read".as_ref(), "-q".as_ref(), "-C".as_ref(), os(&dest), os(&out)]).code(0);
+        for name in ["aa-before", "zz-after"] {
+            assert!(
+                fs::read(dest.join("t").join(name)).expect("reading")
+                    == fs::read(src.join(name)).expect("reading")
+            );
+        }
+        assert_pattern(&dest.join("t/grow"));
+        assert_pattern(&dest.join("t/shrink"));
+        fs::remove_dir_all(&dest).expect("removing DEST");
+        if seen == (true, true) {
+            break;
+        }
+    }
+    if seen != (true, true) {
+        eprintln!("note: arc did not catch every kind of change in the act (grew, shrank) = {seen:?}");
+    }
+}
+
+/// The state letter of a process (`R`, `S`, `T` for stopped, `Z`...), from /proc.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn signal(child: &Child, signal: Signal) {
+    kill_process(Pid::from_child(child), signal).expect("sending a signal");
+}
+
+/// Runs `command`, freezing it (SIGSTOP) every few milliseconds to look at `progressed`; once
+/// that holds while arc is still running, sends SIGINT and lets it go on. Returns the run and
+/// how long arc took to exit after the signal, or `None` if arc finished before progress
+/// showed.
+fn interrupt_when(command: &mut Command, progressed: impl Fn() -> bool) -> Option<(Run, Duration)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning arc");
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sent = loop {
+        thread::sleep(Duration::from_millis(3));
+        signal(&child, Signal::STOP);
+        let stopped = loop {
+            if child.try_wait().expect("waiting").is_some() {
+                break false;
+            }
+            if process_state(pid) == Some('T') {
+                break true;
+            }
+            thread::sleep(Duration::from_micros(200));
+        };
+        if !stopped {
+            break None;
+        }
+        if progressed() {
+            signal(&child, Signal::INT);
+            signal(&child, Signal::CONT);
+            break Some(Instant::now());
+        }
+        signal(&child, Signal::CONT);
+        assert!(Instant::now() < deadline, "arc made no visible progress in a minute");
+    };
+    let output = child.wait_with_output().expect("waiting for arc");
+    let elapsed = sent.map(|at| at.elapsed());
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "arc panicked:\n{stderr}");
+    let code =
+        output.status.code().unwrap_or_else(|| panic!("arc was killed: {:?}\n{stderr}", output.status));
+    let run = Run {
+        command: format!("{command:?}"),
+        code,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr,
+    };
+    elapsed.map(|e| (run, e))
+}
+
+#[test]
+fn sigint_during_write_leaves_no_archive_and_no_temporary_file() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("t");
+    let outdir = work.path().join("out");
+    fs::create_dir(&outdir).expect("mkdir");
+    let out = outdir.join("x.arc");
+    let mut size = 24 << 20;
+    for _ in 0..3 {
+        for i in 0..4 {
+            write_file(&src.join(format!("f{i}")), &pseudo_text(size / 4, i as u64));
+        }
+        // A temporary file with bytes in it: the writer is under way, and OUT not yet renamed.
+        let writing = || {
+            !out.exists()
+                && fs::read_dir(&outdir)
+                    .expect("ls")
+                    .any(|e| e.expect("ls").metadata().is_ok_and(|m| m.len() > 0))
+        };
+        let mut command = Command::new(ARC);
+        command.args(["write".as_ref(), "-l".as_ref(), "6".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
+        let Some((run, took)) = interrupt_when(&mut command, writing) else {
+            // Finished before it could be caught writing: try again with more to do.
+            let _ = fs::remove_file(&out);
+            size *= 2;
+            continue;
+        };
+        assert_ne!(run.code, 0, "{}", run.describe());
+        assert!(run.stderr.contains("interrupted"), "{}", run.describe());
+        assert!(took < Duration::from_secs(5), "arc took {took:?} to stop");
+        assert!(!out.exists(), "an archive was left: {}", run.describe());
+        assert_eq!(temp_files(&outdir), Vec::<String>::new(), "{}", run.describe());
+        assert_eq!(fs::read_dir(&outdir).expect("ls").count(), 0);
+        return;
+    }
+    panic!("arc always finished before it could be interrupted");
+}
+
+/// Regular files beneath `dir` under their final names (not arc's temporary ones).
+fn count_files(dir: &Path) -> usize {
+    let Ok(children) = fs::read_dir(dir) else { return 0 };
+    let mut count = 0;
+    for child in children.flatten() {
+        let Ok(file_type) = child.file_type() else { continue };
+        if file_type.is_dir() {
+            count += count_files(&child.path());
+        } else if file_type.is_file() && !child.file_name().to_string_lossy().starts_with(".arc-") {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[test]
+fn sigint_during_read_leaves_only_complete_files() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("t");
+    let text = pseudo_text(8 << 20, 9);
+    // Files of many sizes, three of them spanning blocks.
+    for i in 0..240usize {
+        let len = 1 + (i * 7919) % 120_000;
+        let at = (i * 104_729) % (text.len() - len);
+        write_file(&src.join(format!("d{}/f{i:03}", i % 7)), &text[at..at + len]);
+    }
+    for i in 0..3u64 {
+        write_file(&src.join(format!("span{i}")), &random_bytes(6 << 20, 10 + i));
+    }
+    let archive = work.path().join("x.arc");
+    arc([
+        "write".as_ref(),
+        "-q".as_ref(),
+        "-l".as_ref(),
+        "1".as_ref(),
+        "-o".as_ref(),
+        os(&archive),
+        os(&src),
+    ])
+    .code(0);
+    let expected = tree(&src);
+    let total_files = expected.values().filter(|s| s.starts_with('f')).count();
+
+    for attempt in 0..3 {
+        let dest = work.path().join(format!("dest{attempt}"));
+        let under_way = || {
+            let n = count_files(&dest);
+            n > 0 && n < total_files / 2
+        };
+        let mut command = Command::new(ARC);
+        command.args(["read".as_ref(), "-j".as_ref(), "2".as_ref(), "-C".as_ref(), os(&dest), os(&archive)]);
+        let Some((run, took)) = interrupt_when(&mut command, under_way) else { continue };
+        assert_ne!(run.code, 0, "{}", run.describe());
+        assert!(run.stderr.contains("interrupted"), "{}", run.describe());
+        assert!(took < Duration::from_secs(5), "arc took {took:?} to stop");
+        assert_eq!(temp_files(&dest), Vec::<String>::new(), "{}", run.describe());
+        let got = tree(&dest.join("t"));
+        let mut complete = 0;
+        for (rel, short) in &got {
+            if short.starts_with('f') {
+                // Modes and contents as in the source (directories may still be 700).
+                assert_eq!(Some(short), expected.get(rel), "{rel} is incomplete or wrong");
+                complete += 1;
+            }
+        }
+        assert!(complete < total_files, "everything was extracted: the test did not interrupt");
+        return;
+    }
+    panic!("arc always finished before it could be interrupted");
+}

@@ -1,0 +1,155 @@
+//! The fuzz corpus, replayed on stable Rust: every input under fuzz/corpus/<target>/ and
+//! fuzz/regressions/<target>/ goes through the same checks as the cargo-fuzz targets (the
+//! harness file is included here as a module), so CI notices a regression without nightly or
+//! cargo-fuzz. `regenerate_seed_corpus` (ignored) rewrites the seeds from real archives.
+
+#[path = "../fuzz/src/lib.rs"]
+mod harness;
+
+mod common_hostile;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common_hostile::{arc, craft, Spec};
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// Every input of `target`, seeds and regressions, by path.
+fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    for dir in [fuzz_dir().join("corpus").join(target), fuzz_dir().join("regressions").join(target)] {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry.expect("listing the corpus").path();
+            let bytes = fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            all.push((path, bytes));
+        }
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn index_corpus_passes_the_index_checks() {
+    let inputs = inputs("index");
+    assert!(inputs.len() >= 10, "the index corpus is missing");
+    let mut built = 0;
+    for (path, bytes) in &inputs {
+        let result = std::panic::catch_unwind(|| harness::check_index(bytes));
+        match result {
+            Ok(true) => built += 1,
+            Ok(false) => {}
+            Err(_) => panic!("{} fails the index checks", path.display()),
+        }
+    }
+    // The seeds are valid archives and indexes: if none builds, the harness is broken.
+    assert!(built * 2 >= inputs.len(), "only {built} of {} inputs built an index", inputs.len());
+}
+
+#[test]
+fn read_corpus_passes_the_extraction_checks() {
+    let inputs = inputs("read");
+    assert!(inputs.len() >= 10, "the read corpus is missing");
+    let mut extracted = 0;
+    for (path, bytes) in &inputs {
+        let result = std::panic::catch_unwind(|| harness::check_read(bytes));
+        match result {
+            Ok(true) => extracted += 1,
+            Ok(false) => {}
+            Err(_) => panic!("{} fails the extraction checks", path.display()),
+        }
+    }
+    assert!(extracted * 2 >= inputs.len(), "only {extracted} of {} inputs extracted", inputs.len());
+}
+
+#[test]
+fn harness_rebuilds_the_archive_from_each_kind_of_input() {
+    // Each kind of input made from an archive stands for an archive that extracts.
+    let (record, data) = seed_spec().record();
+    let archive = craft(record, &data, 64);
+    let inputs = harness::inputs_from_archive(&archive);
+    assert_eq!(inputs.iter().map(|(kind, _)| *kind).collect::<Vec<_>>(), ["raw", "frames", "data"]);
+    for (kind, input) in &inputs {
+        assert!(harness::check_read(input), "the {kind} input does not extract");
+    }
+    assert_eq!(harness::archive_from_input(inputs[0].1[0], &inputs[0].1[1..]), archive);
+    assert!(harness::check_index(&[&[0u8][..], &archive].concat()));
+}
+
+/// A tree with every kind of entry, a setuid file and a file spanning several blocks.
+fn seed_spec() -> Spec {
+    Spec::new()
+        .dir(0, "r")
+        .file(1, "a", "alpha\n")
+        .dir(1, "d")
+        .mode(0o700)
+        .file(2, "big", (0..300u32).map(|i| (i % 7) as u8 + b'a').collect::<Vec<u8>>())
+        .dir(2, "e")
+        .file(2, "empty", "")
+        .file(1, "l", "link")
+        .symlink(1, "m", "../elsewhere")
+        .file(1, "suid", "#!/bin/sh\n")
+        .mode(0o4755)
+}
+
+#[test]
+#[ignore = "rewrites fuzz/corpus; run by hand: cargo test --test fuzz_corpus -- --ignored"]
+fn regenerate_seed_corpus() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = work.path().join("t");
+    fs::create_dir_all(src.join("d/e")).expect("mkdir");
+    fs::write(src.join("a"), "alpha\n").expect("write");
+    fs::write(src.join("d/b"), "bravo\n".repeat(40)).expect("write");
+    fs::write(src.join("d/empty"), "").expect("write");
+    std::os::unix::fs::symlink("a", src.join("l")).expect("symlink");
+    std::os::unix::fs::symlink("../../outside", src.join("d/up")).expect("symlink");
+    let write = |name: &str, inputs: &[&Path]| {
+        let out = work.path().join(name);
+        let mut args = vec!["write".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()];
+        args.extend(inputs.iter().map(|p| p.as_os_str()));
+        arc(args).code(0);
+        fs::read(&out).expect("reading the archive")
+    };
+    let empty = work.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let archives: Vec<(&str, Vec<u8>)> = vec![
+        ("tree", write("tree.arc", &[&src])),
+        ("empty-dir", write("empty.arc", &[&empty])),
+        ("one-file", write("one.arc", &[&src.join("a")])),
+        ("two-roots", write("two.arc", &[&src.join("d"), &src.join("a")])),
+        ("small-blocks", craft(seed_spec().record().0, &seed_spec().record().1, 64)),
+    ];
+    for target in ["index", "read"] {
+        let dir = fuzz_dir().join("corpus").join(target);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+    }
+    for (name, archive) in &archives {
+        for (kind, input) in harness::inputs_from_archive(archive) {
+            fs::write(fuzz_dir().join(format!("corpus/read/{name}-{kind}")), &input).expect("write");
+        }
+        fs::write(fuzz_dir().join(format!("corpus/index/{name}-archive")), [&[0u8][..], archive].concat())
+            .expect("write");
+        if let Some((_, frames)) =
+            harness::inputs_from_archive(archive).into_iter().find(|(k, _)| *k == "frames")
+        {
+            // The CBOR of the index alone: the second kind of `index` input.
+            let len = u32::from_le_bytes(frames[1..5].try_into().expect("four bytes")) as usize;
+            let cbor = &frames[5..5 + len];
+            fs::write(fuzz_dir().join(format!("corpus/index/{name}-cbor")), [&[1u8][..], cbor].concat())
+                .expect("write");
+        }
+    }
+    // Options for the tree: --same-permissions, two threads with a second extraction that
+    // overwrites, and one that keeps.
+    let tree = &archives[0].1;
+    for (name, first) in
+        [("same-permissions", 3u8), ("overwrite-twice", 3 * (2 << 2 | 2)), ("keep-twice", 3 * (3 << 2))]
+    {
+        fs::write(fuzz_dir().join(format!("corpus/read/tree-{name}")), [&[first][..], tree].concat())
+            .expect("write");
+    }
+}
