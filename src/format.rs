@@ -265,29 +265,25 @@ pub fn encode_index(record: &IndexRecord, level: i32) -> std::io::Result<(Vec<u8
 
 /// Decompresses and parses the index frame after [`Trailer::check`] passed. The CBOR may not
 /// exceed `raw_len`, which the trailer capped; the structure is checked by `Index`.
+///
+/// The CBOR is parsed as it is decompressed, so garbage fails at its first bad byte instead of
+/// after gigabytes of output, and columns stop at [`MAX_ENTRIES`] elements.
 pub fn decode_index(frame: &[u8], raw_len: u64) -> Result<IndexRecord> {
-    let cbor = decompress_exact(frame, raw_len).map_err(|e| corrupt(format!("index: {e}")))?;
-    ciborium::from_reader(cbor.as_slice()).map_err(|e| corrupt(format!("index: {e}")))
-}
-
-/// Decompresses one zstd frame that must expand to exactly `raw_len` bytes. The output
-/// buffer grows with what the decoder actually produces (never sized up front by `raw_len`),
-/// and decoding stops one byte past `raw_len`, so a bomb cannot make it allocate more.
-pub fn decompress_exact(frame: &[u8], raw_len: u64) -> std::result::Result<Vec<u8>, String> {
     use std::io::Read;
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| e.to_string())?;
-    decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| e.to_string())?;
-    let mut decoder = decoder.single_frame();
-    let mut out = Vec::new();
-    (&mut decoder).take(raw_len.saturating_add(1)).read_to_end(&mut out).map_err(|e| e.to_string())?;
-    if out.len() as u64 != raw_len {
-        return Err(format!(
-            "expands to {}{} bytes, index says {raw_len}",
-            out.len(),
-            if out.len() as u64 > raw_len { "+" } else { "" }
-        ));
+    let index_error = |e: &dyn std::fmt::Display| corrupt(format!("index: {e}"));
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| index_error(&e))?;
+    decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
+    let mut cbor = std::io::BufReader::new(decoder.single_frame().take(raw_len.saturating_add(1)));
+    let record = ciborium::from_reader(&mut cbor).map_err(|e| index_error(&e))?;
+    // What the parser did not consume must be nothing, and the total exactly raw_len.
+    let consumed = raw_len.saturating_add(1) - cbor.get_ref().limit() - cbor.buffer().len() as u64;
+    let rest = std::io::copy(&mut cbor, &mut std::io::sink()).map_err(|e| index_error(&e))?;
+    if consumed != raw_len || rest != 0 {
+        let total = consumed + rest;
+        let more = if total > raw_len { "+" } else { "" };
+        return Err(index_error(&format!("expands to {total}{more} bytes, trailer says {raw_len}")));
     }
-    Ok(out)
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -345,12 +341,16 @@ mod tests {
     }
 
     #[test]
-    fn decompress_exact_refuses_bombs() {
-        let zeros = vec![0u8; 1 << 20];
+    fn index_bombs_fail_early() {
+        // 64 MiB of zeros in a tiny frame: not CBOR of an index, refused at the first byte
+        // whatever the trailer claims, without decompressing the rest.
+        let zeros = vec![0u8; 64 << 20];
         let frame = zstd::bulk::compress(&zeros, 3).expect("compress");
-        assert!(frame.len() < 1000);
-        let err = decompress_exact(&frame, 4096).expect_err("bomb must fail");
-        assert!(err.contains("4097+"), "{err}");
-        assert_eq!(decompress_exact(&frame, 1 << 20).map(|v| v.len()), Ok(1 << 20));
+        assert!(frame.len() < 10_000);
+        assert!(matches!(decode_index(&frame, 64 << 20), Err(FormatError::Corrupt(_))));
+        // A valid index followed by more bytes than the trailer says is refused too.
+        let (frame, raw_len) = encode_index(&IndexRecord::default(), 3).expect("encode");
+        assert!(decode_index(&frame, raw_len).is_ok());
+        assert!(decode_index(&frame, raw_len + 5).is_err());
     }
 }

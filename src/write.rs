@@ -126,7 +126,8 @@ fn pipeline(
         for _ in 0..threads {
             let job_rx = Arc::clone(&job_rx);
             let level = options.level;
-            scope.spawn(move || compressor(&job_rx, level));
+            let failure = &failure;
+            scope.spawn(move || compressor(&job_rx, level, failure));
         }
         drop(job_rx);
         let walker = scope.spawn(|| {
@@ -152,9 +153,14 @@ fn pipeline(
 }
 
 /// One compressor: takes blocks off the shared queue until the walker closes it.
-fn compressor(jobs: &Mutex<Receiver<Job>>, level: i32) {
+fn compressor(jobs: &Mutex<Receiver<Job>>, level: i32, failure: &Failure) {
     let mut zstd = None;
     loop {
+        // After a failure or a signal, queued blocks are dropped rather than compressed, so
+        // that Ctrl-C takes effect within one block even at level 22.
+        if failure.check().is_err() {
+            return;
+        }
         // Hold the lock only to take a job, not while compressing.
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -195,7 +201,11 @@ fn writer(
         failure.check()?;
         let Frame { bytes: frame, raw_len } = match reply.recv() {
             Ok(result) => result.context("compressing")?,
-            Err(_) => bail!("a compressor thread stopped unexpectedly"),
+            Err(_) => {
+                // Compressors leave when the run is stopping; otherwise this is a bug.
+                failure.check()?;
+                bail!("a compressor thread stopped unexpectedly")
+            }
         };
         sink.write_all(&frame).with_context(|| format!("writing {}", sink.path))?;
         let len = frame.len() as u64;
