@@ -3,6 +3,7 @@
 //! ends with the promised exit status and leaves no partial output: no temporary file, no
 //! half-written archive, no incomplete file under its final name (docs/SECURITY.md).
 
+mod common;
 mod common_hostile;
 
 use std::fs;
@@ -14,22 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::pseudo_random as random_bytes;
 use common_hostile::{arc, run_program, snapshot, temp_files, tree, Run, ARC};
 use rustix::process::{kill_process, Pid, Signal};
-
-/// `len` bytes zstd cannot shrink (xorshift64*), the same for the same seed.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// `len` bytes of text made of a few hundred pseudo-words: zstd has real work to do on it at
 /// higher levels, which keeps arc busy long enough to be interrupted.
