@@ -88,7 +88,7 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
             format::MAX_ENTRIES
         );
     }
-    let record = index.to_record();
+    let record = index.into_record();
     let (frame, raw_len) = format::encode_index(&record, options.level)
         .with_context(|| format!("writing {}", options.output))?;
     if frame.len() as u64 > format::MAX_INDEX_LEN || raw_len > format::MAX_INDEX_RAW {

@@ -231,7 +231,7 @@ pub fn check_invariants(index: &Index, data_end: u64) {
         raw += block.raw_len;
     }
     assert_eq!(at, data_end);
-    assert_eq!(Index::from_record(index.to_record(), data_end).as_ref(), Ok(index));
+    assert_eq!(Index::from_record(index.clone().into_record(), data_end).as_ref(), Ok(index));
     if entries.len() <= 500 {
         for i in 0..entries.len() {
             assert_eq!(arc::select::find(index, &index.path(i)), Some(i), "path {:?}", index.path(i));
