@@ -227,7 +227,10 @@ struct Sink {
 }
 
 enum SinkTarget {
-    Temp(std::io::BufWriter<tempfile::NamedTempFile>),
+    /// The temporary file (removed when dropped unless persisted) and a buffered writer on a
+    /// duplicate of its descriptor: writing through `NamedTempFile` itself would append its
+    /// temporary path to every I/O error, which users should not see.
+    Temp(tempfile::NamedTempFile, std::io::BufWriter<File>),
     InPlace(std::io::BufWriter<File>),
     Stdout(std::io::Stdout),
 }
@@ -281,16 +284,18 @@ impl Sink {
             .suffix(".tmp")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
-            .with_context(|| format!("creating a temporary file in {dir}"))?;
-        let writer = std::io::BufWriter::with_capacity(1 << 20, temp);
+            .map_err(plain_io_error)
+            .with_context(|| format!("writing {path}: creating a temporary file in {dir}"))?;
+        let file = temp.as_file().try_clone().with_context(|| format!("writing {path}"))?;
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
         let replaces = std::fs::symlink_metadata(path).is_ok();
-        Ok(Sink { path: path.to_owned(), target: SinkTarget::Temp(writer), replaces })
+        Ok(Sink { path: path.to_owned(), target: SinkTarget::Temp(temp, writer), replaces })
     }
 
     /// (device, inode) of the file being written, so the walker can leave it out.
     fn identity(&self) -> Result<(u64, u64)> {
         let meta = match &self.target {
-            SinkTarget::Temp(w) => w.get_ref().as_file().metadata()?,
+            SinkTarget::Temp(temp, _) => temp.as_file().metadata()?,
             SinkTarget::InPlace(w) => w.get_ref().metadata()?,
             // stdout redirected into a file inside the tree must not be archived either.
             #[allow(clippy::unnecessary_cast)]
@@ -304,7 +309,7 @@ impl Sink {
 
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match &mut self.target {
-            SinkTarget::Temp(w) => w.write_all(bytes),
+            SinkTarget::Temp(_, w) => w.write_all(bytes),
             SinkTarget::InPlace(w) => w.write_all(bytes),
             SinkTarget::Stdout(w) => w.write_all(bytes),
         }
@@ -313,18 +318,33 @@ impl Sink {
     /// Flushes and puts the archive under its final name.
     fn finish(self) -> Result<()> {
         match self.target {
-            SinkTarget::Temp(w) => {
-                let temp = w.into_inner().map_err(|e| e.into_error())?;
+            SinkTarget::Temp(temp, w) => {
+                w.into_inner().map_err(|e| e.into_error())?;
                 if self.replaces {
                     // Without this, a crash soon after the rename could leave an empty file
                     // where the old archive was.
                     temp.as_file().sync_all()?;
                 }
-                temp.persist(&self.path).map_err(|e| e.error)?;
+                temp.persist(&self.path).map_err(|e| plain_io_error(e.error))?;
             }
             SinkTarget::InPlace(mut w) => w.flush()?,
             SinkTarget::Stdout(mut w) => w.flush()?,
         }
         Ok(())
+    }
+}
+
+/// The OS error alone, without the temporary path tempfile appends to its errors; arc's
+/// context names the archive instead.
+fn plain_io_error(error: std::io::Error) -> std::io::Error {
+    if let Some(code) = error.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code);
+    }
+    // tempfile wraps the OS error in a private type whose message ends in ` at path "..."`
+    // and which does not expose the OS error itself; keep the message up to there.
+    let message = error.to_string();
+    match message.rsplit_once(" at path ") {
+        Some((cause, _)) => std::io::Error::new(error.kind(), cause.to_owned()),
+        None => error,
     }
 }
