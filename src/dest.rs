@@ -89,8 +89,25 @@ fn rename_into_place(dir: BorrowedFd<'_>, from: &str, to: &str, replace: Replace
             // NFS, 9p and some FUSE filesystems know no rename flags. A hard link fails just as
             // atomically on an existing name; the temporary name is removed after.
             Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
-                rustix::fs::linkat(dir, from, dir, to, AtFlags::empty())?;
-                Ok(rustix::fs::unlinkat(dir, from, AtFlags::empty())?)
+                match rustix::fs::linkat(dir, from, dir, to, AtFlags::empty()) {
+                    Ok(()) => {
+                        // The file is in place; a temporary name that cannot be removed is
+                        // only clutter, not an error.
+                        let _ = rustix::fs::unlinkat(dir, from, AtFlags::empty());
+                        Ok(())
+                    }
+                    // No hard links either (CIFS, sshfs...): check, then rename. Not atomic, but
+                    // the best such a filesystem allows.
+                    Err(
+                        rustix::io::Errno::PERM | rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS,
+                    ) => {
+                        if probe(dir, to)?.is_some() {
+                            return Err(io::ErrorKind::AlreadyExists.into());
+                        }
+                        Ok(rustix::fs::renameat(dir, from, dir, to)?)
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
             result => Ok(result?),
         },

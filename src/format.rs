@@ -37,6 +37,11 @@ pub const MAX_BLOCK_RAW: u64 = 64 << 20;
 pub const MAX_BLOCK_LEN: u64 = MAX_BLOCK_RAW + (MAX_BLOCK_RAW >> 7) + (1 << 10);
 pub const MAX_INDEX_LEN: u64 = 1 << 30;
 pub const MAX_INDEX_RAW: u64 = 4 << 30;
+/// Beyond this size, the CBOR index may be at most MAX_INDEX_RATIO times its compressed frame.
+/// Real indexes compress 10-30:1; the cap keeps a few kilobytes of hostile index (one huge
+/// name or `kinds` string, which no column count limits) from expanding into gigabytes.
+pub const INDEX_RATIO_FLOOR: u64 = 64 << 20;
+pub const MAX_INDEX_RATIO: u64 = 1024;
 pub const MAX_ENTRIES: usize = 1 << 24;
 pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_TARGET_LEN: usize = 4095;
@@ -136,6 +141,14 @@ impl Trailer {
         }
         if trailer.index_raw_len > MAX_INDEX_RAW {
             return Err(corrupt(format!("index size {} out of range", trailer.index_raw_len)));
+        }
+        if trailer.index_raw_len > INDEX_RATIO_FLOOR
+            && trailer.index_raw_len / trailer.index_len > MAX_INDEX_RATIO
+        {
+            return Err(corrupt(format!(
+                "index claims to expand {} times (at most {MAX_INDEX_RATIO})",
+                trailer.index_raw_len / trailer.index_len
+            )));
         }
         let room = archive_len.saturating_sub(HEADER_LEN + TRAILER_LEN);
         if trailer.index_len > room {
@@ -319,6 +332,12 @@ mod tests {
         let mut magic = bytes;
         magic[31] ^= 1;
         assert!(Trailer::decode(&magic, archive_len).is_err());
+        // A small frame may not claim to expand into gigabytes.
+        let bomb = Trailer { index_len: 1000, index_raw_len: INDEX_RATIO_FLOOR + 1, index_hash: 0 }.encode();
+        let err = Trailer::decode(&bomb, 1 << 20).expect_err("ratio cap");
+        assert!(err.to_string().contains("expand"), "{err}");
+        let fine = Trailer { index_len: 1000, index_raw_len: INDEX_RATIO_FLOOR, index_hash: 0 }.encode();
+        assert!(Trailer::decode(&fine, 1 << 20).is_ok());
     }
 
     #[test]

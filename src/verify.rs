@@ -66,6 +66,7 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
         .filter(|&i| index.entries[i].kind == Kind::File && index.entries[i].size > 0)
         .collect();
     let mut affected = 0;
+    let mut reported: Vec<usize> = Vec::new();
     for (b, why) in &damaged {
         console.warn(why);
         let block = &index.blocks[*b];
@@ -77,6 +78,11 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
             if index.entries[i].offset >= block.raw_offset + block.raw_len {
                 break;
             }
+            // A file spanning two damaged blocks is named once.
+            if reported.last() == Some(&i) {
+                continue;
+            }
+            reported.push(i);
             affected += 1;
             eprintln!("arc: damaged: {}", crate::list::escape(&index.path(i)));
         }

@@ -80,6 +80,14 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
     }
 
     let index = pipeline(options, &roots, &console, stop, &mut sink, skip)?;
+    if index.blocks.len() > format::MAX_ENTRIES {
+        bail!(
+            "writing {}: {} blocks is more than an archive may hold ({}); use a larger --block-size",
+            options.output,
+            index.blocks.len(),
+            format::MAX_ENTRIES
+        );
+    }
     if index.entries.len() > format::MAX_ENTRIES {
         bail!(
             "writing {}: {} entries is more than an archive may hold ({})",
@@ -91,7 +99,9 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
     let record = index.into_record();
     let (frame, raw_len) = format::encode_index(&record, options.level)
         .with_context(|| format!("writing {}", options.output))?;
-    if frame.len() as u64 > format::MAX_INDEX_LEN || raw_len > format::MAX_INDEX_RAW {
+    let too_repetitive =
+        raw_len > format::INDEX_RATIO_FLOOR && raw_len / frame.len() as u64 > format::MAX_INDEX_RATIO;
+    if frame.len() as u64 > format::MAX_INDEX_LEN || raw_len > format::MAX_INDEX_RAW || too_repetitive {
         bail!("writing {}: the index is larger than an archive may hold", options.output);
     }
     let trailer = format::Trailer::new(&frame, raw_len);
