@@ -34,16 +34,11 @@ for tool in hyperfine tar zstd python3 /usr/bin/time; do
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
 
-if [[ -z ${ARC:-} ]]; then
-    (cd "$repo" && cargo build --release --quiet)
-    ARC=$repo/target/release/arc
-fi
-ARC=$(command -v "$ARC") || die "ARC=$ARC is not a program"
-ARC=$(realpath "$ARC")
-
-work=$(mktemp -d "$SCRATCH/arc-compare.XXXXXX")
-cleanup() { rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
+ARC=$(find_arc "$repo")
+work=$(make_work "$SCRATCH" compare)
+trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 json_dir=${JSON_DIR:-$work/json}
 mkdir -p "$json_dir"

@@ -42,16 +42,11 @@ for value in "$RUNS" "$FILES_PER_DIR" "${sizes[@]}"; do
     [[ $value =~ ^[1-9][0-9]*$ ]] || die "RUNS, FILES_PER_DIR and N must be positive integers, not '$value'"
 done
 
-if [[ -z ${ARC:-} ]]; then
-    (cd "$repo" && cargo build --release --quiet)
-    ARC=$repo/target/release/arc
-fi
-ARC=$(command -v "$ARC") || die "ARC=$ARC is not a program"
-ARC=$(realpath "$ARC")
-
-work=$(mktemp -d "$SCRATCH/arc-scale.XXXXXX")
-cleanup() { rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$here/common.sh"
+ARC=$(find_arc "$repo")
+work=$(make_work "$SCRATCH" scale)
+trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 # Writes N files of 0–200 bytes, FILES_PER_DIR per directory, sliced from a block of

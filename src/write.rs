@@ -80,21 +80,17 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
     }
 
     let index = pipeline(options, &roots, &console, stop, &mut sink, skip)?;
-    if index.blocks.len() > format::MAX_ENTRIES {
-        bail!(
-            "writing {}: {} blocks is more than an archive may hold ({}); use a larger --block-size",
-            options.output,
-            index.blocks.len(),
-            format::MAX_ENTRIES
-        );
-    }
-    if index.entries.len() > format::MAX_ENTRIES {
-        bail!(
-            "writing {}: {} entries is more than an archive may hold ({})",
-            options.output,
-            index.entries.len(),
-            format::MAX_ENTRIES
-        );
+    // Never make an archive that read would refuse.
+    for (count, what, hint) in
+        [(index.blocks.len(), "blocks", "; use a larger --block-size"), (index.entries.len(), "entries", "")]
+    {
+        if count > format::MAX_ENTRIES {
+            let max = format::MAX_ENTRIES;
+            bail!(
+                "writing {}: {count} {what} is more than an archive may hold ({max}){hint}",
+                options.output
+            );
+        }
     }
     let record = index.into_record();
     let (frame, raw_len) = format::encode_index(&record, options.level)
