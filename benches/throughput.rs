@@ -11,8 +11,7 @@
 
 use std::sync::OnceLock;
 
-use arc::format::{self, BlockRecord, IndexRecord};
-use arc::index::Index;
+use arc::format::{self, BlockRecord, Index, IndexRecord};
 use arc::read::{Existing, ReadOptions};
 use arc::stop::Stop;
 use arc::write::WriteOptions;

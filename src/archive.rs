@@ -1,6 +1,8 @@
 //! Opening an archive for reading: header, trailer and index checked before anything else
 //! happens, then blocks fetched and checked one at a time by whoever needs them.
 //!
+//! Architecture Invariant: `archive` knows only `format`.
+//!
 //! Architecture Invariant: an [`Archive`] exists only if its header, trailer, index checksum
 //! and index structure are all valid, so list, read and verify start from a trusted index and
 //! nothing is written to a destination when the damage is in the index or trailer.
@@ -11,8 +13,7 @@ use std::os::unix::fs::FileExt;
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::format::{self, corrupt, FormatError, Trailer};
-use crate::index::{Block, Index};
+use crate::format::{self, Block, FormatError, Index, Trailer};
 
 pub struct Archive {
     pub path: Utf8PathBuf,
@@ -34,41 +35,8 @@ impl Archive {
         // The length was checked against the archive's size when the index was built.
         frame.resize(block.len as usize, 0);
         self.file.read_exact_at(frame, block.offset).with_context(|| format!("reading {}", self.path))?;
-        check_block(block, frame, out)?;
+        format::decode_block(block, frame, out)?;
         Ok(())
-    }
-}
-
-/// Checks a block's frame against the index and decompresses it into `out`.
-pub fn check_block(block: &Block, frame: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
-    if format::block_hash(frame) != block.hash {
-        return Err(corrupt(format!("block at byte {}: checksum mismatch", block.offset)));
-    }
-    thread_local! {
-        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    out.clear();
-    // raw_len is capped at MAX_BLOCK_RAW by the index check, so this reservation is bounded.
-    out.reserve(block.raw_len as usize);
-    let result = DECOMPRESSOR.with(|cell| -> std::io::Result<usize> {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            let mut decompressor = zstd::bulk::Decompressor::new()?;
-            decompressor.window_log_max(format::MAX_WINDOW_LOG)?;
-            *slot = Some(decompressor);
-        }
-        let decompressor = slot.as_mut().expect("initialised above");
-        // The slice beyond raw_len is not offered, so a frame that expands further fails.
-        decompressor.decompress_to_buffer(frame, out)
-    });
-    match result {
-        Ok(n) if n as u64 == block.raw_len => Ok(()),
-        Ok(n) => Err(corrupt(format!(
-            "block at byte {}: expands to {n} bytes, index says {}",
-            block.offset, block.raw_len
-        ))),
-        Err(e) => Err(corrupt(format!("block at byte {}: {e}", block.offset))),
     }
 }
 

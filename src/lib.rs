@@ -3,16 +3,14 @@
 
 pub mod archive;
 pub mod cli;
-pub mod dest;
 pub mod format;
-pub mod index;
 pub mod list;
 pub mod read;
 pub mod select;
 pub mod stop;
+pub mod sys;
 pub mod ui;
 pub mod verify;
-pub mod walk;
 pub mod write;
 
 /// How a command that did its job ended.

@@ -1,7 +1,8 @@
 //! `arc list`: the index as text, long text or JSON lines, read from trailer and index only.
 //!
 //! Text output is for people and scripts alike: one entry per line, directories ending in
-//! `/`, control characters and backslashes escaped so that every entry is exactly one line.
+//! `/`, names escaped by [`crate::ui::escape`] so that every entry is exactly one line and
+//! can be typed back as a PATH.
 
 use std::io::{BufWriter, Write};
 
@@ -11,8 +12,9 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use crate::archive::Archive;
-use crate::index::{Entry, Kind};
+use crate::format::{Entry, Kind};
 use crate::select::{self, PathStack, Selected};
+use crate::ui::escape;
 
 #[derive(Debug, Clone)]
 pub struct ListOptions {
@@ -50,7 +52,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
         } else if options.long {
             writeln!(out, "{}", long_line(path, entry, options.bytes))?;
         } else {
-            let slash = if entry.kind == Kind::Dir { "/" } else { "" };
+            let slash = if entry.is_dir() { "/" } else { "" };
             writeln!(out, "{}{slash}", escape(path))?;
         }
     }
@@ -60,11 +62,12 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
 
 /// `drwxr-xr-x  4.0 KiB 2024-05-01 12:00:00 path/` or with a symlink's ` -> target`.
 fn long_line(path: &str, entry: &Entry, exact: bool) -> String {
-    let size = if exact { entry.size.to_string() } else { ByteSize(entry.size).display().iec().to_string() };
+    let size = entry.size();
+    let size = if exact { size.to_string() } else { ByteSize(size).display().iec().to_string() };
     let (type_char, slash) = match entry.kind {
         Kind::Dir => ('d', "/"),
-        Kind::File => ('-', ""),
-        Kind::Symlink => ('l', ""),
+        Kind::File { .. } => ('-', ""),
+        Kind::Symlink { .. } => ('l', ""),
     };
     let mut line = format!(
         "{type_char}{} {size:>10} {} {}{slash}",
@@ -72,7 +75,7 @@ fn long_line(path: &str, entry: &Entry, exact: bool) -> String {
         utc_time(entry.mtime.secs),
         escape(path)
     );
-    if let Some(target) = &entry.target {
+    if let Kind::Symlink { target } = &entry.kind {
         line.push_str(" -> ");
         line.push_str(&escape(target));
     }
@@ -114,28 +117,6 @@ fn utc_time(secs: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
-/// Escapes control characters and backslashes (`\n`, `\t`, `\\`, `\x1b`), so one entry is one
-/// line and a terminal never interprets a name.
-pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    // Byte scan first: control characters are below 0x20, 0x7f, or U+0080..U+009F, which
-    // UTF-8 encodes after a 0xC2 byte.
-    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\' || b == 0xc2) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
 #[derive(Serialize)]
 struct JsonEntry<'a> {
     path: &'a str,
@@ -155,14 +136,17 @@ impl<'a> JsonEntry<'a> {
             path,
             kind: match entry.kind {
                 Kind::Dir => "dir",
-                Kind::File => "file",
-                Kind::Symlink => "symlink",
+                Kind::File { .. } => "file",
+                Kind::Symlink { .. } => "symlink",
             },
             mode: format!("{:04o}", entry.mode),
-            size: entry.size,
+            size: entry.size(),
             mtime: entry.mtime.secs,
             mtime_nsec: entry.mtime.nanos,
-            target: entry.target.as_deref(),
+            target: match &entry.kind {
+                Kind::Symlink { target } => Some(target),
+                _ => None,
+            },
         }
     }
 }
@@ -185,11 +169,5 @@ mod tests {
         assert_eq!(mode_string(0o4755), "rwsr-xr-x");
         assert_eq!(mode_string(0o2644), "rw-r-Sr--");
         assert_eq!(mode_string(0o1777), "rwxrwxrwt");
-    }
-
-    #[test]
-    fn escapes_control_characters() {
-        assert_eq!(escape("plain name"), "plain name");
-        assert_eq!(escape("a\nb\\c\x1b"), "a\\nb\\\\c\\u{1b}");
     }
 }

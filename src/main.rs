@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Ok(arc::Outcome::Warnings) => ExitCode::from(1),
         Err(err) => {
             // One line: the whole cause chain, outermost first.
-            eprintln!("arc: error: {}", arc::list::escape(&format!("{err:#}")));
+            eprintln!("arc: error: {}", arc::ui::escape(&format!("{err:#}")));
             ExitCode::from(2)
         }
     }

@@ -1,13 +1,15 @@
 //! Choosing entries by PATH and `--glob`, shared by `read` and `list`.
 //!
-//! A PATH is written as `list` prints it (`root/dir/file`); it selects that entry and, for a
-//! directory, its whole subtree. A glob is matched against the same full paths. Ancestors of
+//! A PATH is written as `list` prints it (`root/dir/file`, escaped as [`crate::ui::escape`]
+//! escapes names; the name itself, unescaped, is accepted too); it selects that entry and,
+//! for a directory, its whole subtree. A glob is matched against the same full paths. Ancestors of
 //! what is selected come along so the tree can be rebuilt above it.
 
 use anyhow::{bail, Context, Result};
 use globset::{Glob, GlobSetBuilder};
 
-use crate::index::{Index, Kind};
+use crate::format::Index;
+use crate::ui::unescape;
 
 /// Why an entry is in the selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +30,7 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
     }
     let mut selected = vec![Selected::No; count];
     for path in paths {
-        let Some(found) = find(index, path) else {
+        let Some(found) = find_printed(index, path) else {
             bail!("reading {path}: not found in the archive");
         };
         selected[found..index.subtree_end(found)].fill(Selected::Yes);
@@ -81,6 +83,12 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
     Ok(selected)
 }
 
+/// The entry whose path `list` prints as `path`; failing that, the entry whose raw path is
+/// `path`, so that a name holding a backslash can be typed either way.
+fn find_printed(index: &Index, path: &str) -> Option<usize> {
+    unescape(path).and_then(|raw| find(index, &raw)).or_else(|| find(index, path))
+}
+
 /// The entry whose path is `path` (a trailing `/` and `./` prefixes are allowed).
 pub fn find(index: &Index, path: &str) -> Option<usize> {
     let path = path.trim_end_matches('/');
@@ -89,7 +97,7 @@ pub fn find(index: &Index, path: &str) -> Option<usize> {
     // Siblings are found by hopping over subtrees.
     let mut at = find_sibling(index, 0, index.entries.len(), first)?;
     for name in components {
-        if index.entries[at].kind != Kind::Dir {
+        if !index.entries[at].is_dir() {
             return None;
         }
         let end = index.subtree_end(at);

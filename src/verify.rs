@@ -6,14 +6,13 @@
 //! remaining byte of the archive. Damaged blocks do not stop the check: all of them, and every
 //! entry whose bytes they hold, are reported.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use camino::Utf8PathBuf;
 use rayon::prelude::*;
 
 use crate::archive::Archive;
-use crate::index::Kind;
 use crate::stop::Stop;
-use crate::ui::{Console, Counters};
+use crate::ui::{with_progress, Console, Counters};
 
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
@@ -27,14 +26,9 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
     let index = &archive.index;
     let console = Console::new(options.quiet, false);
     let counters = Counters::default();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads.max(1))
-        .build()
-        .context("starting threads")?;
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(1);
-    let damaged: Vec<(usize, String)> = std::thread::scope(|scope| {
-        scope.spawn(|| crate::ui::progress(&console, &counters, "verified", done_rx));
-        let damaged = pool.install(|| {
+    let pool = crate::sys::thread_pool(options.threads)?;
+    let damaged: Vec<(usize, String)> = with_progress(&console, &counters, "verified", || {
+        Ok::<_, anyhow::Error>(pool.install(|| {
             index
                 .blocks
                 .par_iter()
@@ -53,38 +47,24 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
                 )
                 .flatten()
                 .collect()
-        });
-        let _ = done_tx.send(());
-        damaged
-    });
+        }))
+    })?;
     stop.check()?;
     if damaged.is_empty() {
         return Ok(());
     }
-    // Files with bytes, in data-stream order, so each block's files are found by bisection.
-    let files: Vec<usize> = (0..index.entries.len())
-        .filter(|&i| index.entries[i].kind == Kind::File && index.entries[i].size > 0)
-        .collect();
     let mut affected = 0;
-    let mut reported: Vec<usize> = Vec::new();
+    let mut last_reported = None;
     for (b, why) in &damaged {
         console.warn(why);
-        let block = &index.blocks[*b];
-        let first = files.partition_point(|&i| {
-            let e = &index.entries[i];
-            e.offset + e.size <= block.raw_offset
-        });
-        for &i in &files[first..] {
-            if index.entries[i].offset >= block.raw_offset + block.raw_len {
-                break;
-            }
+        for piece in index.files_in(*b) {
             // A file spanning two damaged blocks is named once.
-            if reported.last() == Some(&i) {
+            if last_reported == Some(piece.entry) {
                 continue;
             }
-            reported.push(i);
+            last_reported = Some(piece.entry);
             affected += 1;
-            eprintln!("arc: damaged: {}", crate::list::escape(&index.path(i)));
+            console.note("damaged", index.path(piece.entry as usize));
         }
     }
     bail!(

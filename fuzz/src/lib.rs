@@ -23,7 +23,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use arc::format::{self, IndexRecord, Trailer, HEADER_LEN, TRAILER_LEN};
-use arc::index::{Index, Kind};
+use arc::format::{Index, Kind};
 use camino::Utf8PathBuf;
 
 /// Frames the harness compresses itself hold at most this much, whatever the index declares.
@@ -204,21 +204,21 @@ pub fn check_invariants(index: &Index, data_end: u64) {
         }
         let end = index.subtree_end(i);
         assert!(end > i && entries[i + 1..end].iter().all(|e| e.depth > entry.depth));
-        match entry.kind {
-            Kind::File => {
-                assert_eq!(entry.offset, offset);
-                offset += entry.size;
-                for b in index.blocks_for(entry.offset, entry.size) {
+        match &entry.kind {
+            &Kind::File { size, offset: start } => {
+                assert_eq!(start, offset);
+                offset += size;
+                for b in index.blocks_of(i) {
                     let block = &index.blocks[b];
-                    assert!(block.raw_offset < entry.offset + entry.size);
-                    assert!(entry.offset < block.raw_offset + block.raw_len);
+                    assert!(block.raw_offset < start + size);
+                    assert!(start < block.raw_offset + block.raw_len);
+                }
+                for b in index.blocks_of(i) {
+                    assert!(index.files_in(b).any(|piece| piece.entry as usize == i));
                 }
             }
-            Kind::Dir => assert!(entry.size == 0 && entry.target.is_none()),
-            Kind::Symlink => {
-                let target = entry.target.as_deref().expect("a symlink has a target");
-                assert!(!target.is_empty() && !target.contains('\0'));
-            }
+            Kind::Dir => {}
+            Kind::Symlink { target } => assert!(!target.is_empty() && !target.contains('\0')),
         }
     }
     assert_eq!(offset, index.data_len());
@@ -391,14 +391,14 @@ fn check_extracted(archive: &Path, dest: &Path) {
     for (i, entry) in index.entries.iter().enumerate() {
         let rel = index.path(i);
         let meta = fs::symlink_metadata(dest.join(&rel)).unwrap_or_else(|e| panic!("{rel} missing: {e}"));
-        match entry.kind {
+        match &entry.kind {
             Kind::Dir => assert!(meta.is_dir(), "{rel} is not a directory"),
-            Kind::File => {
-                assert!(meta.is_file() && meta.len() == entry.size, "{rel}: not a file of {}", entry.size)
+            &Kind::File { size, .. } => {
+                assert!(meta.is_file() && meta.len() == size, "{rel}: not a file of {size}")
             }
-            Kind::Symlink => {
-                let target = fs::read_link(dest.join(&rel)).expect("readlink");
-                assert_eq!(target.to_str(), entry.target.as_deref(), "{rel}: wrong target");
+            Kind::Symlink { target } => {
+                let found = fs::read_link(dest.join(&rel)).expect("readlink");
+                assert_eq!(found.to_str(), Some(target.as_str()), "{rel}: wrong target");
             }
         }
         expected.insert(rel);

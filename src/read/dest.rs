@@ -1,7 +1,7 @@
 //! Filesystem operations confined beneath a destination directory handle.
 //!
 //! Every operation takes a directory file descriptor and a single name component (checked by
-//! [`crate::index`]), and no operation follows a symlink at that name: directories are opened
+//! [`crate::format::Index`]), and no operation follows a symlink at that name: directories are opened
 //! with `O_DIRECTORY | O_NOFOLLOW`, files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`
 //! under a temporary name and renamed into place, and modes and times are applied through the
 //! file descriptor that was created or opened without following links (Linux's `fchmodat`
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 
-use crate::index::Mtime;
+use crate::format::Mtime;
 
 /// A directory handle, borrowed from a cache or opened for one use.
 pub enum DirFd<'a> {
@@ -213,20 +213,4 @@ pub fn symlink(
         rustix::fs::utimensat(dir, name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
     }
     Ok(created)
-}
-
-/// Raises the soft limit on open files to the hard limit and returns how many directory
-/// handles extraction may keep open.
-pub fn raise_fd_limit() -> usize {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    if let Some(max) = limit.maximum {
-        if limit.current.is_some_and(|cur| cur < max) {
-            limit.current = Some(max);
-            let _ = setrlimit(Resource::Nofile, limit);
-        }
-    }
-    let current = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
-    // Keep half for files being written, the archive and the threads' own needs.
-    (current / 2).saturating_sub(64).min(1 << 20) as usize
 }

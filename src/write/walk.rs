@@ -7,24 +7,21 @@
 //! - a file is read in bounded chunks straight into the current block, never whole;
 //! - the size recorded for a file is the number of bytes that went into the stream, even when
 //!   the file changed while it was read (that is a warning), so the archive stays consistent;
-//! - symlinks are recorded as links and never followed; only the top-level inputs are.
+//! - symlinks are recorded as links and never followed; only the top-level inputs are;
+//! - the walker hands finished blocks to a closure and knows nothing of threads or channels.
 
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-
 use anyhow::{anyhow, bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use crate::format;
-use crate::index::{Entry, Kind, Mtime};
+use crate::format::{self, Entry, Kind, Mtime};
 use crate::stop::{Failure, Stopped};
 use crate::ui::{Console, Counters};
-use crate::write::{Frame, Job, WriteOptions};
 
 /// A top-level input and the name its entry gets in the archive.
 #[derive(Debug)]
@@ -65,40 +62,43 @@ pub fn roots(inputs: &[Utf8PathBuf]) -> Result<Vec<Root>> {
     Ok(roots)
 }
 
-pub struct Walker<'a> {
-    options: &'a WriteOptions,
+/// What the walker needs to know of the command line.
+pub struct Settings {
+    /// Uncompressed bytes per block.
+    pub block_size: usize,
+    pub ignore_failed_read: bool,
+    /// (device, inode) of files never to archive: the archive being written.
+    pub skip: Vec<(u64, u64)>,
+}
+
+pub struct Walker<'a, F> {
+    settings: &'a Settings,
     console: &'a Console,
     counters: &'a Counters,
     failure: &'a Failure<'a>,
-    /// (device, inode) of files never to archive: the archive being written.
-    skip: Vec<(u64, u64)>,
-    jobs: SyncSender<Job>,
-    order: SyncSender<Receiver<Result<Frame>>>,
+    /// Takes each finished block of the data stream, in order.
+    send_block: F,
     block: Vec<u8>,
     entries: Vec<Entry>,
     /// Next byte's offset in the data stream.
     offset: u64,
 }
 
-impl<'a> Walker<'a> {
+impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
     pub fn new(
-        options: &'a WriteOptions,
+        settings: &'a Settings,
         console: &'a Console,
         counters: &'a Counters,
         failure: &'a Failure<'a>,
-        skip: Vec<(u64, u64)>,
-        jobs: SyncSender<Job>,
-        order: SyncSender<Receiver<Result<Frame>>>,
-    ) -> Walker<'a> {
+        send_block: F,
+    ) -> Walker<'a, F> {
         Walker {
-            options,
+            settings,
             console,
             counters,
             failure,
-            skip,
-            jobs,
-            order,
-            block: Vec::with_capacity(options.block_size),
+            send_block,
+            block: Vec::with_capacity(settings.block_size),
             entries: Vec::new(),
             offset: 0,
         }
@@ -109,7 +109,7 @@ impl<'a> Walker<'a> {
             // Top-level inputs are followed if they are symlinks; nothing below them is.
             let meta = Meta::of(rustix::fs::stat(root.path.as_str()))
                 .with_context(|| format!("reading {}", root.path))?;
-            if self.skip.contains(&(meta.dev, meta.ino)) {
+            if self.settings.skip.contains(&(meta.dev, meta.ino)) {
                 bail!("reading {}: this is the archive being written", root.path);
             }
             self.visit(Place::Root(&root.path), &root.path, root.name.clone(), None, 0, meta)?;
@@ -131,11 +131,10 @@ impl<'a> Walker<'a> {
         if depth > format::MAX_DEPTH {
             bail!("reading {path}: nested deeper than {} directories", format::MAX_DEPTH);
         }
-        let kind = match meta.file_type() {
-            FileType::Directory => Kind::Dir,
-            FileType::RegularFile if self.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
-            FileType::RegularFile => Kind::File,
-            FileType::Symlink => Kind::Symlink,
+        let file_type = meta.file_type();
+        match file_type {
+            FileType::RegularFile if self.settings.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
+            FileType::Directory | FileType::RegularFile | FileType::Symlink => {}
             other => {
                 let what = match other {
                     FileType::Socket => "socket",
@@ -145,20 +144,17 @@ impl<'a> Walker<'a> {
                 self.console.warn(format!("skipping {what} {path}"));
                 return Ok(());
             }
-        };
+        }
         let mut entry = Entry {
             name,
             parent,
             depth,
-            kind,
+            kind: Kind::Dir,
             mode: (meta.mode & 0o7777) as u16,
             mtime: Mtime { secs: meta.mtime, nanos: meta.mtime_nanos },
-            size: 0,
-            offset: self.offset,
-            target: None,
         };
-        match kind {
-            Kind::Dir => {
+        match file_type {
+            FileType::Directory => {
                 // Open and list first, so an unreadable directory can be left out whole.
                 let listed = place.open(&entry.name, DIR_FLAGS).and_then(|fd| Ok((list_dir(&fd)?, fd)));
                 let (children, dir) = match listed {
@@ -198,7 +194,7 @@ impl<'a> Walker<'a> {
                     )?;
                 }
             }
-            Kind::File => {
+            FileType::RegularFile => {
                 // O_NOFOLLOW: if the file was replaced by a symlink since it was listed, fail
                 // rather than archive whatever the link points at.
                 let file = match place.open(&entry.name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)
@@ -206,10 +202,12 @@ impl<'a> Walker<'a> {
                     Ok(fd) => File::from(fd),
                     Err(e) => return self.failed_read(read_error(e, path)),
                 };
-                entry.size = self.read_file(path, file, meta.size)?;
+                let offset = self.offset;
+                let size = self.read_file(path, file, meta.size)?;
+                entry.kind = Kind::File { size, offset };
                 self.push(path, entry);
             }
-            Kind::Symlink => {
+            _ => {
                 let target = match place {
                     Place::In(dir) => rustix::fs::readlinkat(dir, entry.name.as_str(), Vec::new()),
                     Place::Root(root) => rustix::fs::readlink(root.as_str(), Vec::new()),
@@ -221,7 +219,7 @@ impl<'a> Walker<'a> {
                 if target.len() > format::MAX_TARGET_LEN {
                     bail!("reading {path}: symlink target longer than {} bytes", format::MAX_TARGET_LEN);
                 }
-                entry.target = Some(target);
+                entry.kind = Kind::Symlink { target };
                 self.push(path, entry);
             }
         }
@@ -237,7 +235,7 @@ impl<'a> Walker<'a> {
     /// An entry could not be read: an error, or with `--ignore-failed-read` a warning and the
     /// entry left out.
     fn failed_read(&self, error: anyhow::Error) -> Result<()> {
-        if self.options.ignore_failed_read && !error.is::<Stopped>() {
+        if self.settings.ignore_failed_read && !error.is::<Stopped>() {
             self.console.warn(format!("{error:#} (left out)"));
             Ok(())
         } else {
@@ -250,10 +248,10 @@ impl<'a> Walker<'a> {
     fn read_file(&mut self, path: &Utf8Path, mut file: File, expected: u64) -> Result<u64> {
         let mut done: u64 = 0;
         loop {
-            if self.block.len() == self.options.block_size {
+            if self.block.len() == self.settings.block_size {
                 self.flush()?;
             }
-            let room = (self.options.block_size - self.block.len()) as u64;
+            let room = (self.settings.block_size - self.block.len()) as u64;
             let want = room.min(expected + 1 - done);
             let before = self.block.len();
             let read = (&mut file).take(want).read_to_end(&mut self.block);
@@ -263,7 +261,7 @@ impl<'a> Walker<'a> {
             Counters::add(&self.counters.bytes_in, got);
             if let Err(e) = read {
                 let error = anyhow::Error::new(e).context(format!("reading {path}"));
-                if !self.options.ignore_failed_read {
+                if !self.settings.ignore_failed_read {
                     return Err(error);
                 }
                 // Bytes already read may sit in blocks that are gone: keep what was read.
@@ -289,17 +287,14 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Sends the current block to the compressors, and its reply channel to the writer.
+    /// Hands the current block on.
     fn flush(&mut self) -> Result<()> {
         if self.block.is_empty() {
             return Ok(());
         }
         self.failure.check()?;
-        let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.options.block_size));
-        let (reply, receiver) = sync_channel(1);
-        self.order.send(receiver).map_err(|_| Stopped)?;
-        self.jobs.send(Job { data, reply }).map_err(|_| Stopped)?;
-        Ok(())
+        let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.settings.block_size));
+        (self.send_block)(data)
     }
 }
 

@@ -1,0 +1,342 @@
+//! The extraction passes of `arc read` (see the parent module for their order), carried out
+//! through [`super::dest`] beneath a handle on DEST.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rayon::prelude::*;
+
+use super::dest::{self, DirFd, Replace, TempFile};
+use super::plan::{self, Action, Decision, Plan};
+use super::{Existing, ReadOptions};
+use crate::archive::Archive;
+use crate::format::{FilePiece, Index, Kind};
+use crate::select::Selected;
+use crate::stop::{Failure, Stop};
+use crate::ui::{Console, Counters};
+
+/// How many files of one block a thread creates before others may take the rest.
+const PIECES_PER_TASK: usize = 32;
+
+pub(super) struct Extraction<'a> {
+    options: &'a ReadOptions,
+    archive: &'a Archive,
+    index: &'a Index,
+    console: &'a Console,
+    dest_fd: OwnedFd,
+    actions: Vec<Action>,
+    /// Open handles on directories, by entry, kept while within `dir_budget`.
+    dirs: Vec<Option<OwnedFd>>,
+    dir_budget: usize,
+    mode_mask: u16,
+    replace: Replace,
+    counters: Counters,
+}
+
+/// A file whose bytes span several blocks. Its temporary file is created by the first piece
+/// to arrive and taken by the last, so open handles track the files in progress, not the
+/// archive's size.
+struct Span<'a> {
+    temp: Mutex<Option<TempFile<'a>>>,
+    blocks_left: AtomicUsize,
+}
+
+impl<'a> Extraction<'a> {
+    /// Opens DEST (which must exist) for an extraction of `archive`.
+    pub(super) fn new(options: &'a ReadOptions, archive: &'a Archive, console: &'a Console) -> Result<Self> {
+        let dest_fd = rustix::fs::open(
+            options.dest.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .with_context(|| format!("opening {}", options.dest))?;
+        let count = archive.index.entries.len();
+        let mut dirs = Vec::new();
+        dirs.resize_with(count, || None);
+        Ok(Extraction {
+            options,
+            archive,
+            index: &archive.index,
+            console,
+            dest_fd,
+            actions: vec![Action::Skip; count],
+            dirs,
+            dir_budget: crate::sys::raise_fd_limit(),
+            mode_mask: if options.same_permissions { 0o7777 } else { 0o1777 },
+            replace: if options.existing == Existing::Overwrite { Replace::Always } else { Replace::Never },
+            counters: Counters::default(),
+        })
+    }
+
+    pub(super) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The entry's path beneath DEST, for messages (escaped when printed, not here).
+    fn display(&self, i: usize) -> String {
+        self.options.dest.join(self.index.path(i)).into_string()
+    }
+
+    /// A handle on the directory that holds entry `i` (DEST for a root).
+    fn parent_dir(&self, i: usize) -> Result<DirFd<'_>> {
+        match self.index.entries[i].parent {
+            None => Ok(DirFd::Borrowed(self.dest_fd.as_fd())),
+            Some(p) => self.dir(p as usize),
+        }
+    }
+
+    /// A handle on directory entry `i`: cached, or opened from its parent without following
+    /// links.
+    fn dir(&self, i: usize) -> Result<DirFd<'_>> {
+        if let Some(fd) = &self.dirs[i] {
+            return Ok(DirFd::Borrowed(fd.as_fd()));
+        }
+        let parent = self.parent_dir(i)?;
+        let fd = dest::open_dir(&parent, &self.index.entries[i].name)
+            .with_context(|| format!("opening {}", self.display(i)))?;
+        Ok(DirFd::Owned(fd))
+    }
+
+    fn cache_dir(&mut self, i: usize, fd: OwnedFd) {
+        if self.dir_budget > 0 {
+            self.dir_budget -= 1;
+            self.dirs[i] = Some(fd);
+        }
+    }
+
+    /// Pass 1: decide an action for every selected entry by looking at what DEST holds, and
+    /// refuse before writing anything if something would be replaced without `--overwrite`.
+    pub(super) fn probe(&mut self, selected: &[Selected]) -> Result<()> {
+        let mut conflicts = Vec::new();
+        for (i, &selection) in selected.iter().enumerate() {
+            if selection == Selected::No {
+                continue;
+            }
+            let entry = &self.index.entries[i];
+            let parent_action = entry.parent.map(|p| self.actions[p as usize]);
+            let action = match plan::inherited(parent_action) {
+                Some(action) => action,
+                None => {
+                    let parent = self.parent_dir(i)?;
+                    let found = dest::probe(&parent, &entry.name)
+                        .with_context(|| format!("reading {}", self.display(i)))?;
+                    drop(parent);
+                    match plan::decide(entry.is_dir(), found, self.options.existing) {
+                        Decision::Act(Action::Merge) => {
+                            if let DirFd::Owned(fd) = self.dir(i)? {
+                                self.cache_dir(i, fd);
+                            }
+                            Action::Merge
+                        }
+                        Decision::Act(action) => action,
+                        Decision::Conflict => {
+                            conflicts.push(i);
+                            Action::Skip
+                        }
+                        Decision::WouldReplaceDir => {
+                            bail!("refusing to replace directory {} with a non-directory", self.display(i))
+                        }
+                    }
+                }
+            };
+            self.actions[i] = action;
+        }
+        if let Some(&first) = conflicts.first() {
+            let more = match conflicts.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            bail!(
+                "refusing to replace existing {}{more}: use --overwrite to replace or --keep-existing to skip",
+                self.display(first)
+            );
+        }
+        Ok(())
+    }
+
+    /// Pass 2: create directories, parents first.
+    pub(super) fn make_dirs(&mut self) -> Result<()> {
+        for i in 0..self.index.entries.len() {
+            let entry = &self.index.entries[i];
+            let action = self.actions[i];
+            if !entry.is_dir() || !matches!(action, Action::Create | Action::Replace) {
+                continue;
+            }
+            let parent = self.parent_dir(i)?;
+            let path = || self.display(i);
+            if action == Action::Replace {
+                dest::remove(&parent, &entry.name, false).with_context(|| format!("removing {}", path()))?;
+            }
+            dest::make_dir(&parent, &entry.name).with_context(|| format!("creating {}", path()))?;
+            let fd = dest::open_dir(&parent, &entry.name).with_context(|| format!("opening {}", path()))?;
+            drop(parent);
+            self.console.path(|| self.index.path(i));
+            self.cache_dir(i, fd);
+        }
+        Ok(())
+    }
+
+    /// Pass 3: file contents, block by block on all threads.
+    pub(super) fn write_files(&self, stop: &Stop) -> Result<()> {
+        let failure = Failure::new(stop);
+        let plan = Plan::new(self.index, &self.actions);
+        let spans: Vec<Span> = plan
+            .spans
+            .iter()
+            .map(|&(_, blocks)| Span { temp: Mutex::new(None), blocks_left: AtomicUsize::new(blocks) })
+            .collect();
+        let pool = crate::sys::thread_pool(self.options.threads)?;
+        pool.install(|| {
+            plan.empty.par_iter().for_each(|&i| {
+                if failure.check().is_ok() {
+                    if let Err(e) = self.write_whole(i as usize, &[]) {
+                        failure.record(e);
+                    }
+                }
+            });
+            plan.blocks.par_iter().for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(frame, data), &b| {
+                    if failure.check().is_err() {
+                        return;
+                    }
+                    if let Err(e) = self.write_block(b, &plan, &spans, frame, data, &failure) {
+                        failure.record(e);
+                    }
+                },
+            );
+        });
+        failure.take()
+    }
+
+    fn write_block<'s>(
+        &'s self,
+        b: usize,
+        plan: &Plan,
+        spans: &[Span<'s>],
+        frame: &mut Vec<u8>,
+        data: &mut Vec<u8>,
+        failure: &Failure,
+    ) -> Result<()> {
+        let block = &self.index.blocks[b];
+        let pieces: Vec<FilePiece> = Plan::pieces(self.index, &self.actions, b).collect();
+        self.archive.read_block(block, frame, data).map_err(|e| {
+            let mut names: Vec<String> =
+                pieces.iter().take(5).map(|p| self.index.path(p.entry as usize)).collect();
+            if pieces.len() > 5 {
+                names.push(format!("and {} more", pieces.len() - 5));
+            }
+            e.context(format!("reading {}: damaged data of {}", self.archive.path, names.join(", ")))
+        })?;
+        Counters::add(&self.counters.bytes_out, block.len);
+        // A block of small files holds hundreds of them: share them out, so that the threads
+        // are not idle while one of them creates every file of the block.
+        pieces.par_chunks(PIECES_PER_TASK).try_for_each(|chunk| {
+            for piece in chunk {
+                failure.check()?;
+                let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
+                match plan.span_of(piece.entry) {
+                    None => self.write_whole(piece.entry as usize, bytes)?,
+                    Some(s) => self.write_span_piece(piece, bytes, &spans[s])?,
+                }
+                Counters::add(&self.counters.bytes_in, piece.len as u64);
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes one piece of a file spanning blocks at its offset; the last piece renames it.
+    fn write_span_piece<'s>(&'s self, piece: &FilePiece, bytes: &[u8], span: &Span<'s>) -> Result<()> {
+        let i = piece.entry as usize;
+        // Write through a duplicate handle so that pieces go in parallel, outside the lock.
+        let file = {
+            let mut slot = span.temp.lock().unwrap_or_else(|e| e.into_inner());
+            let temp = match slot.take() {
+                Some(temp) => temp,
+                None => TempFile::create(self.parent_dir(i)?)
+                    .with_context(|| format!("creating {}", self.display(i)))?,
+            };
+            let file = temp.file.try_clone().with_context(|| format!("writing {}", self.display(i)));
+            *slot = Some(temp);
+            file?
+        };
+        file.write_all_at(bytes, piece.file_offset)
+            .with_context(|| format!("writing {}", self.display(i)))?;
+        drop(file);
+        // Every other piece has been written once the count reaches zero.
+        if span.blocks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let temp = span.temp.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let temp = temp.ok_or_else(|| anyhow!("{}: spanning file vanished", self.display(i)))?;
+            self.persist(i, &temp)?;
+        }
+        Ok(())
+    }
+
+    fn write_whole(&self, i: usize, bytes: &[u8]) -> Result<()> {
+        let temp =
+            TempFile::create(self.parent_dir(i)?).with_context(|| format!("creating {}", self.display(i)))?;
+        (&temp.file).write_all(bytes).with_context(|| format!("writing {}", self.display(i)))?;
+        self.persist(i, &temp)
+    }
+
+    fn persist(&self, i: usize, temp: &TempFile) -> Result<()> {
+        let entry = &self.index.entries[i];
+        let placed = temp
+            .persist(&entry.name, entry.mode & self.mode_mask, entry.mtime, self.replace)
+            .with_context(|| format!("writing {}", self.display(i)))?;
+        self.placed(i, placed)
+    }
+
+    /// After a create that refuses to replace: `placed` is false if something appeared at the
+    /// entry's name since the probe.
+    fn placed(&self, i: usize, placed: bool) -> Result<()> {
+        if placed {
+            Counters::add(&self.counters.entries, 1);
+            self.console.path(|| self.index.path(i));
+        } else if self.options.existing == Existing::Refuse {
+            bail!("refusing to replace existing {}: it appeared during extraction", self.display(i));
+        }
+        Ok(())
+    }
+
+    /// Pass 4: symlinks, once every file is in place.
+    pub(super) fn make_symlinks(&self, stop: &Stop) -> Result<()> {
+        for (i, entry) in self.index.entries.iter().enumerate() {
+            let Kind::Symlink { target } = &entry.kind else { continue };
+            if !matches!(self.actions[i], Action::Create | Action::Replace) {
+                continue;
+            }
+            stop.check()?;
+            let parent = self.parent_dir(i)?;
+            let placed = dest::symlink(parent.as_fd(), target, &entry.name, entry.mtime, self.replace)
+                .with_context(|| format!("creating symlink {}", self.display(i)))?;
+            self.placed(i, placed)?;
+        }
+        Ok(())
+    }
+
+    /// Pass 5: directory modes and mtimes, children before parents so that creating entries
+    /// does not disturb a parent's mtime afterwards. Pre-existing directories that are only
+    /// ancestors of the selection are left as they were.
+    pub(super) fn finish_dirs(&self, selected: &[Selected]) -> Result<()> {
+        for i in (0..self.index.entries.len()).rev() {
+            let entry = &self.index.entries[i];
+            let apply = match self.actions[i] {
+                Action::Skip => false,
+                Action::Merge => selected[i] == Selected::Yes,
+                Action::Create | Action::Replace => true,
+            };
+            if !entry.is_dir() || !apply {
+                continue;
+            }
+            let fd = self.dir(i)?;
+            dest::set_metadata(&fd, entry.mode & self.mode_mask, entry.mtime)
+                .with_context(|| format!("setting mode and mtime of {}", self.display(i)))?;
+        }
+        Ok(())
+    }
+}

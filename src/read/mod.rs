@@ -1,0 +1,78 @@
+//! `arc read`: extraction, in five passes over a checked index.
+//!
+//! 1. probe: find what already exists in DEST where the archive will write (no writes yet),
+//!    and refuse, skip or plan replacements according to `--overwrite`/`--keep-existing`;
+//! 2. directories, in pre-order, created owner-writable;
+//! 3. files, in parallel: each needed block is read, checked and decompressed once, and the
+//!    files in it are written under temporary names and renamed into place with their mode
+//!    and mtime already set. A file spanning blocks is written at its offsets by whichever
+//!    thread holds each block; the last one renames it;
+//! 4. symlinks, after all files, so no file is ever written through a link from the archive;
+//! 5. directory modes and mtimes, deepest first, through handles opened without following
+//!    links.
+//!
+//! Rooms: [`plan`] decides, without I/O, what each entry becomes and which blocks hold which
+//! pieces; [`extract`] carries the passes out; [`dest`] is the only code that touches DEST.
+//!
+//! Architecture Invariant: `read` never imports from `write`, `list` or `verify`; all
+//! filesystem access beneath DEST goes through [`dest`]. Memory is bounded by the threads
+//! times the block size, plus the index.
+
+mod dest;
+mod extract;
+mod plan;
+
+use anyhow::{Context, Result};
+use camino::Utf8PathBuf;
+
+use crate::archive::Archive;
+use crate::select;
+use crate::stop::{Interrupted, Stop};
+use crate::ui::{with_progress, Console};
+use crate::Outcome;
+use extract::Extraction;
+
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub archive: Utf8PathBuf,
+    pub dest: Utf8PathBuf,
+    pub paths: Vec<String>,
+    pub globs: Vec<String>,
+    pub threads: usize,
+    pub verbose: bool,
+    pub quiet: bool,
+    pub existing: Existing,
+    pub same_permissions: bool,
+}
+
+/// What to do with an entry that already exists in DEST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    Refuse,
+    Overwrite,
+    Keep,
+}
+
+pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
+    let archive = Archive::open(&options.archive)?;
+    let selected = select::select(&archive.index, &options.paths, &options.globs)
+        .with_context(|| format!("reading {}", options.archive))?;
+    let console = Console::new(options.quiet, options.verbose);
+    std::fs::create_dir_all(&options.dest).with_context(|| format!("creating {}", options.dest))?;
+    let mut extraction = Extraction::new(options, &archive, &console)?;
+    extraction.probe(&selected)?;
+    extraction.make_dirs()?;
+    let files = with_progress(&console, extraction.counters(), "read", || extraction.write_files(stop));
+    if let Err(error) = files {
+        if !error.is::<Interrupted>() {
+            // As tar does: finish what can be finished (links, directory modes and times),
+            // then report the first error.
+            let _ = extraction.make_symlinks(stop);
+            let _ = extraction.finish_dirs(&selected);
+        }
+        return Err(error);
+    }
+    extraction.make_symlinks(stop)?;
+    extraction.finish_dirs(&selected)?;
+    Ok(if console.warned() { Outcome::Warnings } else { Outcome::Clean })
+}

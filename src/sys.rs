@@ -1,0 +1,27 @@
+//! What arc asks of the process and the operating system before it works: the open-file
+//! limit and the worker thread pool.
+//!
+//! Architecture Invariant: `sys` imports nothing else from the crate.
+
+use anyhow::{Context, Result};
+
+/// Raises the soft limit on open files to the hard limit and returns how many directory
+/// handles a command may keep open (half the limit, less a margin for files being written,
+/// the archive and the threads' own needs).
+pub fn raise_fd_limit() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let Some(max) = limit.maximum {
+        if limit.current.is_some_and(|cur| cur < max) {
+            limit.current = Some(max);
+            let _ = setrlimit(Resource::Nofile, limit);
+        }
+    }
+    let current = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    (current / 2).saturating_sub(64).min(1 << 20) as usize
+}
+
+/// The worker pool of `read` and `verify`: `threads` rayon threads (at least one).
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().context("starting threads")
+}

@@ -1,0 +1,126 @@
+//! The one escaping rule for everything arc prints: names from an archive or a tree, and the
+//! messages that carry them, are escaped once, by [`escape`], at the moment they are printed.
+//!
+//! Escaped are backslashes (`\\`), newline, tab and carriage return (`\n`, `\t`, `\r`), the
+//! other C0 and C1 control characters and DEL (`\u{1b}`), and the invisible format characters
+//! that can make a line lie about a name: the bidi embeddings, overrides and isolates
+//! (U+202A–202E, U+2066–2069), the directional marks (U+200E, U+200F, U+061C), and the
+//! zero-width and other invisible characters (U+00AD, U+180E, U+200B–200D, U+2060–2064,
+//! U+206A–206F, U+FEFF, U+FFF9–FFFB), all as `\u{...}`. So one entry is always one line, a
+//! terminal never interprets a name, and what is shown is every character there is.
+//!
+//! [`unescape`] is the inverse: a name as printed, typed back as a PATH argument, finds the
+//! entry.
+
+use std::borrow::Cow;
+
+/// Whether `c` is printed as an escape rather than as itself.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+/// `s` with backslashes, control and invisible format characters escaped (see the module
+/// documentation). Borrows when nothing needs escaping, which is almost always.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    // Byte scan first: everything escaped is below 0x20, 0x7f, a backslash, or a character
+    // whose UTF-8 form starts with one of these lead bytes (U+0080..U+00BF: 0xC2; U+061C:
+    // 0xD8; U+180E: 0xE1; U+200B..U+206F: 0xE2; U+FEFF, U+FFF9..: 0xEF).
+    if !s.bytes().any(|b| b < 0x20 || matches!(b, 0x7f | b'\\' | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xef)) {
+        return Cow::Borrowed(s);
+    }
+    if !s.chars().any(|c| c == '\\' || needs_escape(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if needs_escape(c) => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The text that [`escape`] printed as `s`, or `None` if `s` holds a backslash that is not one
+/// of [`escape`]'s sequences (then `s` was not printed by it).
+pub fn unescape(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains('\\') {
+        return Some(Cow::Borrowed(s));
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '\\' => out.push('\\'),
+            'n' => out.push('\n'),
+            't' => out.push('\t'),
+            'r' => out.push('\r'),
+            'u' => {
+                if chars.next()? != '{' {
+                    return None;
+                }
+                let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                if hex.is_empty() || hex.len() > 6 {
+                    return None;
+                }
+                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+            }
+            _ => return None,
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_control_backslash_and_invisible_characters() {
+        assert_eq!(escape("plain name"), "plain name");
+        assert!(matches!(escape("plain name"), Cow::Borrowed(_)));
+        assert_eq!(escape("a\nb\\c\x1b"), "a\\nb\\\\c\\u{1b}");
+        assert_eq!(escape("del\x7f c1\u{85}"), "del\\u{7f} c1\\u{85}");
+        // A name that would display as "txt.exe" reversed, and a zero-width space.
+        assert_eq!(escape("evil\u{202e}exe.txt"), "evil\\u{202e}exe.txt");
+        assert_eq!(escape("a\u{2066}b\u{2069}"), "a\\u{2066}b\\u{2069}");
+        assert_eq!(escape("zero\u{200b}width\u{feff}"), "zero\\u{200b}width\\u{feff}");
+        // Printable characters that share a lead byte with escaped ones stay as they are.
+        assert_eq!(escape("café – “quoted” ½ ï"), "café – “quoted” ½ ï");
+    }
+
+    #[test]
+    fn unescape_inverts_escape() {
+        for s in ["plain", "a\\b", "tab\there", "new\nline", "\u{202e}x", "\u{1b}[31m", "a\\\\b", "\r\u{7f}"]
+        {
+            assert_eq!(unescape(&escape(s)).as_deref(), Some(s), "{s:?}");
+        }
+        assert_eq!(unescape("a\\q"), None);
+        assert_eq!(unescape("trailing\\"), None);
+        assert_eq!(unescape("\\u{110000}"), None);
+        assert_eq!(unescape("\\u{}"), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! What arc shows a person: warnings and the progress line on stderr, `-v` paths on stdout,
+//! and the one escaping rule for every name printed.
+//!
+//! Architecture Invariant: `ui` imports nothing else from the crate; commands hand it text
+//! and counters.
+//!
+//! Invariant: stdout carries data only (paths with `-v`, listings). The progress line is drawn
+//! only when stderr is a terminal and not `-q`; warnings always reach stderr. One mutex guards
+//! stderr so a warning never tears the progress line.
+
+mod console;
+mod escape;
+mod progress;
+
+pub use console::Console;
+pub use escape::{escape, unescape};
+pub use progress::{with_progress, Counters};
