@@ -13,14 +13,7 @@ pub mod ui;
 pub mod verify;
 pub mod write;
 
-/// How a command that did its job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Exit status 0.
-    Clean,
-    /// Exit status 1: done, but warnings were printed.
-    Warnings,
-}
+pub use ui::Outcome;
 
 /// Runs one parsed command.
 pub fn run(config: cli::Config) -> anyhow::Result<Outcome> {

@@ -28,8 +28,7 @@ use camino::Utf8PathBuf;
 use crate::archive::Archive;
 use crate::select;
 use crate::stop::{Interrupted, Stop};
-use crate::ui::{with_progress, Console};
-use crate::Outcome;
+use crate::ui::{with_progress, Console, Outcome};
 use extract::Extraction;
 
 #[derive(Debug, Clone)]
@@ -74,5 +73,5 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
     }
     extraction.make_symlinks(stop)?;
     extraction.finish_dirs(&selected)?;
-    Ok(if console.warned() { Outcome::Warnings } else { Outcome::Clean })
+    Ok(console.outcome())
 }

@@ -6,6 +6,15 @@ use std::sync::Mutex;
 
 use super::escape;
 
+/// How a command that did its job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit status 0.
+    Clean,
+    /// Exit status 1: done, but warnings were printed.
+    Warnings,
+}
+
 pub struct Console {
     show_progress: bool,
     verbose: bool,
@@ -43,8 +52,13 @@ impl Console {
         self.stderr_line(&format!("arc: {kind}: {}", escape(&message.to_string())));
     }
 
-    pub fn warned(&self) -> bool {
-        self.warned.load(Ordering::Relaxed)
+    /// How the command ended, if it did its job: with warnings if any were printed.
+    pub fn outcome(&self) -> Outcome {
+        if self.warned.load(Ordering::Relaxed) {
+            Outcome::Warnings
+        } else {
+            Outcome::Clean
+        }
     }
 
     /// With `-v`, prints one path to stdout. Lines are written whole under stdout's lock, so

@@ -12,6 +12,6 @@ mod console;
 mod escape;
 mod progress;
 
-pub use console::Console;
+pub use console::{Console, Outcome};
 pub use escape::{escape, unescape};
 pub use progress::{with_progress, Counters};

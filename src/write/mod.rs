@@ -33,8 +33,7 @@ use camino::Utf8PathBuf;
 
 use crate::format;
 use crate::stop::Stop;
-use crate::ui::{with_progress, Console, Counters};
-use crate::Outcome;
+use crate::ui::{with_progress, Console, Counters, Outcome};
 use sink::Sink;
 
 #[derive(Debug, Clone)]
@@ -101,5 +100,5 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
         .with_context(|| format!("writing {}", options.output))?;
     stop.check()?;
     sink.finish().with_context(|| format!("writing {}", options.output))?;
-    Ok(if console.warned() { Outcome::Warnings } else { Outcome::Clean })
+    Ok(console.outcome())
 }
