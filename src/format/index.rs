@@ -368,6 +368,25 @@ fn block_table(record: BlockRecord, data_len: u64, data_end: u64) -> Result<Vec<
     Ok(blocks)
 }
 
+/// For tests of code that works from an index: `r/` holding files `a` (3 bytes), `b` (0),
+/// `c` (6), `d` (2) and a symlink `link`, over blocks of 4, 4 and 3 bytes, so that `c` spans
+/// all three blocks.
+#[cfg(test)]
+pub fn spanning_index() -> Index {
+    let record = IndexRecord {
+        names: ["r", "a", "b", "c", "d", "link"].map(String::from).to_vec(),
+        depths: vec![0, 1, 1, 1, 1, 1],
+        kinds: vec![KIND_DIR, KIND_FILE, KIND_FILE, KIND_FILE, KIND_FILE, KIND_SYMLINK],
+        modes: vec![0o755, 0o644, 0o644, 0o644, 0o644, 0o777],
+        mtime_secs: vec![0; 6],
+        mtime_nanos: vec![0; 6],
+        sizes: vec![3, 0, 6, 2],
+        targets: vec!["a".into()],
+        blocks: BlockRecord { lens: vec![1, 1, 1], raw_lens: vec![4, 4, 3], hashes: vec![0; 3] },
+    };
+    Index::from_record(record, HEADER_LEN + 3).expect("a valid index")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,19 +463,7 @@ mod tests {
 
     #[test]
     fn files_in_a_block_with_their_pieces() {
-        // Files of 3, 0, 6 and 2 bytes over blocks of 4, 4 and 3 bytes.
-        let record = IndexRecord {
-            names: ["r", "a", "b", "c", "d"].map(String::from).to_vec(),
-            depths: vec![0, 1, 1, 1, 1],
-            kinds: vec![KIND_DIR, KIND_FILE, KIND_FILE, KIND_FILE, KIND_FILE],
-            modes: vec![0o755, 0o644, 0o644, 0o644, 0o644],
-            mtime_secs: vec![0; 5],
-            mtime_nanos: vec![0; 5],
-            sizes: vec![3, 0, 6, 2],
-            targets: vec![],
-            blocks: BlockRecord { lens: vec![1, 1, 1], raw_lens: vec![4, 4, 3], hashes: vec![0; 3] },
-        };
-        let index = Index::from_record(record, HEADER_LEN + 3).expect("valid");
+        let index = spanning_index();
         let piece = |entry, start_in_block, file_offset, len, whole| FilePiece {
             entry,
             start_in_block,
@@ -465,7 +472,7 @@ mod tests {
             whole,
         };
         let pieces = |b| index.files_in(b).collect::<Vec<_>>();
-        // The empty file has no bytes and is in no block.
+        // The empty file has no bytes and is in no block; nor has the symlink.
         assert_eq!(pieces(0), [piece(1, 0, 0, 3, true), piece(3, 3, 0, 1, false)]);
         assert_eq!(pieces(1), [piece(3, 0, 1, 4, false)]);
         assert_eq!(pieces(2), [piece(3, 0, 5, 1, false), piece(4, 1, 0, 2, true)]);

@@ -22,6 +22,8 @@ mod trailer;
 
 pub use block::{block_hash, decode_block};
 pub use header::{decode_header, encode_header};
+#[cfg(test)]
+pub use index::spanning_index;
 pub use index::{Block, Entry, FilePiece, Index, Kind, Mtime};
 pub use record::{decode_index, encode_index, BlockRecord, IndexRecord, KIND_DIR, KIND_FILE, KIND_SYMLINK};
 pub use trailer::Trailer;

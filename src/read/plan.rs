@@ -115,23 +115,7 @@ pub fn wanted_file(index: &Index, actions: &[Action], i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{BlockRecord, IndexRecord, HEADER_LEN, KIND_DIR, KIND_FILE, KIND_SYMLINK};
-
-    /// r/ with files a (3 bytes), b (0), c (6), link, d (2), over blocks of 4, 4 and 3 bytes.
-    fn index() -> Index {
-        let record = IndexRecord {
-            names: ["r", "a", "b", "c", "d", "link"].map(String::from).to_vec(),
-            depths: vec![0, 1, 1, 1, 1, 1],
-            kinds: vec![KIND_DIR, KIND_FILE, KIND_FILE, KIND_FILE, KIND_FILE, KIND_SYMLINK],
-            modes: vec![0o755, 0o644, 0o644, 0o644, 0o644, 0o777],
-            mtime_secs: vec![0; 6],
-            mtime_nanos: vec![0; 6],
-            sizes: vec![3, 0, 6, 2],
-            targets: vec!["a".into()],
-            blocks: BlockRecord { lens: vec![1, 1, 1], raw_lens: vec![4, 4, 3], hashes: vec![0; 3] },
-        };
-        Index::from_record(record, HEADER_LEN + 3).expect("valid")
-    }
+    use crate::format::spanning_index as index;
 
     #[test]
     fn everything_wanted() {
