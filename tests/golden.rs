@@ -6,19 +6,17 @@
 //! archive with `arc list -l` and `arc verify`), and commit them with the change:
 //!
 //! ```text
-//! ARC_REGENERATE_GOLDEN=1 cargo test --test golden -- --ignored regenerate_golden
+//! ARC_REGENERATE_GOLDEN=1 cargo test --test tests -- --ignored regenerate_golden
 //! ```
 //!
 //! The archive also depends on the zstd library's output at level 3; a zstd upgrade that changes
 //! it shows up here too and is worth noticing (old archives must still read: see
 //! `golden_archive_reads_back_as_the_tree`).
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{assert_same_tree, keeps_negative_mtime, set_mode, set_mtime, TestEnv};
+use crate::support::{assert_same_tree, keeps_negative_mtime, mtime_of, set_mode, set_mtime, TestEnv};
 
 const GOLDEN_ARCHIVE: &[u8] = include_bytes!("golden/small.arc");
 const GOLDEN_LIST: &str = include_str!("golden/small.list");
@@ -123,8 +121,8 @@ fn golden_archive_reads_back_as_the_tree() {
         fs::read_link(env.path("out/golden/sub/dangling")).expect("readlink"),
         Path::new("../missing target")
     );
-    assert_eq!(common::mtime_of(&env.path("out/golden/sub/old")), (-31_536_003, 250_000_000));
-    assert_eq!(common::mtime_of(&env.path("out/golden/empty-dir")), (1_600_000_002, 999_999_999));
+    assert_eq!(mtime_of(&env.path("out/golden/sub/old")), (-31_536_003, 250_000_000));
+    assert_eq!(mtime_of(&env.path("out/golden/empty-dir")), (1_600_000_002, 999_999_999));
 }
 
 #[test]
