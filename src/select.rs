@@ -31,7 +31,7 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
     let mut selected = vec![Selected::No; count];
     for path in paths {
         let Some(found) = find_printed(index, path) else {
-            bail!("reading {path}: not found in the archive");
+            bail!("{path} is not in the archive");
         };
         selected[found..index.subtree_end(found)].fill(Selected::Yes);
     }
@@ -64,7 +64,7 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
             }
         }
         if let Some(missed) = hits.iter().position(|hit| !hit) {
-            bail!("reading --glob {}: matches nothing in the archive", globs[missed]);
+            bail!("--glob {} matches nothing in the archive", globs[missed]);
         }
     }
     for i in 0..count {

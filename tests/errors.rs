@@ -1,20 +1,20 @@
 //! What a user sees when something is wrong: bad arguments, inputs and outputs that cannot be
 //! used, files that are not archives, truncated or damaged archives. Every error is one line on
-//! stderr starting `arc: error: `, with exit status 2 ([`common::Run::error`] checks both, and
-//! every run is checked for panics), names what it is about, and leaves nothing half done.
-
-mod common;
+//! stderr starting `arc: error: `, with exit status 2 ([`crate::support::Run::error`] checks
+//! both, and every run is checked for panics), names what it is about, and leaves nothing half
+//! done.
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use common::{find_named, pseudo_random, snapshot, stamp_mtimes, TestEnv};
+use crate::support::harness::index_of;
+use crate::support::{mtime_of, pseudo_random, snapshot, stamp_mtimes, temp_files, TestEnv, BLOCK_SIZE};
 
 /// A small archive at `x.arc` of `src/tree`: two blocks, the second holding `tree/z-last`.
 fn make_archive(env: &TestEnv) -> Vec<u8> {
     let src = env.mkdir("src/tree");
-    env.file("src/tree/a-first", pseudo_random(common::BLOCK_SIZE - 10, 1));
+    env.file("src/tree/a-first", pseudo_random(BLOCK_SIZE - 10, 1));
     env.file("src/tree/b-small", "small\n");
     env.file("src/tree/z-last", "in the second block\n");
     env.symlink("a-first", "src/tree/link");
@@ -33,7 +33,7 @@ fn assert_nothing_written(dest: &Path) {
 }
 
 fn assert_no_temp_files(root: &Path) {
-    assert_eq!(find_named(root, ".arc-"), Vec::<PathBuf>::new(), "temporary files left behind");
+    assert_eq!(temp_files(root), Vec::<PathBuf>::new(), "temporary files left behind");
 }
 
 // --- arguments ---
@@ -152,17 +152,9 @@ fn full_device_is_an_error_naming_the_output() {
     env.arc(["write", "-o", "t.arc", "src/t"]).success();
     for args in [&["write", "-o", "-", "src/t"][..], &["list", "t.arc"][..], &["list", "--json", "t.arc"][..]]
     {
-        let full = fs::OpenOptions::new().write(true).open("/dev/full").expect("opening /dev/full");
-        let out = std::process::Command::new(common::ARC)
-            .args(args)
-            .current_dir(env.root())
-            .stdout(full)
-            .output()
-            .expect("running arc");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.starts_with("arc: error: ") && stderr.lines().count() == 1, "{args:?}: {stderr}");
-        assert!(stderr.contains("No space left on device"), "{args:?}: {stderr}");
+        // Exit status 2 and one error line.
+        let error = env.arc_into_full_device(args).error();
+        assert!(error.contains("No space left on device"), "{args:?}: {error}");
     }
 }
 
@@ -171,15 +163,8 @@ fn failed_listing_says_it_was_writing_stdout() {
     let env = TestEnv::new();
     env.file("src/t/a", "a\n");
     env.arc(["write", "-o", "t.arc", "src/t"]).success();
-    let full = fs::OpenOptions::new().write(true).open("/dev/full").expect("opening /dev/full");
-    let out = std::process::Command::new(common::ARC)
-        .args(["list", "t.arc"])
-        .current_dir(env.root())
-        .stdout(full)
-        .output()
-        .expect("running arc");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("writing"), "{stderr}");
+    let run = env.arc_into_full_device(["list", "t.arc"]);
+    assert!(run.stderr.contains("writing"), "{}", run.describe());
 }
 
 #[test]
@@ -200,7 +185,7 @@ fn output_that_is_a_directory_is_refused() {
 fn failed_write_leaves_an_existing_archive_untouched_and_no_temp_files() {
     let env = TestEnv::new();
     let old = make_archive(&env);
-    let old_mtime = common::mtime_of(&env.path("x.arc"));
+    let old_mtime = mtime_of(&env.path("x.arc"));
     // A tree that fails late: a few blocks are written before the bad name is reached.
     env.file("bad/a-big", pseudo_random((9 << 20) + 3, 2));
     env.mkdir("bad/z-dir");
@@ -211,7 +196,7 @@ fn failed_write_leaves_an_existing_archive_untouched_and_no_temp_files() {
         command.extend_from_slice(inputs);
         env.arc(&command).error();
         assert!(fs::read(env.path("x.arc")).expect("read") == old, "x.arc changed after {inputs:?}");
-        assert_eq!(common::mtime_of(&env.path("x.arc")), old_mtime);
+        assert_eq!(mtime_of(&env.path("x.arc")), old_mtime);
         assert_no_temp_files(env.root());
     }
     // The same with the archive in another directory and given by an absolute path.
@@ -363,9 +348,7 @@ fn verify_damage(env: &TestEnv, archive: &str, summary: &str) -> Vec<String> {
 
 /// (offset, length) in the archive of each block.
 fn blocks_of(archive: &Path) -> Vec<(u64, u64)> {
-    let path = camino::Utf8Path::from_path(archive).expect("UTF-8 path");
-    let archive = arc::archive::Archive::open(path).expect("opening the archive");
-    archive.index.blocks.iter().map(|b| (b.offset, b.len)).collect()
+    index_of(archive).blocks.iter().map(|b| (b.offset, b.len)).collect()
 }
 
 #[test]

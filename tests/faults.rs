@@ -3,21 +3,20 @@
 //! ends with the promised exit status and leaves no partial output: no temporary file, no
 //! half-written archive, no incomplete file under its final name (docs/SECURITY.md).
 
-mod common;
-mod common_hostile;
-
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::pseudo_random as random_bytes;
-use common_hostile::{arc, run_program, snapshot, temp_files, tree, Run, ARC};
 use rustix::process::{kill_process, Pid, Signal};
+
+use crate::support::{
+    arc, pseudo_random as random_bytes, run_program, set_mode, snapshot_readable, snapshot_with_contents,
+    temp_files, tree, Kind, Run, TestEnv, ARC,
+};
 
 /// `len` bytes of text made of a few hundred pseudo-words: zstd has real work to do on it at
 /// higher levels, which keeps arc busy long enough to be interrupted.
@@ -37,22 +36,11 @@ fn pseudo_text(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// A temporary directory everyone may write to (for runs as `nobody`).
-fn open_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("arc-faults-").tempdir().expect("creating a temp dir");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod 777");
-    dir
-}
-
-fn write_file(path: &Path, contents: &[u8]) {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).expect("creating parents");
-    }
-    fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+/// A test environment everyone may write to (for runs as `nobody`).
+fn open_env() -> TestEnv {
+    let env = TestEnv::new();
+    set_mode(env.root(), 0o777);
+    env
 }
 
 fn os(path: &Path) -> &std::ffi::OsStr {
@@ -75,88 +63,102 @@ fn as_unprivileged() -> Option<Vec<&'static str>> {
 }
 
 fn list(archive: &Path) -> Vec<String> {
-    let run = arc(["list".as_ref(), os(archive)]);
-    run.code(0);
-    run.stdout.lines().map(str::to_owned).collect()
+    arc(["list".as_ref(), os(archive)]).code(0).stdout_lines()
+}
+
+/// A tree `t/` in an environment everyone may write to, one entry of which is unreadable to
+/// the user arc runs as.
+struct Unreadable {
+    env: TestEnv,
+    arc_user: Vec<&'static str>,
+    src: PathBuf,
+    /// The unreadable entry.
+    closed: PathBuf,
+    /// Where the archive goes.
+    out: PathBuf,
+}
+
+impl Unreadable {
+    /// `t/` made of `files`, then `closed` (one of them, or a directory of them) made mode 000;
+    /// `None` where arc cannot run as a user who cannot read it.
+    fn new(files: &[(&str, &str)], closed: &str) -> Option<Unreadable> {
+        let arc_user = as_unprivileged()?;
+        let env = open_env();
+        for (rel, contents) in files {
+            env.file(Path::new("t").join(rel), contents);
+        }
+        let closed = env.path("t").join(closed);
+        set_mode(&closed, 0o000);
+        Some(Unreadable { src: env.path("t"), out: env.path("x.arc"), closed, arc_user, env })
+    }
+
+    /// `arc write -q [--ignore-failed-read] -o x.arc t` as that user.
+    fn write(&self, ignore_failed_read: bool) -> Run {
+        let mut args = vec!["write".as_ref(), "-q".as_ref()];
+        if ignore_failed_read {
+            args.push("--ignore-failed-read".as_ref());
+        }
+        args.extend(["-o".as_ref(), os(&self.out), os(&self.src)]);
+        run_program(&self.arc_user, args)
+    }
+
+    /// Without --ignore-failed-read: an error naming the unreadable entry, and no archive.
+    fn refused(&self) -> Run {
+        let run = self.write(false);
+        run.refused(&format!("{}", self.closed.display()));
+        assert!(!self.out.exists(), "an archive was made: {}", run.describe());
+        run
+    }
+
+    fn assert_no_temp_files(&self) {
+        assert_eq!(temp_files(self.env.root()), Vec::<PathBuf>::new());
+    }
 }
 
 #[test]
 fn unreadable_file_is_an_error_or_with_ignore_failed_read_a_warning() {
-    let Some(arc_user) = as_unprivileged() else { return };
-    let dir = open_dir();
-    let src = dir.path().join("t");
-    write_file(&src.join("a"), b"readable\n");
-    write_file(&src.join("secret"), b"not for nobody\n");
-    write_file(&src.join("sub/b"), b"readable too\n");
-    set_mode(&src.join("secret"), 0o000);
-    let out = dir.path().join("x.arc");
-
-    let run = run_program(&arc_user, ["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
-    run.refused(&format!("{}", src.join("secret").display()));
+    let files = [("a", "readable\n"), ("secret", "not for nobody\n"), ("sub/b", "readable too\n")];
+    let Some(case) = Unreadable::new(&files, "secret") else { return };
+    let run = case.refused();
     assert!(run.stderr.contains("Permission denied"), "{}", run.describe());
-    assert!(!out.exists(), "an archive was made: {}", run.describe());
-    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+    case.assert_no_temp_files();
 
-    let run = run_program(
-        &arc_user,
-        ["write".as_ref(), "-q".as_ref(), "--ignore-failed-read".as_ref(), "-o".as_ref(), os(&out), os(&src)],
-    );
+    let run = case.write(true);
     run.code(1);
     let warnings: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(warnings.len(), 1, "{}", run.describe());
     assert!(warnings[0].starts_with("arc: warning: "), "{}", run.describe());
-    assert!(warnings[0].contains(&format!("{}", src.join("secret").display())), "{}", run.describe());
+    assert!(warnings[0].contains(&format!("{}", case.closed.display())), "{}", run.describe());
     assert!(warnings[0].contains("left out"), "{}", run.describe());
-    assert_eq!(list(&out), ["t/", "t/a", "t/sub/", "t/sub/b"]);
-    arc(["verify".as_ref(), os(&out)]).code(0);
-    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+    assert_eq!(list(&case.out), ["t/", "t/a", "t/sub/", "t/sub/b"]);
+    arc(["verify".as_ref(), os(&case.out)]).code(0);
+    case.assert_no_temp_files();
 }
 
 #[test]
 fn unreadable_directory_is_an_error_or_with_ignore_failed_read_a_warning() {
-    let Some(arc_user) = as_unprivileged() else { return };
-    let dir = open_dir();
-    let src = dir.path().join("t");
-    write_file(&src.join("a"), b"readable\n");
-    write_file(&src.join("closed/inside"), b"unreachable\n");
-    write_file(&src.join("z"), b"after it\n");
-    set_mode(&src.join("closed"), 0o000);
-    let out = dir.path().join("x.arc");
+    let files = [("a", "readable\n"), ("closed/inside", "unreachable\n"), ("z", "after it\n")];
+    let Some(case) = Unreadable::new(&files, "closed") else { return };
+    case.refused();
 
-    let run = run_program(&arc_user, ["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
-    run.refused(&format!("{}", src.join("closed").display()));
-    assert!(!out.exists(), "an archive was made: {}", run.describe());
-
-    let run = run_program(
-        &arc_user,
-        ["write".as_ref(), "-q".as_ref(), "--ignore-failed-read".as_ref(), "-o".as_ref(), os(&out), os(&src)],
-    );
+    let run = case.write(true);
     run.code(1);
-    assert!(run.stderr.contains(&format!("{}", src.join("closed").display())), "{}", run.describe());
-    assert_eq!(list(&out), ["t/", "t/a", "t/z"]);
-    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
-    set_mode(&src.join("closed"), 0o755);
+    assert!(run.stderr.contains(&format!("{}", case.closed.display())), "{}", run.describe());
+    assert_eq!(list(&case.out), ["t/", "t/a", "t/z"]);
+    case.assert_no_temp_files();
 }
 
 #[test]
 fn full_device_is_an_error() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let src = dir.path().join("t");
-    write_file(&src.join("a"), &random_bytes(100_000, 1));
+    let env = TestEnv::new();
+    let src = env.root().join("t");
+    env.file("t/a", random_bytes(100_000, 1));
     // OUT a character device, written in place.
     let run = arc(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), "/dev/full".as_ref(), os(&src)]);
     run.refused("No space left on device");
     // Standard output that cannot take the archive.
-    let output = Command::new(ARC)
-        .args(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), "-".as_ref(), os(&src)])
-        .stdin(Stdio::null())
-        .stdout(fs::OpenOptions::new().write(true).open("/dev/full").expect("opening /dev/full"))
-        .output()
-        .expect("running arc");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("No space left on device"), "{stderr}");
-    assert_eq!(temp_files(dir.path()), Vec::<String>::new());
+    env.arc_into_full_device(["write", "-q", "-o", "-", "t"]).refused("No space left on device");
+    assert_eq!(temp_files(env.root()), Vec::<PathBuf>::new());
 }
 
 /// A tmpfs of 1 MiB, unmounted when dropped.
@@ -190,21 +192,21 @@ fn full_filesystem_leaves_the_old_archive_and_no_temporary_file() {
         return;
     };
     let mnt = small.dir.path();
-    let work = tempfile::tempdir().expect("temp dir");
-    let old_src = work.path().join("old");
-    write_file(&old_src.join("a"), b"the old archive's file\n");
+    let env = TestEnv::new();
+    let old_src = env.root().join("old");
+    env.file("old/a", b"the old archive's file\n");
     let out = mnt.join("x.arc");
     arc(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&old_src)]).code(0);
     // Everything in the filesystem but its root, whose mtime the temporary file changes.
     let contents = || {
-        let mut all = snapshot(mnt, &[]);
-        all.remove("");
+        let mut all = snapshot_with_contents(mnt, &[]);
+        all.remove(Path::new(""));
         all
     };
     let before = contents();
 
-    let src = work.path().join("t");
-    write_file(&src.join("big"), &random_bytes(3 << 20, 2));
+    let src = env.root().join("t");
+    env.file("t/big", random_bytes(3 << 20, 2));
     let run = arc(["write".as_ref(), "-q".as_ref(), "-o".as_ref(), os(&out), os(&src)]);
     run.refused("No space left on device");
     assert_eq!(contents(), before, "the old archive changed or a file was left: {}", run.describe());
@@ -265,13 +267,13 @@ fn shrink(path: PathBuf, stop: &AtomicBool) {
 /// the run is repeated a few times to see both warnings, but their absence is not a failure.
 #[test]
 fn files_changing_while_read_give_a_consistent_archive() {
-    let work = tempfile::tempdir().expect("temp dir");
-    let src = work.path().join("t");
-    write_file(&src.join("aa-before"), &random_bytes(2 << 20, 3));
-    write_file(&src.join("grow"), &pattern_range(0, 1 << 20));
-    write_file(&src.join("shrink"), &pattern_range(0, 2 << 20));
-    write_file(&src.join("zz-after"), &random_bytes(2 << 20, 4));
-    let out = work.path().join("x.arc");
+    let env = TestEnv::new();
+    let src = env.root().join("t");
+    env.file("t/aa-before", random_bytes(2 << 20, 3));
+    env.file("t/grow", pattern_range(0, 1 << 20));
+    env.file("t/shrink", pattern_range(0, 2 << 20));
+    env.file("t/zz-after", random_bytes(2 << 20, 4));
+    let out = env.root().join("x.arc");
     let mut seen = (false, false);
     for attempt in 0..6 {
         fs::write(src.join("grow"), pattern_range(0, 1 << 20)).expect("resetting the growing file");
@@ -295,7 +297,7 @@ fn files_changing_while_read_give_a_consistent_archive() {
         }
         seen = (seen.0 || grew, seen.1 || shrank);
         arc(["verify".as_ref(), "-q".as_ref(), os(&out)]).code(0);
-        let dest = work.path().join(format!("dest{attempt}"));
+        let dest = env.root().join(format!("dest{attempt}"));
         arc(["read".as_ref(), "-q".as_ref(), "-C".as_ref(), os(&dest), os(&out)]).code(0);
         for name in ["aa-before", "zz-after"] {
             assert!(
@@ -363,30 +365,21 @@ fn interrupt_when(command: &mut Command, progressed: impl Fn() -> bool) -> Optio
     };
     let output = child.wait_with_output().expect("waiting for arc");
     let elapsed = sent.map(|at| at.elapsed());
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "arc panicked:\n{stderr}");
-    let code =
-        output.status.code().unwrap_or_else(|| panic!("arc was killed: {:?}\n{stderr}", output.status));
-    let run = Run {
-        command: format!("{command:?}"),
-        code,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr,
-    };
+    let run = Run::from_output(format!("{command:?}"), output);
     elapsed.map(|e| (run, e))
 }
 
 #[test]
 fn sigint_during_write_leaves_no_archive_and_no_temporary_file() {
-    let work = tempfile::tempdir().expect("temp dir");
-    let src = work.path().join("t");
-    let outdir = work.path().join("out");
+    let env = TestEnv::new();
+    let src = env.root().join("t");
+    let outdir = env.root().join("out");
     fs::create_dir(&outdir).expect("mkdir");
     let out = outdir.join("x.arc");
     let mut size = 24 << 20;
     for _ in 0..3 {
         for i in 0..4 {
-            write_file(&src.join(format!("f{i}")), &pseudo_text(size / 4, i as u64));
+            env.file(format!("t/f{i}"), pseudo_text(size / 4, i as u64));
         }
         // A temporary file with bytes in it: the writer is under way, and OUT not yet renamed.
         let writing = || {
@@ -407,7 +400,7 @@ fn sigint_during_write_leaves_no_archive_and_no_temporary_file() {
         assert!(run.stderr.contains("interrupted"), "{}", run.describe());
         assert!(took < Duration::from_secs(5), "arc took {took:?} to stop");
         assert!(!out.exists(), "an archive was left: {}", run.describe());
-        assert_eq!(temp_files(&outdir), Vec::<String>::new(), "{}", run.describe());
+        assert_eq!(temp_files(&outdir), Vec::<PathBuf>::new(), "{}", run.describe());
         assert_eq!(fs::read_dir(&outdir).expect("ls").count(), 0);
         return;
     }
@@ -416,34 +409,29 @@ fn sigint_during_write_leaves_no_archive_and_no_temporary_file() {
 
 /// Regular files beneath `dir` under their final names (not arc's temporary ones).
 fn count_files(dir: &Path) -> usize {
-    let Ok(children) = fs::read_dir(dir) else { return 0 };
-    let mut count = 0;
-    for child in children.flatten() {
-        let Ok(file_type) = child.file_type() else { continue };
-        if file_type.is_dir() {
-            count += count_files(&child.path());
-        } else if file_type.is_file() && !child.file_name().to_string_lossy().starts_with(".arc-") {
-            count += 1;
-        }
-    }
-    count
+    snapshot_readable(dir)
+        .iter()
+        .filter(|(rel, s)| {
+            s.kind == Kind::File && !rel.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".arc-"))
+        })
+        .count()
 }
 
 #[test]
 fn sigint_during_read_leaves_only_complete_files() {
-    let work = tempfile::tempdir().expect("temp dir");
-    let src = work.path().join("t");
+    let env = TestEnv::new();
+    let src = env.root().join("t");
     let text = pseudo_text(8 << 20, 9);
     // Files of many sizes, three of them spanning blocks.
     for i in 0..240usize {
         let len = 1 + (i * 7919) % 120_000;
         let at = (i * 104_729) % (text.len() - len);
-        write_file(&src.join(format!("d{}/f{i:03}", i % 7)), &text[at..at + len]);
+        env.file(format!("t/d{}/f{i:03}", i % 7), &text[at..at + len]);
     }
     for i in 0..3u64 {
-        write_file(&src.join(format!("span{i}")), &random_bytes(6 << 20, 10 + i));
+        env.file(format!("t/span{i}"), random_bytes(6 << 20, 10 + i));
     }
-    let archive = work.path().join("x.arc");
+    let archive = env.root().join("x.arc");
     arc([
         "write".as_ref(),
         "-q".as_ref(),
@@ -458,7 +446,7 @@ fn sigint_during_read_leaves_only_complete_files() {
     let total_files = expected.values().filter(|s| s.starts_with('f')).count();
 
     for attempt in 0..3 {
-        let dest = work.path().join(format!("dest{attempt}"));
+        let dest = env.root().join(format!("dest{attempt}"));
         let under_way = || {
             let n = count_files(&dest);
             n > 0 && n < total_files / 2
@@ -469,7 +457,7 @@ fn sigint_during_read_leaves_only_complete_files() {
         assert_ne!(run.code, 0, "{}", run.describe());
         assert!(run.stderr.contains("interrupted"), "{}", run.describe());
         assert!(took < Duration::from_secs(5), "arc took {took:?} to stop");
-        assert_eq!(temp_files(&dest), Vec::<String>::new(), "{}", run.describe());
+        assert_eq!(temp_files(&dest), Vec::<PathBuf>::new(), "{}", run.describe());
         let got = tree(&dest.join("t"));
         let mut complete = 0;
         for (rel, short) in &got {

@@ -1,17 +1,13 @@
 //! The fuzz corpus, replayed on stable Rust: every input under fuzz/corpus/<target>/ and
-//! fuzz/regressions/<target>/ goes through the same checks as the cargo-fuzz targets (the
-//! harness file is included here as a module), so CI notices a regression without nightly or
-//! cargo-fuzz. `regenerate_seed_corpus` (ignored) rewrites the seeds from real archives.
-
-#[path = "../fuzz/src/lib.rs"]
-mod harness;
-
-mod common_hostile;
+//! fuzz/regressions/<target>/ goes through the same checks as the cargo-fuzz targets (both
+//! use support/harness.rs), so CI notices a regression without nightly or cargo-fuzz.
+//! `regenerate_seed_corpus` (ignored) rewrites the seeds from real archives.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common_hostile::{arc, craft, Spec};
+use crate::support::harness::{archive_from_input, check_index, check_read, inputs_from_archive};
+use crate::support::{arc, craft, Spec};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -32,37 +28,33 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     all
 }
 
-#[test]
-fn index_corpus_passes_the_index_checks() {
-    let inputs = inputs("index");
-    assert!(inputs.len() >= 10, "the index corpus is missing");
-    let mut built = 0;
+/// Runs `check` on every input of `target`, none of which may fail it; returns how many
+/// inputs there were and for how many `check` returned true.
+fn replay(target: &str, check: fn(&[u8]) -> bool) -> (usize, usize) {
+    let inputs = inputs(target);
+    assert!(inputs.len() >= 10, "the {target} corpus is missing");
+    let mut passed = 0;
     for (path, bytes) in &inputs {
-        let result = std::panic::catch_unwind(|| harness::check_index(bytes));
-        match result {
-            Ok(true) => built += 1,
+        match std::panic::catch_unwind(|| check(bytes)) {
+            Ok(true) => passed += 1,
             Ok(false) => {}
-            Err(_) => panic!("{} fails the index checks", path.display()),
+            Err(_) => panic!("{} fails the {target} checks", path.display()),
         }
     }
+    (inputs.len(), passed)
+}
+
+#[test]
+fn index_corpus_passes_the_index_checks() {
+    let (inputs, built) = replay("index", check_index);
     // The seeds are valid archives and indexes: if none builds, the harness is broken.
-    assert!(built * 2 >= inputs.len(), "only {built} of {} inputs built an index", inputs.len());
+    assert!(built * 2 >= inputs, "only {built} of {inputs} inputs built an index");
 }
 
 #[test]
 fn read_corpus_passes_the_extraction_checks() {
-    let inputs = inputs("read");
-    assert!(inputs.len() >= 10, "the read corpus is missing");
-    let mut extracted = 0;
-    for (path, bytes) in &inputs {
-        let result = std::panic::catch_unwind(|| harness::check_read(bytes));
-        match result {
-            Ok(true) => extracted += 1,
-            Ok(false) => {}
-            Err(_) => panic!("{} fails the extraction checks", path.display()),
-        }
-    }
-    assert!(extracted * 2 >= inputs.len(), "only {extracted} of {} inputs extracted", inputs.len());
+    let (inputs, extracted) = replay("read", check_read);
+    assert!(extracted * 2 >= inputs, "only {extracted} of {inputs} inputs extracted");
 }
 
 #[test]
@@ -70,13 +62,13 @@ fn harness_rebuilds_the_archive_from_each_kind_of_input() {
     // Each kind of input made from an archive stands for an archive that extracts.
     let (record, data) = seed_spec().record();
     let archive = craft(record, &data, 64);
-    let inputs = harness::inputs_from_archive(&archive);
+    let inputs = inputs_from_archive(&archive);
     assert_eq!(inputs.iter().map(|(kind, _)| *kind).collect::<Vec<_>>(), ["raw", "frames", "data"]);
     for (kind, input) in &inputs {
-        assert!(harness::check_read(input), "the {kind} input does not extract");
+        assert!(check_read(input), "the {kind} input does not extract");
     }
-    assert_eq!(harness::archive_from_input(inputs[0].1[0], &inputs[0].1[1..]), archive);
-    assert!(harness::check_index(&[&[0u8][..], &archive].concat()));
+    assert_eq!(archive_from_input(inputs[0].1[0], &inputs[0].1[1..]), archive);
+    assert!(check_index(&[&[0u8][..], &archive].concat()));
 }
 
 /// A tree with every kind of entry, a setuid file and a file spanning several blocks.
@@ -96,7 +88,7 @@ fn seed_spec() -> Spec {
 }
 
 #[test]
-#[ignore = "rewrites fuzz/corpus; run by hand: cargo test --test fuzz_corpus -- --ignored"]
+#[ignore = "rewrites fuzz/corpus; run by hand: cargo test --test tests -- --ignored regenerate_seed_corpus"]
 fn regenerate_seed_corpus() {
     let work = tempfile::tempdir().expect("temp dir");
     let src = work.path().join("t");
@@ -128,14 +120,12 @@ fn regenerate_seed_corpus() {
         fs::create_dir_all(&dir).expect("mkdir");
     }
     for (name, archive) in &archives {
-        for (kind, input) in harness::inputs_from_archive(archive) {
+        for (kind, input) in inputs_from_archive(archive) {
             fs::write(fuzz_dir().join(format!("corpus/read/{name}-{kind}")), &input).expect("write");
         }
         fs::write(fuzz_dir().join(format!("corpus/index/{name}-archive")), [&[0u8][..], archive].concat())
             .expect("write");
-        if let Some((_, frames)) =
-            harness::inputs_from_archive(archive).into_iter().find(|(k, _)| *k == "frames")
-        {
+        if let Some((_, frames)) = inputs_from_archive(archive).into_iter().find(|(k, _)| *k == "frames") {
             // The CBOR of the index alone: the second kind of `index` input.
             let len = u32::from_le_bytes(frames[1..5].try_into().expect("four bytes")) as usize;
             let cbor = &frames[5..5 + len];

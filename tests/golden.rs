@@ -3,22 +3,21 @@
 //! of the bytes arc writes, of how it reads old archives, or of what `list` prints fails here.
 //!
 //! If a format change is intended, regenerate both files, review them (`small.list` by eye, the
-//! archive with `arc list -l` and `arc verify`), and commit them with the change:
+//! archive with `arc list -l` and `arc verify`), and commit them with the change. The same
+//! command regenerates the golden text of tests/ui_text.rs:
 //!
 //! ```text
-//! ARC_REGENERATE_GOLDEN=1 cargo test --test golden -- --ignored regenerate_golden
+//! ARC_REGENERATE_GOLDEN=1 cargo test --test tests -- --ignored regenerate_golden
 //! ```
 //!
 //! The archive also depends on the zstd library's output at level 3; a zstd upgrade that changes
 //! it shows up here too and is worth noticing (old archives must still read: see
 //! `golden_archive_reads_back_as_the_tree`).
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{assert_same_tree, keeps_negative_mtime, set_mode, set_mtime, TestEnv};
+use crate::support::{assert_same_tree, keeps_negative_mtime, mtime_of, set_mode, set_mtime, TestEnv};
 
 const GOLDEN_ARCHIVE: &[u8] = include_bytes!("golden/small.arc");
 const GOLDEN_LIST: &str = include_str!("golden/small.list");
@@ -123,8 +122,8 @@ fn golden_archive_reads_back_as_the_tree() {
         fs::read_link(env.path("out/golden/sub/dangling")).expect("readlink"),
         Path::new("../missing target")
     );
-    assert_eq!(common::mtime_of(&env.path("out/golden/sub/old")), (-31_536_003, 250_000_000));
-    assert_eq!(common::mtime_of(&env.path("out/golden/empty-dir")), (1_600_000_002, 999_999_999));
+    assert_eq!(mtime_of(&env.path("out/golden/sub/old")), (-31_536_003, 250_000_000));
+    assert_eq!(mtime_of(&env.path("out/golden/empty-dir")), (1_600_000_002, 999_999_999));
 }
 
 #[test]
@@ -142,7 +141,7 @@ fn golden_archive_lists_as_the_snapshot() {
 }
 
 #[test]
-#[ignore = "writes tests/golden/; run with ARC_REGENERATE_GOLDEN=1 after an intended format change"]
+#[ignore = "writes tests/golden/; run with ARC_REGENERATE_GOLDEN=1 after an intended change of the format or of what arc prints"]
 fn regenerate_golden() {
     if std::env::var_os("ARC_REGENERATE_GOLDEN").as_deref() != Some("1".as_ref()) {
         eprintln!("note: set ARC_REGENERATE_GOLDEN=1 to rewrite tests/golden/");
@@ -155,5 +154,6 @@ fn regenerate_golden() {
     fs::create_dir_all(&dir).expect("mkdir tests/golden");
     fs::copy(env.path("golden.arc"), dir.join("small.arc")).expect("writing small.arc");
     fs::write(dir.join("small.list"), listed).expect("writing small.list");
-    eprintln!("wrote {}/small.arc and small.list: review them before committing", dir.display());
+    crate::ui_text::regenerate();
+    eprintln!("wrote {0}/small.arc, small.list and {0}/text/: review them before committing", dir.display());
 }

@@ -4,18 +4,17 @@
 //! snapshots (contents, mode, mtime, ctime, inode) together with everything else outside DEST
 //! and checks after arc ran. A refused archive must also leave DEST empty.
 
-mod common_hostile;
-
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use arc::format::{self, IndexRecord, Trailer, HEADER_LEN, MAX_BLOCK_RAW, TRAILER_LEN};
-use camino::Utf8PathBuf;
-use common_hostile::{
+use crate::support::harness::{open, read_in_process, verify_in_process, Existing};
+use crate::support::{
     arc, assemble, assemble_cbor, assemble_index_frame, cbor, compress, craft, craft_frames, expect_tree,
-    patch, rle_bomb, run_program, stat, temp_files, Run, Scene, Spec, ARC,
+    format, index_offset, patch, rle_bomb, stat, temp_files, trailer, tree, IndexRecord, Kind, Run, Scene,
+    Spec, Trailer, HEADER_LEN, TRAILER_LEN,
 };
 
 /// `len` bytes that differ from position to position (and from seed to seed).
@@ -44,6 +43,38 @@ fn small_tree() -> Spec {
 
 /// The three ways to treat what already exists in DEST, as arguments to `arc read`.
 const EXISTING: [&[&str]; 3] = [&[], &["--overwrite"], &["--keep-existing"]];
+
+/// Reads `archive` once for each of [`EXISTING`], into DEST as `prepare` leaves it each time:
+/// by default arc must refuse, saying `refusal`, and with `--keep-existing` succeed, both
+/// leaving DEST as it was; with `--overwrite` it must succeed and leave `overwritten`.
+fn read_over_existing(
+    scene: &Scene,
+    prepare: impl Fn(),
+    archive: &[u8],
+    refusal: &str,
+    overwritten: &BTreeMap<String, String>,
+) {
+    for existing in EXISTING {
+        prepare();
+        let before = scene.dest_tree();
+        let run = scene.read(archive, existing);
+        let expected = match existing {
+            [] => {
+                run.refused(refusal);
+                &before
+            }
+            ["--overwrite"] => {
+                run.code(0);
+                overwritten
+            }
+            _ => {
+                run.code(0);
+                &before
+            }
+        };
+        assert_eq!(&scene.dest_tree(), expected, "{}", run.describe());
+    }
+}
 
 #[test]
 fn crafted_archive_extracts_as_specified() {
@@ -86,9 +117,7 @@ fn absolute_names_are_refused() {
         Spec::new().dir(0, &outside).file(1, "x", "evil"),
         Spec::new().symlink(0, &target, "/etc"),
     ] {
-        let run = scene.read(&spec.archive(), &[]);
-        run.refused("contains '/' or NUL");
-        scene.assert_dest_empty(&run);
+        let run = scene.refuses(&spec.archive(), "contains '/' or NUL");
         assert!(!Path::new(&outside).exists(), "{outside} was created: {}", run.describe());
     }
 }
@@ -108,9 +137,7 @@ fn dot_dot_names_are_refused_at_every_position() {
             Spec::new().dir(0, "r").dir(1, bad).dir(2, bad).file(3, "sentinel", "evil"),
             Spec::new().dir(0, "r").dir(1, "a").symlink(2, bad, "/"),
         ] {
-            let run = scene.read(&spec.archive(), &[]);
-            run.refused(why);
-            scene.assert_dest_empty(&run);
+            scene.refuses(&spec.archive(), why);
         }
     }
 }
@@ -124,27 +151,16 @@ fn names_with_nul_or_slash_are_refused() {
             Spec::new().dir(0, "r").file(1, bad, "evil"),
             Spec::new().dir(0, "r").dir(1, bad).file(2, "x", "evil"),
         ] {
-            let run = scene.read(&spec.archive(), &[]);
-            run.refused("contains '/' or NUL");
-            scene.assert_dest_empty(&run);
+            scene.refuses(&spec.archive(), "contains '/' or NUL");
         }
     }
     // Too long for any filesystem, and not UTF-8 (which the CBOR decoder refuses: text
     // strings must be UTF-8).
-    let run = scene.read(&Spec::new().dir(0, "r").file(1, &"n".repeat(256), "x").archive(), &[]);
-    run.refused("entry name too long");
-    scene.assert_dest_empty(&run);
-    let (record, data) = Spec::new().dir(0, "r").file(1, "MARKER", "x").record();
-    let mut record_with_blocks = record.clone();
-    let frame = compress(&data);
-    record_with_blocks.blocks.lens = vec![frame.len() as u64];
-    record_with_blocks.blocks.raw_lens = vec![data.len() as u64];
-    record_with_blocks.blocks.hashes = vec![format::block_hash(&frame)];
-    let mut bytes = cbor(&record_with_blocks);
+    scene.refuses(&Spec::new().dir(0, "r").file(1, &"n".repeat(256), "x").archive(), "entry name too long");
+    let (record, frame) = Spec::new().dir(0, "r").file(1, "MARKER", "x").record_in_one_block();
+    let mut bytes = cbor(&record);
     patch(&mut bytes, b"MARKER", b"\xff\xfe..\xc0/");
-    let run = scene.read(&assemble_cbor(&[frame], &bytes), &[]);
-    run.refused("corrupt archive: index");
-    scene.assert_dest_empty(&run);
+    scene.refuses(&assemble_cbor(&frame, &bytes), "corrupt archive: index");
 }
 
 #[test]
@@ -190,9 +206,7 @@ fn duplicate_and_unsorted_names_are_refused() {
         // The same name again after a subtree in between.
         Spec::new().dir(0, "r").dir(1, "a").dir(2, "z").file(3, "zz", "1").file(1, "a", "2"),
     ] {
-        let run = scene.read(&spec.archive(), &[]);
-        run.refused("is a duplicate or out of order");
-        scene.assert_dest_empty(&run);
+        scene.refuses(&spec.archive(), "is a duplicate or out of order");
     }
 }
 
@@ -214,14 +228,13 @@ fn no_entry_can_be_beneath_a_symlink() {
         (Spec::new().symlink(0, "l", &target).symlink(0, "l", "..").file(1, "x", "evil"), "duplicate"),
     ];
     for (spec, why) in cases {
-        let run = scene.read(&spec.archive(), &[]);
-        run.refused(why);
-        scene.assert_dest_empty(&run);
+        scene.refuses(&spec.archive(), why);
     }
     // A file beneath a file is refused the same way.
-    let run = scene.read(&Spec::new().dir(0, "r").file(1, "f", "").file(2, "x", "evil").archive(), &[]);
-    run.refused("inside a non-directory");
-    scene.assert_dest_empty(&run);
+    scene.refuses(
+        &Spec::new().dir(0, "r").file(1, "f", "").file(2, "x", "evil").archive(),
+        "inside a non-directory",
+    );
 }
 
 /// A first archive plants a symlink out of DEST; a second writes beneath the same name. arc
@@ -242,43 +255,32 @@ fn symlink_planted_by_one_archive_is_not_followed_by_the_next() {
             .file(2, "x", "evil")
             .file(1, "m", "written through the link")
             .mode(0o666);
-        for existing in EXISTING {
+        let plant_first = || {
             scene.clear_dest();
             scene.read(&plant.archive(), &[]).code(0);
-            let planted = scene.dest_tree();
             assert_eq!(
-                planted,
+                scene.dest_tree(),
                 expect_tree(&[
                     ("r", "d 755"),
                     ("r/l", &format!("l {target}")),
                     ("r/m", &format!("l {sentinel}"))
                 ])
             );
-            let run = scene.read(&second.archive(), existing);
-            match existing {
-                [] => {
-                    run.refused("refusing to replace existing");
-                    assert_eq!(scene.dest_tree(), planted, "{}", run.describe());
-                }
-                ["--overwrite"] => {
-                    run.code(0);
-                    assert_eq!(
-                        scene.dest_tree(),
-                        expect_tree(&[
-                            ("r", "d 755"),
-                            ("r/l", "d 777"),
-                            ("r/l/keep", "f 644 overwritten through the link"),
-                            ("r/l/x", "f 644 evil"),
-                            ("r/m", "f 666 written through the link"),
-                        ])
-                    );
-                }
-                _ => {
-                    run.code(0);
-                    assert_eq!(scene.dest_tree(), planted, "{}", run.describe());
-                }
-            }
-        }
+        };
+        let overwritten = expect_tree(&[
+            ("r", "d 755"),
+            ("r/l", "d 777"),
+            ("r/l/keep", "f 644 overwritten through the link"),
+            ("r/l/x", "f 644 evil"),
+            ("r/m", "f 666 written through the link"),
+        ]);
+        read_over_existing(
+            &scene,
+            plant_first,
+            &second.archive(),
+            "refusing to replace existing",
+            &overwritten,
+        );
     }
 }
 
@@ -422,28 +424,14 @@ fn preexisting_symlinks_in_dest_are_never_written_through() {
         },
     ];
     for case in &cases {
-        for existing in EXISTING {
+        let link = scene.dest().join(case.link);
+        let plant = || {
             scene.clear_dest();
-            let link = scene.dest().join(case.link);
             fs::create_dir_all(link.parent().expect("a parent")).expect("creating the link's parent");
             std::os::unix::fs::symlink(&case.target, &link).expect("planting the link");
-            let before = scene.dest_tree();
-            let run = scene.read(&case.archive.archive(), existing);
-            match existing {
-                [] => {
-                    run.refused(&format!("refusing to replace existing {}", link.display()));
-                    assert_eq!(scene.dest_tree(), before);
-                }
-                ["--overwrite"] => {
-                    run.code(0);
-                    assert_eq!(scene.dest_tree(), expect_tree(&case.overwritten), "{}", run.describe());
-                }
-                _ => {
-                    run.code(0);
-                    assert_eq!(scene.dest_tree(), before, "{}", run.describe());
-                }
-            }
-        }
+        };
+        let refusal = format!("refusing to replace existing {}", link.display());
+        read_over_existing(&scene, plant, &case.archive.archive(), &refusal, &expect_tree(&case.overwritten));
     }
 }
 
@@ -470,15 +458,15 @@ fn directory_entry_over_a_symlink_leaks_no_mode_or_mtime() {
             match existing {
                 [] => {
                     run.refused("refusing to replace existing");
-                    assert_eq!(link_now.kind, 'l');
+                    assert_eq!(link_now.kind, Kind::Symlink);
                 }
                 ["--overwrite"] => {
                     run.code(0);
-                    assert_eq!(link_now.kind, 'd');
+                    assert_eq!(link_now.kind, Kind::Dir);
                 }
                 _ => {
                     run.code(0);
-                    assert_eq!(link_now.kind, 'l');
+                    assert_eq!(link_now.kind, Kind::Symlink);
                 }
             }
         }
@@ -495,34 +483,9 @@ fn every_truncated_prefix_is_refused() {
         run.code(2);
         scene.assert_dest_empty(&run);
         // list and verify open archives the same way.
-        let open = arc::archive::Archive::open(&utf8(&scene.archive_path()));
-        assert!(open.is_err(), "a prefix of {len} bytes opens");
+        assert!(open(&scene.archive_path()).is_err(), "a prefix of {len} bytes opens");
     }
     scene.read(&archive, &[]).code(0);
-}
-
-fn utf8(path: &Path) -> Utf8PathBuf {
-    Utf8PathBuf::from_path_buf(path.to_owned()).expect("UTF-8 test path")
-}
-
-fn read_in_process(archive: &Path, dest: &Path) -> anyhow::Result<arc::Outcome> {
-    let options = arc::read::ReadOptions {
-        archive: utf8(archive),
-        dest: utf8(dest),
-        paths: Vec::new(),
-        globs: Vec::new(),
-        threads: 1,
-        verbose: false,
-        quiet: true,
-        existing: arc::read::Existing::Refuse,
-        same_permissions: false,
-    };
-    arc::read::run(&options, &arc::stop::Stop::default())
-}
-
-fn verify_in_process(archive: &Path) -> anyhow::Result<()> {
-    let options = arc::verify::VerifyOptions { archive: utf8(archive), threads: 1, quiet: true };
-    arc::verify::run(&options, &arc::stop::Stop::default())
 }
 
 /// Every single-bit flip anywhere in a small archive must be noticed by `read` and `verify`;
@@ -540,13 +503,7 @@ fn every_bit_flip_is_detected() {
         .symlink(1, "l", "a");
     let archive = spec.archive_with_blocks(8);
     assert!(archive.len() < 400, "keep the archive small: {} bytes", archive.len());
-    let index_offset = {
-        let mut trailer = [0u8; TRAILER_LEN as usize];
-        trailer.copy_from_slice(&archive[archive.len() - TRAILER_LEN as usize..]);
-        Trailer::decode(&trailer, archive.len() as u64)
-            .expect("a valid trailer")
-            .index_offset(archive.len() as u64)
-    };
+    let index_offset = index_offset(&archive) as u64;
     let expected = {
         scene.read(&archive, &[]).code(0);
         let tree = scene.dest_tree();
@@ -565,7 +522,7 @@ fn every_bit_flip_is_detected() {
             flipped[byte] ^= 1 << bit;
             fs::write(&path, &flipped).expect("writing the flipped archive");
             let in_blocks = (HEADER_LEN..index_offset).contains(&(byte as u64));
-            let read = read_in_process(&path, &dest);
+            let read = read_in_process(&path, &dest, Existing::Refuse, false, false);
             // A damaged block makes verify print warnings, so that one runs as a process, whose
             // stderr is kept; elsewhere the archive does not open and nothing is printed.
             let verify = if in_blocks {
@@ -582,7 +539,7 @@ fn every_bit_flip_is_detected() {
                 unnoticed.push(format!("byte {byte} bit {bit}: read {read:?}, verify {verify:?}"));
             }
             if dest.exists() {
-                let got = common_hostile::tree(&dest);
+                let got = tree(&dest);
                 if !in_blocks {
                     assert!(got.is_empty(), "byte {byte} bit {bit} (outside the blocks) wrote {got:?}");
                 }
@@ -597,9 +554,7 @@ fn every_bit_flip_is_detected() {
             }
         }
     }
-    let run =
-        Run { command: "in-process reads".into(), code: 0, stdout: String::new(), stderr: String::new() };
-    scene.assert_outside(&before, &run);
+    scene.assert_outside(&before, "in-process reads of flipped archives");
     assert!(unnoticed.is_empty(), "{} flips went unnoticed:\n{}", unnoticed.len(), unnoticed.join("\n"));
 }
 
@@ -609,14 +564,14 @@ type Change = Box<dyn Fn(&mut IndexRecord)>;
 #[test]
 fn huge_declared_sizes_are_refused() {
     let scene = Scene::new();
-    let (mut record, data) = Spec::new().dir(0, "r").file(1, "a", "hello").file(1, "b", "world").record();
-    let frame = compress(&data);
+    let (record, frame) =
+        Spec::new().dir(0, "r").file(1, "a", "hello").file(1, "b", "world").record_in_one_block();
     let cases: Vec<(Change, &str)> = vec![
         (Box::new(|r| r.sizes = vec![u64::MAX, 10]), "file sizes overflow"),
         (Box::new(|r| r.sizes = vec![u64::MAX - 4, 5]), "file sizes overflow"),
         (Box::new(|r| r.sizes = vec![u64::MAX, 0]), "blocks hold 10 bytes but the files need"),
         (Box::new(|r| r.sizes = vec![1 << 62, 1 << 62]), "blocks hold 10 bytes but the files need"),
-        (Box::new(|r| r.blocks.raw_lens = vec![MAX_BLOCK_RAW + 1]), "invalid lengths"),
+        (Box::new(|r| r.blocks.raw_lens = vec![format::MAX_BLOCK_RAW + 1]), "invalid lengths"),
         (Box::new(|r| r.blocks.raw_lens = vec![u64::MAX]), "invalid lengths"),
         (Box::new(|r| r.blocks.raw_lens = vec![0]), "invalid lengths"),
         (Box::new(|r| r.blocks.lens = vec![u64::MAX]), "invalid lengths"),
@@ -624,13 +579,10 @@ fn huge_declared_sizes_are_refused() {
         (Box::new(|r| r.blocks.lens = vec![format::MAX_BLOCK_LEN]), "blocks end at byte"),
         (Box::new(|r| r.mtime_secs = vec![i64::MIN, i64::MAX, 0]), ""),
     ];
-    record.blocks.lens = vec![frame.len() as u64];
-    record.blocks.raw_lens = vec![data.len() as u64];
-    record.blocks.hashes = vec![format::block_hash(&frame)];
     for (change, why) in cases {
         let mut record = record.clone();
         change(&mut record);
-        let run = scene.read(&assemble(std::slice::from_ref(&frame), &record), &[]);
+        let run = scene.read(&assemble(&frame, &record), &[]);
         if why.is_empty() {
             // Mtimes no filesystem can hold: the kernel clamps them (ext4, tmpfs) or refuses
             // them, which is an error naming the entry; either way nothing panics.
@@ -697,25 +649,16 @@ fn huge_declared_counts_are_refused() {
     bytes.push(0x9b);
     bytes.extend_from_slice(&(1u64 << 62).to_be_bytes());
     bytes.extend_from_slice(&[0x61, b'r']);
-    let run = limited(&scene, &assemble_cbor(&[], &bytes));
-    run.refused("corrupt archive: index");
-    scene.assert_dest_empty(&run);
+    scene.assert_refused(&limited(&scene, &assemble_cbor(&[], &bytes)), "corrupt archive: index");
     // The same for `kinds`, a byte string of 2^62 bytes.
     let mut bytes = vec![0xa9, 0x65];
     bytes.extend_from_slice(b"kinds");
     bytes.push(0x5b);
     bytes.extend_from_slice(&(1u64 << 62).to_be_bytes());
     bytes.extend_from_slice(b"\x01\x01");
-    let run = limited(&scene, &assemble_cbor(&[], &bytes));
-    run.refused("corrupt archive: index");
-    scene.assert_dest_empty(&run);
+    scene.assert_refused(&limited(&scene, &assemble_cbor(&[], &bytes)), "corrupt archive: index");
 
-    let (record, data) = Spec::new().dir(0, "r").file(1, "a", "hello").record();
-    let frame = compress(&data);
-    let mut valid = record.clone();
-    valid.blocks.lens = vec![frame.len() as u64];
-    valid.blocks.raw_lens = vec![5];
-    valid.blocks.hashes = vec![format::block_hash(&frame)];
+    let (valid, frame) = Spec::new().dir(0, "r").file(1, "a", "hello").record_in_one_block();
     let cases: Vec<(Change, &str)> = vec![
         (Box::new(|r| r.depths.push(1)), "index column depths has 3 values for 2 entries"),
         (Box::new(|r| r.modes.truncate(1)), "index column modes has 1 values"),
@@ -736,9 +679,7 @@ fn huge_declared_counts_are_refused() {
     for (change, why) in cases {
         let mut record = valid.clone();
         change(&mut record);
-        let run = scene.read(&assemble(std::slice::from_ref(&frame), &record), &[]);
-        run.refused(why);
-        scene.assert_dest_empty(&run);
+        scene.refuses(&assemble(&frame, &record), why);
     }
 }
 
@@ -759,11 +700,7 @@ fn trailer_lies_are_refused() {
         bytes[trailer_at..].copy_from_slice(&trailer);
         bytes
     };
-    let real = {
-        let mut t = [0u8; TRAILER_LEN as usize];
-        t.copy_from_slice(&archive[trailer_at..]);
-        Trailer::decode(&t, len as u64).expect("valid trailer")
-    };
+    let real = trailer(&archive).expect("a valid trailer");
     let index_frame = &archive[trailer_at - real.index_len as usize..trailer_at];
     for (bytes, why) in [
         (with_trailer(u64::MAX, real.index_raw_len, None), "out of range"),
@@ -778,9 +715,7 @@ fn trailer_lies_are_refused() {
         (with_trailer(real.index_len + 1, real.index_raw_len, None), "index checksum mismatch"),
         (with_trailer(real.index_len, real.index_raw_len + 1, None), "index checksum mismatch"),
     ] {
-        let run = scene.read(&bytes, &[]);
-        run.refused(why);
-        scene.assert_dest_empty(&run);
+        scene.refuses(&bytes, why);
     }
     // Checksums made to match the lie: the index then decompresses to another length.
     // The largest claim is refused before decompressing: a small frame may not expand that far.
@@ -790,9 +725,7 @@ fn trailer_lies_are_refused() {
         (format::MAX_INDEX_RAW, "corrupt archive: index claims to expand"),
     ] {
         let hash = Trailer::new(index_frame, raw_len).index_hash;
-        let run = scene.read(&with_trailer(real.index_len, raw_len, Some(hash)), &[]);
-        run.refused(why);
-        scene.assert_dest_empty(&run);
+        scene.refuses(&with_trailer(real.index_len, raw_len, Some(hash)), why);
     }
 }
 
@@ -806,12 +739,8 @@ fn nesting_deeper_than_the_cap_is_refused() {
         }
         spec.file(dirs, "f", "at the bottom")
     };
-    let run = scene.read(&deep(format::MAX_DEPTH + 1).archive(), &[]);
-    run.refused("nesting deeper than 1024");
-    scene.assert_dest_empty(&run);
-    let run = scene.read(&deep(5000).archive(), &[]);
-    run.refused("nesting deeper than 1024");
-    scene.assert_dest_empty(&run);
+    scene.refuses(&deep(format::MAX_DEPTH + 1).archive(), "nesting deeper than 1024");
+    scene.refuses(&deep(5000).archive(), "nesting deeper than 1024");
     // At the cap, the tree comes out whole, also when arc may keep no directory open (the
     // open-files limit leaves it no handles to cache).
     let bottom = scene.dest().join("d/".repeat(format::MAX_DEPTH as usize)).join("f");
@@ -819,13 +748,7 @@ fn nesting_deeper_than_the_cap_is_refused() {
     assert_eq!(fs::read(&bottom).expect("reading the deepest file"), b"at the bottom");
     if Path::new("/usr/bin/prlimit").exists() {
         scene.clear_dest();
-        let before = scene.outside();
-        let run = run_program(
-            &["/usr/bin/prlimit", "--nofile=128:128", "--", ARC, "read", "-q", "-C"],
-            [scene.dest().as_os_str(), scene.archive_path().as_os_str()],
-        );
-        scene.assert_outside(&before, &run);
-        run.code(0);
+        scene.read_wrapped(&["/usr/bin/prlimit", "--nofile=128:128", "--"], &[]).code(0);
         assert_eq!(fs::read(&bottom).expect("reading the deepest file"), b"at the bottom");
     }
 }
@@ -833,27 +756,16 @@ fn nesting_deeper_than_the_cap_is_refused() {
 /// Runs `arc read` on `archive` with at most 1 GiB of address space, so that an allocation
 /// sized by a hostile number fails the test (arc aborts) instead of slowing the machine.
 fn limited(scene: &Scene, archive: &[u8]) -> Run {
-    fs::write(scene.archive_path(), archive).expect("writing the archive");
-    let before = scene.outside();
+    scene.write_archive(archive);
     let started = Instant::now();
     let prlimit = if Path::new("/usr/bin/prlimit").exists() {
-        vec!["/usr/bin/prlimit", "--as=1073741824", "--", ARC]
+        vec!["/usr/bin/prlimit", "--as=1073741824", "--"]
     } else {
         eprintln!("note: /usr/bin/prlimit is missing; running without a memory limit");
-        vec![ARC]
+        vec![]
     };
-    let run = run_program(
-        &prlimit,
-        [
-            "read".as_ref(),
-            "-q".as_ref(),
-            "-C".as_ref(),
-            scene.dest().as_os_str(),
-            scene.archive_path().as_os_str(),
-        ],
-    );
+    let run = scene.read_wrapped(&prlimit, &[]);
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}: {}", started.elapsed(), run.describe());
-    scene.assert_outside(&before, &run);
     run
 }
 
@@ -891,15 +803,18 @@ fn index_decompression_bombs_are_refused() {
     let scene = Scene::new();
     // 1 GiB from 32 KiB, while the trailer says 100 bytes: not CBOR of an index, so refused
     // at its first bytes, long before the decoder has produced much.
-    let run = limited(&scene, &assemble_index_frame(&[], &rle_bomb(1 << 30, 17, None), 100));
-    run.refused("corrupt archive: index");
-    scene.assert_dest_empty(&run);
-    let run = limited(&scene, &assemble_index_frame(&[], &rle_bomb(1 << 30, 17, Some(100)), 100));
-    run.refused("corrupt archive: index");
-    scene.assert_dest_empty(&run);
-    let run = limited(&scene, &assemble_index_frame(&[], &rle_bomb(1000, 31, None), 1000));
-    run.refused("corrupt archive: index");
-    scene.assert_dest_empty(&run);
+    scene.assert_refused(
+        &limited(&scene, &assemble_index_frame(&[], &rle_bomb(1 << 30, 17, None), 100)),
+        "corrupt archive: index",
+    );
+    scene.assert_refused(
+        &limited(&scene, &assemble_index_frame(&[], &rle_bomb(1 << 30, 17, Some(100)), 100)),
+        "corrupt archive: index",
+    );
+    scene.assert_refused(
+        &limited(&scene, &assemble_index_frame(&[], &rle_bomb(1000, 31, None), 1000)),
+        "corrupt archive: index",
+    );
 }
 
 #[test]
@@ -907,11 +822,7 @@ fn leading_and_trailing_garbage_is_refused() {
     let scene = Scene::new();
     let archive = small_tree().archive();
     let trailer = archive[archive.len() - TRAILER_LEN as usize..].to_vec();
-    let index_at = {
-        let mut t = [0u8; TRAILER_LEN as usize];
-        t.copy_from_slice(&trailer);
-        Trailer::decode(&t, archive.len() as u64).expect("valid").index_offset(archive.len() as u64) as usize
-    };
+    let index_at = index_offset(&archive);
     let cat = |parts: &[&[u8]]| parts.concat();
     for (bytes, why) in [
         (cat(&[&archive, b"garbage"]), "no index trailer at the end"),
@@ -925,9 +836,7 @@ fn leading_and_trailing_garbage_is_refused() {
         // Garbage between the blocks and the index.
         (cat(&[&archive[..index_at], b"gap", &archive[index_at..]]), "blocks end at byte"),
     ] {
-        let run = scene.read(&bytes, &[]);
-        run.refused(why);
-        scene.assert_dest_empty(&run);
+        scene.refuses(&bytes, why);
     }
 }
 
@@ -979,10 +888,11 @@ fn control_characters_in_names_never_reach_the_terminal() {
     let scene = Scene::new();
     let name = "\x1b]0;owned\x07\x1b[2J";
     let archive = Spec::new().dir(0, "r").file(1, name, "x").symlink(1, "l", "\x1b[31m").archive();
-    fs::write(scene.archive_path(), &archive).expect("writing the archive");
+    scene.write_archive(&archive);
     let list = arc([std::ffi::OsStr::new("list"), "-l".as_ref(), scene.archive_path().as_os_str()]);
     list.code(0);
-    assert!(!list.stdout.contains('\x1b') && !list.stdout.contains('\x07'), "{:?}", list.stdout);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(!listed.contains('\x1b') && !listed.contains('\x07'), "{listed:?}");
     let run = scene.read(&archive, &["-v"]);
     run.code(0);
     // A conflict names the entry in the error.

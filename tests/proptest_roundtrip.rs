@@ -5,15 +5,13 @@
 //! Trees are small (file sizes below 20 000 bytes) so that each case costs two short runs of the
 //! binary; crossing block boundaries is covered by the round-trip tests with large files.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
 use proptest::prelude::*;
 
-use common::{assert_same_tree, expected_listing, pseudo_random, set_mode, set_mtime, TestEnv};
+use crate::support::{assert_same_tree, expected_listing, pseudo_random, set_mode, set_mtime, TestEnv};
 
 #[derive(Debug, Clone)]
 enum Node {

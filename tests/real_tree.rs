@@ -2,12 +2,10 @@
 //! symlinks, some of them absolute or dangling on many systems, compressed and plain text).
 //! The copy is checked twice, by `diff -r --no-dereference` and by [`assert_same_tree`].
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::{assert_same_tree, snapshot, Kind, TestEnv};
+use crate::support::{assert_same_tree, snapshot, Kind, TestEnv};
 
 const REAL_TREE: &str = "/usr/share/doc";
 

@@ -3,8 +3,6 @@
 //! Also what a user sees of a good archive: `list` in its three forms, selective reads,
 //! `verify`, and the exit status and warnings for special files.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
@@ -12,9 +10,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use common::{
-    assert_same_tree, expected_listing, find_named, keeps_negative_mtime, mtime_of, pseudo_random, set_mode,
-    set_mtime, snapshot, stamp_mtimes, Kind, TestEnv, BLOCK_SIZE,
+use crate::support::harness::index_of;
+use crate::support::{
+    assert_same_tree, expected_listing, keeps_negative_mtime, mtime_of, paths_under, pseudo_random, set_mode,
+    set_mtime, snapshot, stamp_mtimes, temp_files, Kind, TestEnv, ARC, BLOCK_SIZE,
 };
 
 /// A tree with a bit of everything a round trip must keep, at `src/tree`.
@@ -183,9 +182,7 @@ fn large_files_round_trip_across_blocks() {
 
 /// The uncompressed length of each block of an archive, from its index.
 fn blocks_of(archive: &Path) -> Vec<u64> {
-    let path = camino::Utf8Path::from_path(archive).expect("UTF-8 path");
-    let archive = arc::archive::Archive::open(path).expect("opening the archive");
-    archive.index.blocks.iter().map(|b| b.raw_len).collect()
+    index_of(archive).blocks.iter().map(|b| b.raw_len).collect()
 }
 
 #[test]
@@ -357,7 +354,7 @@ fn archive_inside_the_tree_leaves_itself_out() {
         env.arc(["write", "-o", "src/self/b/self.arc", "src/self"]).success();
         let listed = env.arc(["list", "src/self/b/self.arc"]).success().stdout_lines();
         assert_eq!(listed, ["self/", "self/a", "self/b/", "self/b/c"], "{round} write");
-        assert_eq!(find_named(env.root(), ".arc-"), Vec::<PathBuf>::new());
+        assert_eq!(temp_files(env.root()), Vec::<PathBuf>::new());
     }
     env.arc(["read", "src/self/b/self.arc", "-C", "out"]).success();
     assert_eq!(fs::read_to_string(env.path("out/self/b/c")).expect("read"), "c\n");
@@ -461,7 +458,7 @@ fn non_utf8_name_is_an_error_naming_it() {
     assert!(error.contains("src/bad/inner/name "), "{error}");
     assert!(error.contains("not UTF-8"), "{error}");
     assert!(!env.path("bad.arc").exists());
-    assert_eq!(find_named(env.root(), ".arc-"), Vec::<PathBuf>::new());
+    assert_eq!(temp_files(env.root()), Vec::<PathBuf>::new());
 }
 
 #[test]
@@ -513,7 +510,7 @@ fn reading_again_overwrites_or_keeps_as_asked() {
     // --overwrite puts everything back as it was archived.
     env.arc(["read", "--overwrite", "tree.arc", "-C", "out"]).success();
     assert_same_tree(&src, &out);
-    assert_eq!(find_named(&out, ".arc-"), Vec::<PathBuf>::new());
+    assert_eq!(temp_files(&out), Vec::<PathBuf>::new());
 }
 
 #[test]
@@ -524,7 +521,7 @@ fn modes_do_not_depend_on_the_umask() {
     for umask in ["077", "000", "277"] {
         let dest = format!("out-{umask}");
         let status = std::process::Command::new("sh")
-            .args(["-c", &format!("umask {umask} && exec \"$0\" read -q ls.arc -C {dest}"), common::ARC])
+            .args(["-c", &format!("umask {umask} && exec \"$0\" read -q ls.arc -C {dest}"), ARC])
             .current_dir(env.root())
             .status()
             .expect("running sh");
@@ -763,7 +760,7 @@ fn list_into_a_closed_pipe_ends_quietly() {
     env.arc(["write", "-o", "pipe.arc", "src/pipe"]).success();
     let script = r#""$0" list "$1" 2>"$2" | head -n 1; echo "status ${PIPESTATUS[0]}""#;
     let out = std::process::Command::new("bash")
-        .args(["-c", script, common::ARC, "pipe.arc", "stderr.txt"])
+        .args(["-c", script, ARC, "pipe.arc", "stderr.txt"])
         .current_dir(env.root())
         .output()
         .expect("running bash");
@@ -790,15 +787,6 @@ fn build_selection_tree(env: &TestEnv) -> PathBuf {
     stamp_mtimes(&src, 15);
     env.arc(["write", "-o", "sel.arc", "src/sel"]).success();
     src
-}
-
-/// Relative paths of everything beneath `root` (itself left out).
-fn paths_under(root: &Path) -> Vec<String> {
-    snapshot(root)
-        .into_keys()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| p.to_str().expect("UTF-8").to_owned())
-        .collect()
 }
 
 #[test]

@@ -1,0 +1,343 @@
+//! arc's library run in-process: the checks the fuzz targets run, and the calls tests make
+//! without the binary. The fuzz crate includes this file (with craft.rs, scene.rs and tree.rs)
+//! from fuzz/src/lib.rs, and the `fuzz_corpus` tests replay the committed corpus through the
+//! same checks, so `cargo test` runs them on stable Rust.
+//!
+//! An input's first byte says how the rest is read:
+//!
+//! - `first % 3 == 0`: an archive, byte for byte;
+//! - `first % 3 == 1`: an unpacked archive, `u32 LE n | n bytes of CBOR index | block region`.
+//!   The harness writes the real checksums of the region's blocks into the index and builds a
+//!   valid trailer, so the fuzzer's changes to the index meet arc's structural checks rather
+//!   than a checksum mismatch;
+//! - `first % 3 == 2`: `u32 LE n | n bytes of CBOR index | data stream`. The harness compresses
+//!   the data into the blocks the index declares (keeping the declared lengths, lies included)
+//!   and fills in frame lengths and checksums.
+//!
+//! For `read`, `first / 3` also picks options: bit 0 `--same-permissions`, bit 1 two threads,
+//! bits 2 and 3 a second extraction into the same DEST (none, refuse, `--overwrite`,
+//! `--keep-existing`), which is how one archive can meet what an earlier one left.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use arc::format::{Index, Kind};
+pub use arc::read::Existing;
+use arc::{archive::Archive, stop::Stop, Outcome};
+use camino::Utf8PathBuf;
+
+use super::craft::{self, assemble, assemble_cbor, compress, format, IndexRecord, HEADER_LEN, TRAILER_LEN};
+use super::scene::Scene;
+use super::tree::paths_under;
+
+/// Frames the harness compresses itself hold at most this much, whatever the index declares.
+const MAX_HARNESS_BLOCK: u64 = 1 << 20;
+/// Blocks the harness builds or re-hashes, at most.
+const MAX_HARNESS_BLOCKS: usize = 4096;
+
+/// `path` as camino wants it (test paths are UTF-8).
+fn utf8(path: &Path) -> Utf8PathBuf {
+    Utf8PathBuf::from_path_buf(path.to_owned()).expect("UTF-8 temp path")
+}
+
+/// Opens `archive` as list, read and verify do.
+pub fn open(archive: &Path) -> anyhow::Result<Archive> {
+    Archive::open(&utf8(archive))
+}
+
+/// The index of `archive`, which must open.
+pub fn index_of(archive: &Path) -> Index {
+    open(archive).expect("opening the archive").index
+}
+
+/// `arc read -q ARCHIVE -C DEST` in-process: one thread (two if `two_threads`), everything
+/// selected.
+pub fn read_in_process(
+    archive: &Path,
+    dest: &Path,
+    existing: Existing,
+    same_permissions: bool,
+    two_threads: bool,
+) -> anyhow::Result<Outcome> {
+    let options = arc::read::ReadOptions {
+        archive: utf8(archive),
+        dest: utf8(dest),
+        paths: Vec::new(),
+        globs: Vec::new(),
+        threads: if two_threads { 2 } else { 1 },
+        verbose: false,
+        quiet: true,
+        existing,
+        same_permissions,
+    };
+    arc::read::run(&options, &Stop::default())
+}
+
+/// `arc verify -q -j1 ARCHIVE` in-process.
+pub fn verify_in_process(archive: &Path) -> anyhow::Result<()> {
+    let options = arc::verify::VerifyOptions { archive: utf8(archive), threads: 1, quiet: true };
+    arc::verify::run(&options, &Stop::default())
+}
+
+/// The bytes of the archive an input stands for (see the module documentation).
+pub fn archive_from_input(first: u8, rest: &[u8]) -> Vec<u8> {
+    match first % 3 {
+        0 => rest.to_vec(),
+        mode => {
+            let Some((cbor, tail)) = split(rest) else { return rest.to_vec() };
+            unpacked_archive(cbor, tail, mode == 2)
+        }
+    }
+}
+
+fn split(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let cbor = rest.get(4..4usize.checked_add(len)?)?;
+    Some((cbor, &rest[4 + len..]))
+}
+
+fn unpacked_archive(cbor: &[u8], tail: &[u8], compress_data: bool) -> Vec<u8> {
+    let Ok(mut record) = ciborium::from_reader::<IndexRecord, _>(cbor) else {
+        // Not an index: still worth a trip through the trailer and the index decoder.
+        return assemble_cbor(tail, cbor);
+    };
+    let region = if compress_data && record.blocks.raw_lens.len() <= MAX_HARNESS_BLOCKS {
+        let mut region = Vec::new();
+        let mut lens = Vec::new();
+        let mut data = tail;
+        for &raw_len in &record.blocks.raw_lens {
+            let take = raw_len.min(MAX_HARNESS_BLOCK).min(data.len() as u64) as usize;
+            let frame = compress(&data[..take]);
+            data = &data[take..];
+            lens.push(frame.len() as u64);
+            region.extend_from_slice(&frame);
+        }
+        record.blocks.lens = lens;
+        record.blocks.hashes.resize(record.blocks.raw_lens.len(), 0);
+        region
+    } else {
+        tail.to_vec()
+    };
+    // The real checksum of every block the index places inside the region.
+    let mut at = 0u64;
+    for (len, hash) in record.blocks.lens.iter().zip(record.blocks.hashes.iter_mut()).take(MAX_HARNESS_BLOCKS)
+    {
+        let end = at.saturating_add(*len);
+        if let Some(frame) = region.get(at as usize..end.min(usize::MAX as u64) as usize) {
+            *hash = format::block_hash(frame);
+        }
+        at = end;
+    }
+    assemble(&region, &record)
+}
+
+/// Turns a real archive into inputs of each kind: `(name suffix, input)`.
+pub fn inputs_from_archive(archive: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut inputs = vec![("raw", [&[0u8][..], archive].concat())];
+    let Some((record, region)) = parse(archive) else { return inputs };
+    let cbor = craft::cbor(&record);
+    let unpacked = |first: u8, tail: &[u8]| {
+        let mut input = vec![first];
+        input.extend_from_slice(&(cbor.len() as u32).to_le_bytes());
+        input.extend_from_slice(&cbor);
+        input.extend_from_slice(tail);
+        input
+    };
+    inputs.push(("frames", unpacked(1, region)));
+    let mut data = Vec::new();
+    let mut at = 0usize;
+    for (&len, &raw_len) in record.blocks.lens.iter().zip(&record.blocks.raw_lens) {
+        let frame = &region[at..at + len as usize];
+        data.extend_from_slice(&zstd::bulk::decompress(frame, raw_len as usize).expect("a valid block"));
+        at += len as usize;
+    }
+    inputs.push(("data", unpacked(2, &data)));
+    inputs
+}
+
+/// The index record and block region of an archive, if its trailer and index decode.
+fn parse(archive: &[u8]) -> Option<(IndexRecord, &[u8])> {
+    let len = archive.len() as u64;
+    let trailer = craft::trailer(archive)?;
+    let index_offset = trailer.index_offset(len);
+    let frame = archive.get(index_offset as usize..(len - TRAILER_LEN) as usize)?;
+    let record = format::decode_index(frame, trailer.index_raw_len).ok()?;
+    Some((record, archive.get(HEADER_LEN as usize..index_offset as usize)?))
+}
+
+/// The `index` target: the parsers never panic, and whatever `Index::from_record` accepts is
+/// consistent. Returns whether an index was built.
+pub fn check_index(data: &[u8]) -> bool {
+    let Some((&first, rest)) = data.split_first() else { return false };
+    if first % 2 == 0 {
+        // A whole archive. The checksum is checked but not required, so that the fuzzer's
+        // changes reach the decoder.
+        let _ = format::decode_header(rest);
+        let Some(trailer) = craft::trailer(rest) else { return false };
+        let index_offset = trailer.index_offset(rest.len() as u64);
+        let frame = &rest[index_offset as usize..rest.len() - TRAILER_LEN as usize];
+        let _ = trailer.check(frame);
+        let Ok(record) = format::decode_index(frame, trailer.index_raw_len) else { return false };
+        check_record(record, index_offset)
+    } else {
+        // CBOR alone, compressed here so that the fuzzer works on the index's own bytes.
+        let frame = compress(rest);
+        let Ok(record) = format::decode_index(&frame, rest.len() as u64) else { return false };
+        // Serializing and parsing again gives the same record.
+        let (again, raw_len) = format::encode_index(&record, 1).expect("encoding an index");
+        assert_eq!(format::decode_index(&again, raw_len).as_ref(), Ok(&record));
+        // Where the blocks end if they are laid out as declared, so that the tiling check can
+        // pass and the rest of the index is checked too.
+        let data_end = record.blocks.lens.iter().fold(HEADER_LEN, |end, &len| end.saturating_add(len));
+        check_record(record, data_end)
+    }
+}
+
+fn check_record(record: IndexRecord, data_end: u64) -> bool {
+    match Index::from_record(record, data_end) {
+        Ok(index) => {
+            check_invariants(&index, data_end);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// What list, read and verify rely on, for an index `from_record` accepted.
+pub fn check_invariants(index: &Index, data_end: u64) {
+    let entries = &index.entries;
+    assert!(!entries.is_empty());
+    let mut offset = 0u64;
+    for (i, entry) in entries.iter().enumerate() {
+        let name = entry.name.as_str();
+        assert!(!name.is_empty() && name != "." && name != "..", "entry {i}: name {name:?}");
+        assert!(!name.contains('/') && !name.contains('\0') && name.len() <= format::MAX_NAME_LEN);
+        assert!(entry.depth <= format::MAX_DEPTH);
+        match entry.parent {
+            None => assert_eq!(entry.depth, 0),
+            Some(p) => {
+                let parent = &entries[p as usize];
+                assert!((p as usize) < i && parent.kind == Kind::Dir && parent.depth + 1 == entry.depth);
+            }
+        }
+        // Siblings strictly sorted: the previous entry with the same parent sorts first.
+        if let Some(prev) = entries[..i].iter().rev().find(|e| e.depth <= entry.depth) {
+            if prev.depth == entry.depth {
+                assert_eq!(prev.parent, entry.parent);
+                assert!(prev.name.as_bytes() < name.as_bytes(), "{:?} then {name:?}", prev.name);
+            }
+        }
+        let end = index.subtree_end(i);
+        assert!(end > i && entries[i + 1..end].iter().all(|e| e.depth > entry.depth));
+        match &entry.kind {
+            &Kind::File { size, offset: start } => {
+                assert_eq!(start, offset);
+                offset += size;
+                for b in index.blocks_of(i) {
+                    let block = &index.blocks[b];
+                    assert!(block.raw_offset < start + size);
+                    assert!(start < block.raw_offset + block.raw_len);
+                    // The block->files lookup finds the file in each of its blocks.
+                    assert!(index.files_in(b).any(|piece| piece.entry as usize == i));
+                }
+            }
+            Kind::Dir => {}
+            Kind::Symlink { target } => assert!(!target.is_empty() && !target.contains('\0')),
+        }
+    }
+    assert_eq!(offset, index.data_len());
+    let mut at = HEADER_LEN;
+    let mut raw = 0;
+    for block in &index.blocks {
+        assert_eq!((block.offset, block.raw_offset), (at, raw));
+        assert!(block.len > 0 && block.raw_len > 0 && block.raw_len <= format::MAX_BLOCK_RAW);
+        at += block.len;
+        raw += block.raw_len;
+    }
+    assert_eq!(at, data_end);
+    assert_eq!(Index::from_record(index.clone().into_record(), data_end).as_ref(), Ok(index));
+    if entries.len() <= 500 {
+        for i in 0..entries.len() {
+            assert_eq!(arc::select::find(index, &index.path(i)), Some(i), "path {:?}", index.path(i));
+        }
+    }
+}
+
+/// The paths of an archive's entries as they would be beneath DEST; `None` if it does not
+/// open (then arc must not create anything at all).
+fn entry_paths(archive: &Path) -> Option<BTreeSet<String>> {
+    let index = open(archive).ok()?.index;
+    Some((0..index.entries.len()).map(|i| index.path(i)).collect())
+}
+
+/// DEST holds only entries of the archive: no temporary file, nothing anywhere else.
+fn assert_only_entries(dest: &Path, entries: Option<&BTreeSet<String>>) {
+    let found: BTreeSet<String> = paths_under(dest).into_iter().collect();
+    let empty = BTreeSet::new();
+    let strays: Vec<&String> = found.difference(entries.unwrap_or(&empty)).collect();
+    assert!(strays.is_empty(), "DEST holds what is not in the archive: {strays:?}");
+}
+
+/// The `read` target: a whole extraction into DEST, in a [`Scene`] with a sentinel file and
+/// directory beside DEST. Nothing outside DEST may change or appear; DEST may hold nothing
+/// but the archive's entries (no temporary file; nothing at all if the archive does not
+/// open); and an extraction that succeeds must have produced exactly the archive's entries.
+/// Returns whether it succeeded.
+pub fn check_read(data: &[u8]) -> bool {
+    let Some((&first, rest)) = data.split_first() else { return false };
+    let flags = first / 3;
+    let (same_permissions, two_threads) = (flags & 1 != 0, flags & 2 != 0);
+    let scene = Scene::new();
+    scene.write_archive(&archive_from_input(first, rest));
+    let (path, dest) = (scene.archive_path(), scene.dest());
+    let before = scene.outside();
+
+    let entries = entry_paths(&path);
+    let result = read_in_process(&path, &dest, Existing::Refuse, same_permissions, two_threads);
+    scene.assert_outside(&before, "the first extraction");
+    assert_only_entries(&dest, entries.as_ref());
+    if result.is_ok() {
+        check_extracted(&path, &dest);
+    }
+    let second = match (flags >> 2) & 3 {
+        0 => None,
+        1 => Some(Existing::Refuse),
+        2 => Some(Existing::Overwrite),
+        _ => Some(Existing::Keep),
+    };
+    if let Some(existing) = second {
+        let _ = read_in_process(&path, &dest, existing, same_permissions, two_threads);
+        scene.assert_outside(&before, "the second extraction");
+        assert_only_entries(&dest, entries.as_ref());
+    }
+    result.is_ok()
+}
+
+/// After a successful extraction into an empty DEST: DEST holds exactly the archive's entries,
+/// each of its kind, files of their size, links with their targets; and verify agrees that
+/// the archive is sound.
+fn check_extracted(archive: &Path, dest: &Path) {
+    let index = open(archive).expect("an archive that extracted opens").index;
+    let mut expected = BTreeSet::new();
+    for (i, entry) in index.entries.iter().enumerate() {
+        let rel = index.path(i);
+        let meta = fs::symlink_metadata(dest.join(&rel)).unwrap_or_else(|e| panic!("{rel} missing: {e}"));
+        match &entry.kind {
+            Kind::Dir => assert!(meta.is_dir(), "{rel} is not a directory"),
+            &Kind::File { size, .. } => {
+                assert!(meta.is_file() && meta.len() == size, "{rel}: not a file of {size}")
+            }
+            Kind::Symlink { target } => {
+                let found = fs::read_link(dest.join(&rel)).expect("readlink");
+                assert_eq!(found.to_str(), Some(target.as_str()), "{rel}: wrong target");
+            }
+        }
+        expected.insert(rel);
+    }
+    let found: BTreeSet<String> = paths_under(dest).into_iter().collect();
+    assert_eq!(found, expected, "DEST does not hold exactly the archive's entries");
+    if let Err(e) = verify_in_process(archive) {
+        panic!("read succeeded but verify failed: {e:#}");
+    }
+}

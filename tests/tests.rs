@@ -1,0 +1,16 @@
+//! The integration tests: one binary (as ripgrep's tests/tests.rs), one module per theme, all
+//! of them built on [`support`]. Run one theme with `cargo test --test tests THEME::`, e.g.
+//! `cargo test --test tests hostile::`.
+
+mod support;
+
+mod architecture;
+mod errors;
+mod faults;
+mod fuzz_corpus;
+mod golden;
+mod hostile;
+mod proptest_roundtrip;
+mod real_tree;
+mod roundtrip;
+mod ui_text;
