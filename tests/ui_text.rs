@@ -140,7 +140,7 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
                 env.file("x/hello.txt", "hello\n");
                 rustix::fs::mknodat(
                     rustix::fs::CWD,
-                    &env.path("x/fifo"),
+                    env.path("x/fifo"),
                     rustix::fs::FileType::Fifo,
                     0o644.into(),
                     0,
