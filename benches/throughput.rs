@@ -276,7 +276,8 @@ mod index {
         let entries = record.names.len();
         let (frame, raw_len) = format::encode_index(&record, LEVEL).expect("encoding the index");
         bencher.counter(ItemsCount::new(entries)).counter(BytesCount::new(raw_len)).bench_local(|| {
-            let record = format::decode_index(&frame, raw_len).expect("decoding the index");
+            let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
+            let record = format::decode_index(&frame, raw_len, &mut budget).expect("decoding the index");
             Index::from_record(record, format::HEADER_LEN).expect("checking the index")
         });
     }

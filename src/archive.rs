@@ -6,6 +6,10 @@
 //! Architecture Invariant: an [`Archive`] exists only if its header, trailer, index checksum
 //! and index structure are all valid, so list, read and verify start from a trusted index and
 //! nothing is written to a destination when the damage is in the index or trailer.
+//!
+//! Invariant: what an archive declares costs memory only within its [`Budget`] (SECURITY.md
+//! §8): the index is charged while it is parsed, and the block buffers of
+//! [`Archive::decode_threads`] threads fit in what is left.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -13,35 +17,61 @@ use std::os::unix::fs::FileExt;
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::format::{self, Block, FormatError, Index, Trailer};
+use crate::format::{self, Block, Budget, FormatError, Index, Trailer};
+
+/// Why a block could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("reading {0}: {1}")]
+    Io(Utf8PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
 
 pub struct Archive {
     pub path: Utf8PathBuf,
     file: File,
     pub index: Index,
+    /// What is left of the archive's memory budget once its index is in memory.
+    budget: Budget,
 }
 
 impl Archive {
     pub fn open(path: &Utf8Path) -> Result<Archive> {
         let file = File::open(path).with_context(|| format!("opening {path}"))?;
-        let index = read_index(&file).with_context(|| format!("reading {path}"))?;
-        Ok(Archive { path: path.to_owned(), file, index })
+        let (index, budget) = read_index(&file).with_context(|| format!("reading {path}"))?;
+        Ok(Archive { path: path.to_owned(), file, index, budget })
     }
 
-    /// Reads, checks and decompresses one block into `out` (cleared first). Errors are
-    /// [`FormatError`]s naming the block; I/O errors are wrapped with the archive's path.
-    pub fn read_block(&self, block: &Block, frame: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<()> {
-        frame.clear();
+    /// How many blocks may be decoded at once, at most `threads`: each needs buffers for the
+    /// largest frame and contents, and together they must fit in what is left of the
+    /// archive's budget. One always may: a block's contents are at most 64 MiB.
+    pub fn decode_threads(&self, threads: usize) -> usize {
+        let largest = self.index.blocks.iter().map(|b| b.len + b.raw_len).max().unwrap_or(0).max(1);
+        let fit = usize::try_from(self.budget.left() / largest).unwrap_or(usize::MAX);
+        threads.min(fit).max(1)
+    }
+
+    /// Reads, checks and decompresses one block into `out`. The error is a plain value (no
+    /// backtrace), cheap to make for every damaged block of a large archive.
+    pub fn read_block(
+        &self,
+        block: &Block,
+        frame: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BlockError> {
         // The length was checked against the archive's size when the index was built.
         frame.resize(block.len as usize, 0);
-        self.file.read_exact_at(frame, block.offset).with_context(|| format!("reading {}", self.path))?;
+        self.file.read_exact_at(frame, block.offset).map_err(|e| BlockError::Io(self.path.clone(), e))?;
         format::decode_block(block, frame, out)?;
         Ok(())
     }
 }
 
-fn read_index(file: &File) -> Result<Index> {
+/// The checked index, and what is left of the archive's memory budget.
+fn read_index(file: &File) -> Result<(Index, Budget)> {
     let len = file.metadata()?.len();
+    let mut budget = Budget::for_archive(len);
     let mut header = [0u8; format::HEADER_LEN as usize];
     let got = read_up_to(file, &mut header, 0)?;
     format::decode_header(&header[..got])?;
@@ -56,8 +86,12 @@ fn read_index(file: &File) -> Result<Index> {
     let mut frame = vec![0u8; trailer.index_len as usize];
     file.read_exact_at(&mut frame, index_offset)?;
     trailer.check(&frame)?;
-    let record = format::decode_index(&frame, trailer.index_raw_len)?;
-    Ok(Index::from_record(record, index_offset)?)
+    budget.take(trailer.index_len, "the index frame")?;
+    let record = format::decode_index(&frame, trailer.index_raw_len, &mut budget)?;
+    // The compressed frame is dropped now; its memory goes back to the budget.
+    drop(frame);
+    budget.give_back(trailer.index_len);
+    Ok((Index::from_record(record, index_offset)?, budget))
 }
 
 fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::archive::Archive;
 use crate::format::{Entry, Kind};
 use crate::select::{self, PathStack, Selected};
-use crate::ui::escape;
+use crate::ui::{escape, write_json};
 
 #[derive(Debug, Clone)]
 pub struct ListOptions {
@@ -47,8 +47,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
             continue;
         }
         if options.json {
-            serde_json::to_writer(&mut out, &JsonEntry::new(path, entry))?;
-            out.write_all(b"\n")?;
+            write_json(&mut out, &JsonEntry::new(path, entry))?;
         } else if options.long {
             writeln!(out, "{}", long_line(path, entry, options.bytes))?;
         } else {

@@ -68,6 +68,13 @@ impl<'a> Failure<'a> {
         first.get_or_insert(error);
     }
 
+    /// Whether the group is stopping (a stage failed or a signal came): a check that makes no
+    /// error value, for loops over many units of work, where an error per unit would cost
+    /// (a backtrace each, with RUST_BACKTRACE set) and say nothing new.
+    pub fn stopping(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) || self.stop.check().is_err()
+    }
+
     /// Err([`Stopped`]) once any stage failed, Err([`Interrupted`]) after a signal.
     pub fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::Relaxed) {

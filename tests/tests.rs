@@ -13,4 +13,5 @@ mod hostile;
 mod proptest_roundtrip;
 mod real_tree;
 mod roundtrip;
+mod strict;
 mod ui_text;

@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::support::{assemble_cbor, Spec, TestEnv};
+use crate::support::{assemble, assemble_cbor, compress, stamp_mtimes, BlockRecord, Spec, TestEnv};
 
 /// A tree whose names need escaping: a backslash, a tab, a newline, an escape sequence, a
 /// right-to-left override that would show `exe.txt` as `txt.exe`, and a zero-width space.
@@ -25,7 +25,10 @@ fn tricky_tree(env: &TestEnv) {
     env.file("x/esc\u{1b}[31mred", "escape\n");
     env.file("x/evil\u{202e}txt.exe", "bidi\n");
     env.file("x/zero\u{200b}width", "zero width\n");
+    env.file("x/del\u{7f}c1\u{85}", "DEL and C1\n");
     env.file("x/sub/deep.txt", "deep\n");
+    // Fixed times, so that long and JSON listings are the same every run.
+    stamp_mtimes(&env.path("x"), 7);
 }
 
 /// The tricky tree and `x.arc` made of it.
@@ -46,6 +49,20 @@ fn damaged(env: &TestEnv, at: i64) {
 
 fn write_archive(env: &TestEnv, bytes: &[u8]) {
     fs::write(env.path("x.arc"), bytes).expect("writing x.arc");
+}
+
+/// `x.arc` holding 30 files in 30 blocks, every block's checksum wrong.
+fn all_blocks_damaged(env: &TestEnv) {
+    let spec =
+        (0..30).fold(Spec::new().dir(0, "r"), |spec, i| spec.file(1, &format!("f{i:02}"), [i as u8; 100]));
+    let (mut record, data) = spec.record();
+    let frames: Vec<Vec<u8>> = data.chunks(100).map(compress).collect();
+    record.blocks = BlockRecord {
+        lens: frames.iter().map(|f| f.len() as u64).collect(),
+        raw_lens: vec![100; frames.len()],
+        hashes: vec![0; frames.len()],
+    };
+    write_archive(env, &assemble(&frames.concat(), &record));
 }
 
 type Setup = fn(&TestEnv);
@@ -115,7 +132,7 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         ),
         (
             "list-index-ends-early",
-            |env| write_archive(env, &assemble_cbor(&[], &[0xa1])),
+            |env| write_archive(env, &assemble_cbor(&[], &[0xa9])),
             vec!["list", "x.arc"],
         ),
         (
@@ -132,6 +149,18 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         ),
         ("read-damaged-block", |env| damaged(env, 20), vec!["read", "x.arc", "-C", "out"]),
         ("verify-damaged-block", |env| damaged(env, 20), vec!["verify", "x.arc"]),
+        ("verify-many-damaged-blocks", all_blocks_damaged, vec!["verify", "x.arc"]),
+        (
+            "read-block-of-two-frames",
+            |env| {
+                let two = [compress(b"hello"), compress(b"hidden")].concat();
+                let (record, _) = Spec::new().dir(0, "r").file(1, "f", "hello").record();
+                write_archive(env, &crate::support::craft_frames(record, &[(two, 5)]));
+            },
+            vec!["read", "x.arc", "-C", "out"],
+        ),
+        ("list-json-escaped", archived, vec!["list", "--json", "x.arc"]),
+        ("list-long", archived, vec!["list", "-l", "x.arc"]),
         ("write-missing-input", none, vec!["write", "-o", "y.arc", "missing"]),
         ("write-archive-into-itself", archived, vec!["write", "-o", "x.arc", "x.arc"]),
         (

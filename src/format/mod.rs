@@ -15,6 +15,7 @@
 //! input, never panics, and never allocates more than the caps below allow.
 
 mod block;
+mod frame;
 mod header;
 mod index;
 mod record;
@@ -25,7 +26,10 @@ pub use header::{decode_header, encode_header};
 #[cfg(test)]
 pub use index::spanning_index;
 pub use index::{Block, Entry, FilePiece, Index, Kind, Mtime};
-pub use record::{decode_index, encode_index, BlockRecord, IndexRecord, KIND_DIR, KIND_FILE, KIND_SYMLINK};
+pub use record::{
+    decode_cbor, decode_index, encode_index, BlockRecord, Budget, IndexRecord, KIND_DIR, KIND_FILE,
+    KIND_SYMLINK,
+};
 pub use trailer::Trailer;
 
 /// FORMAT.md §2: the first eight bytes of every archive. Like PNG's, the magic has a high-bit

@@ -2,10 +2,18 @@
 //!
 //! [`IndexRecord`] is the compatibility boundary: changing a field changes the format. Code
 //! elsewhere uses [`super::Index`], built from a record by [`super::Index::from_record`].
+//!
+//! Writing goes through serde (ciborium), which produces definite lengths only. Reading does
+//! not: serde's CBOR reader accepts what the format does not (byte-string keys, arrays for
+//! byte strings, tags, indefinite lengths), so the index is read by a strict parser over
+//! ciborium's low-level decoder that takes exactly FORMAT.md §4.2, names the column of any
+//! violation, and charges every allocation to a [`Budget`] before it is made.
 
-use serde::{Deserialize, Serialize};
+use ciborium_io::Read as _;
+use ciborium_ll::{Decoder, Header};
+use serde::Serialize;
 
-use super::{corrupt, Result, MAX_ENTRIES, MAX_WINDOW_LOG};
+use super::{corrupt, FormatError, Result, MAX_ENTRIES, MAX_NAME_LEN, MAX_TARGET_LEN, MAX_WINDOW_LOG};
 
 /// Entry kinds as stored in the index's `kinds` byte string (FORMAT.md §4).
 pub const KIND_DIR: u8 = 0;
@@ -20,73 +28,29 @@ pub const KIND_SYMLINK: u8 = 2;
 /// columns all have one element per entry, `sizes` one per regular file and `targets` one per
 /// symlink. A file's bytes follow those of the file before it in the data stream, so no offset
 /// is stored.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct IndexRecord {
-    #[serde(deserialize_with = "bounded")]
     pub names: Vec<String>,
-    #[serde(deserialize_with = "bounded")]
     pub depths: Vec<u32>,
     #[serde(with = "serde_bytes")]
     pub kinds: Vec<u8>,
-    #[serde(deserialize_with = "bounded")]
     pub modes: Vec<u16>,
-    #[serde(deserialize_with = "bounded")]
     pub mtime_secs: Vec<i64>,
-    #[serde(deserialize_with = "bounded")]
     pub mtime_nanos: Vec<u32>,
-    #[serde(deserialize_with = "bounded")]
     pub sizes: Vec<u64>,
-    #[serde(deserialize_with = "bounded")]
     pub targets: Vec<String>,
     pub blocks: BlockRecord,
 }
 
 /// FORMAT.md §4: the block table, one element per block in archive order.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockRecord {
     /// Compressed length: the zstd frame's bytes in the archive.
-    #[serde(deserialize_with = "bounded")]
     pub lens: Vec<u64>,
     /// Decompressed length: the block's share of the data stream.
-    #[serde(deserialize_with = "bounded")]
     pub raw_lens: Vec<u64>,
     /// [`super::block_hash`] of the frame.
-    #[serde(deserialize_with = "bounded")]
     pub hashes: Vec<u64>,
-}
-
-/// Deserializes a column, failing as soon as it holds more than [`MAX_ENTRIES`] elements, so
-/// that a small index that decompresses into millions of tiny elements is refused before
-/// it is built in memory rather than after.
-fn bounded<'de, D, T>(deserializer: D) -> std::result::Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct Column<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Column<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            write!(f, "an array of at most {MAX_ENTRIES} elements")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(
-            self,
-            mut seq: A,
-        ) -> std::result::Result<Vec<T>, A::Error> {
-            // Never trust the declared length beyond a small head start.
-            let mut column = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-            while let Some(value) = seq.next_element()? {
-                if column.len() == MAX_ENTRIES {
-                    return Err(serde::de::Error::custom(format!("more than {MAX_ENTRIES} elements")));
-                }
-                column.push(value);
-            }
-            Ok(column)
-        }
-    }
-    deserializer.deserialize_seq(Column(std::marker::PhantomData))
 }
 
 /// Serializes and compresses the index. Returns the zstd frame and the CBOR length.
@@ -99,18 +63,86 @@ pub fn encode_index(record: &IndexRecord, level: i32) -> std::io::Result<(Vec<u8
     Ok((frame, cbor.len() as u64))
 }
 
-/// Decompresses and parses the index frame after [`Trailer::check`] passed. The CBOR may not
-/// exceed `raw_len`, which the trailer capped; the structure is checked by `Index`.
-///
-/// The CBOR is parsed as it is decompressed, so garbage fails at its first bad byte instead of
-/// after gigabytes of output, and columns stop at [`MAX_ENTRIES`] elements.
-pub fn decode_index(frame: &[u8], raw_len: u64) -> Result<IndexRecord> {
+/// Memory a reader may spend on what an archive declares (SECURITY.md §8): 48 MiB, plus 32
+/// bytes for every byte of the archive, and never more than 1008 MiB; the other 16 MiB of the
+/// promised 64 MiB + 32 B/byte (at most 1 GiB) are arc's own (code, stacks, buffers). Every
+/// allocation whose size comes from the archive is charged here first, so a small archive
+/// cannot make arc allocate much, whatever it declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    total: u64,
+    left: u64,
+}
+
+impl Budget {
+    pub const BASE: u64 = 48 << 20;
+    pub const PER_ARCHIVE_BYTE: u64 = 32;
+    pub const MAX: u64 = (1 << 30) - (16 << 20);
+
+    /// The budget of an archive of `archive_len` bytes.
+    pub fn for_archive(archive_len: u64) -> Budget {
+        let total =
+            archive_len.saturating_mul(Self::PER_ARCHIVE_BYTE).saturating_add(Self::BASE).min(Self::MAX);
+        Budget { total, left: total }
+    }
+
+    /// Takes `bytes` from the budget for `what`, or says that the archive asks too much.
+    pub fn take(&mut self, bytes: u64, what: &str) -> Result<()> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(corrupt(format!(
+                "{what} needs more memory than an archive of this size may ask for ({} bytes in all)",
+                self.total
+            ))),
+        }
+    }
+
+    /// Returns `bytes` taken earlier and freed since.
+    pub fn give_back(&mut self, bytes: u64) {
+        self.left = self.left.saturating_add(bytes).min(self.total);
+    }
+
+    /// What is left.
+    pub fn left(&self) -> u64 {
+        self.left
+    }
+}
+
+/// What each entry of an index costs in memory once read, besides its name and target bytes:
+/// the record's columns and the checked [`super::Entry`] built from them.
+const ENTRY_COST: u64 = (std::mem::size_of::<String>()
+    + std::mem::size_of::<u32>()
+    + 1
+    + std::mem::size_of::<u16>()
+    + std::mem::size_of::<i64>()
+    + std::mem::size_of::<u32>()
+    + std::mem::size_of::<super::Entry>()
+    + std::mem::size_of::<u32>()) as u64;
+/// What a file's size or a symlink's target costs, beyond the per-entry cost.
+const VALUE_COST: u64 = std::mem::size_of::<String>() as u64;
+/// What each block costs besides its `lens` element: two more columns and the checked
+/// [`super::Block`].
+const BLOCK_COST: u64 = (2 * std::mem::size_of::<u64>() + std::mem::size_of::<super::Block>()) as u64;
+/// The heap allocator's smallest block, charged for every string (so a million one-byte names
+/// are charged what they really take).
+const STRING_MIN: u64 = 16;
+
+/// Decompresses and parses the index frame after [`super::Trailer::check`] passed. The frame
+/// must be one zstd frame declaring `raw_len` bytes (FORMAT.md §3.1), and its CBOR exactly
+/// `raw_len` bytes of FORMAT.md §4.2. The CBOR is parsed as it is decompressed, so garbage
+/// fails at its first bad byte instead of after gigabytes of output, and every column is
+/// charged to `budget` before it is allocated.
+pub fn decode_index(frame: &[u8], raw_len: u64, budget: &mut Budget) -> Result<IndexRecord> {
     use std::io::Read;
     let index_error = |e: &dyn std::fmt::Display| corrupt(format!("index: {e}"));
+    super::frame::check(frame, raw_len, "the trailer").map_err(|e| index_error(&e))?;
     let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| index_error(&e))?;
     decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
     let mut cbor = std::io::BufReader::new(decoder.single_frame().take(raw_len.saturating_add(1)));
-    let record = ciborium::from_reader(&mut cbor).map_err(|e| index_error(&cbor_error(e)))?;
+    let record = Parser { cbor: Decoder::from(&mut cbor), raw_len, budget }.record()?;
     // What the parser did not consume must be nothing, and the total exactly raw_len.
     let consumed = raw_len.saturating_add(1) - cbor.get_ref().limit() - cbor.buffer().len() as u64;
     let rest = std::io::copy(&mut cbor, &mut std::io::sink()).map_err(|e| index_error(&e))?;
@@ -122,29 +154,261 @@ pub fn decode_index(frame: &[u8], raw_len: u64) -> Result<IndexRecord> {
     Ok(record)
 }
 
-/// A CBOR decoding error in words: ciborium's own Display is its Debug form
-/// (`Syntax(1)`, `Io(Error { kind: UnexpectedEof, .. })`), which is not for people.
-fn cbor_error(error: ciborium::de::Error<std::io::Error>) -> String {
-    use ciborium::de::Error;
-    match error {
-        Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => "index ends early".to_owned(),
-        // The decompressor's errors (a damaged frame) come through the reader.
-        Error::Io(e) => e.to_string(),
-        Error::Syntax(at) => format!("malformed CBOR at byte {at}"),
-        Error::Semantic(Some(at), message) => format!("{message} (at byte {at})"),
-        Error::Semantic(None, message) => message,
-        Error::RecursionLimitExceeded => "CBOR nested too deeply".to_owned(),
+/// Parses CBOR that is already decompressed, as [`decode_index`] does (for tools and tests
+/// that work on the index's own bytes).
+pub fn decode_cbor(cbor: &[u8], budget: &mut Budget) -> Result<IndexRecord> {
+    let mut reader = cbor;
+    let record = Parser { cbor: Decoder::from(&mut reader), raw_len: cbor.len() as u64, budget }.record()?;
+    if !reader.is_empty() {
+        return Err(corrupt(format!("index: {} bytes follow the index map", reader.len())));
+    }
+    Ok(record)
+}
+
+/// The strict reader of FORMAT.md §4.2: a map of exactly the columns, as text keys in the
+/// order of [`IndexRecord`]'s fields, each an array of definite length (or, for `kinds`, a byte
+/// string) of items of exactly its type; no tags, no indefinite lengths, no floats.
+struct Parser<'b, R: ciborium_io::Read> {
+    cbor: Decoder<R>,
+    raw_len: u64,
+    budget: &'b mut Budget,
+}
+
+impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
+    fn record(mut self) -> Result<IndexRecord> {
+        self.map(9, "")?;
+        // Each name stands for an entry: what every entry costs once read and checked is
+        // charged with the names, before anything else is read.
+        let names = self.column("names", ENTRY_COST, |p, column| p.text(column, MAX_NAME_LEN))?;
+        let depths =
+            self.column("depths", 0, |p, column| p.uint(column, u32::MAX.into()).map(|v| v as u32))?;
+        let kinds = self.byte_string("kinds")?;
+        let modes = self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?;
+        let mtime_secs = self.column("mtime_secs", 0, Self::int)?;
+        let mtime_nanos =
+            self.column("mtime_nanos", 0, |p, column| p.uint(column, u32::MAX.into()).map(|v| v as u32))?;
+        let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
+        let targets = self.column("targets", 0, |p, column| p.text(column, MAX_TARGET_LEN))?;
+        self.key("blocks")?;
+        self.map(3, "index column blocks")?;
+        // What every block costs once read and checked is charged with its first column.
+        let lens = self.column("lens", BLOCK_COST, |p, column| p.uint(column, u64::MAX))?;
+        let raw_lens = self.column("raw_lens", 0, |p, column| p.uint(column, u64::MAX))?;
+        let hashes = self.column("hashes", 0, |p, column| p.uint(column, u64::MAX))?;
+        Ok(IndexRecord {
+            names,
+            depths,
+            kinds,
+            modes,
+            mtime_secs,
+            mtime_nanos,
+            sizes,
+            targets,
+            blocks: BlockRecord { lens, raw_lens, hashes },
+        })
+    }
+
+    /// The next header; tags are refused wherever they stand.
+    fn header(&mut self, column: &str) -> Result<Header> {
+        let at = self.cbor.offset();
+        match self.cbor.pull() {
+            Ok(Header::Tag(tag)) => Err(self.error(column, &format!("a tag ({tag}) at byte {at}"))),
+            Ok(header) => Ok(header),
+            Err(ciborium_ll::Error::Syntax(at)) => {
+                Err(corrupt(format!("index: malformed CBOR at byte {at}")))
+            }
+            Err(ciborium_ll::Error::Io(e)) => Err(read_error(e)),
+        }
+    }
+
+    /// A violation in `column` (empty for the index's own map).
+    fn error(&self, column: &str, what: &str) -> FormatError {
+        match column {
+            "" => corrupt(format!("index: {what}")),
+            _ => corrupt(format!("index: {column}: {what}")),
+        }
+    }
+
+    /// A map of exactly `len` pairs.
+    fn map(&mut self, len: usize, column: &str) -> Result<()> {
+        match self.header(column)? {
+            Header::Map(Some(n)) if n == len => Ok(()),
+            other => {
+                Err(self
+                    .error(column, &format!("expected a map of {len} columns, found {}", describe(&other))))
+            }
+        }
+    }
+
+    /// The text key `name`.
+    fn key(&mut self, name: &str) -> Result<()> {
+        let column = format!("index column {name}");
+        let expected = |found: &str| format!("expected the key \"{name}\", found {found}");
+        match self.header(&column)? {
+            Header::Text(Some(len)) if len == name.len() => {
+                let mut found = vec![0; len];
+                self.cbor.read_exact(&mut found).map_err(read_error)?;
+                if found != name.as_bytes() {
+                    let found = format!("\"{}\"", String::from_utf8_lossy(&found));
+                    return Err(self.error(&column, &expected(&found)));
+                }
+                Ok(())
+            }
+            other => Err(self.error(&column, &expected(&describe(&other)))),
+        }
+    }
+
+    /// Bytes left in the CBOR: no declared length may be larger, since every item takes at
+    /// least one byte.
+    fn remaining(&mut self) -> u64 {
+        self.raw_len.saturating_sub(self.cbor.offset() as u64)
+    }
+
+    /// The column `name`: its key, then an array of definite length whose items `item` reads.
+    /// Its memory, and `extra` bytes per element for what the elements stand for, are charged
+    /// before any element is read.
+    fn column<T>(
+        &mut self,
+        name: &str,
+        extra: u64,
+        mut item: impl FnMut(&mut Self, &str) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.key(name)?;
+        let column = format!("index column {name}");
+        let len = match self.header(&column)? {
+            Header::Array(Some(len)) => len,
+            other => {
+                return Err(self.error(&column, &format!("expected an array, found {}", describe(&other))))
+            }
+        };
+        if len > MAX_ENTRIES {
+            return Err(self.error(&column, &format!("{len} elements is over the limit of {MAX_ENTRIES}")));
+        }
+        if len as u64 > self.remaining() {
+            return Err(self.error(&column, &format!("declares {len} elements in fewer bytes")));
+        }
+        let size = std::mem::size_of::<T>() as u64 + extra;
+        self.budget.take((len as u64).saturating_mul(size), &column)?;
+        let mut values = Vec::with_capacity(len);
+        for _ in 0..len {
+            values.push(item(self, &column)?);
+        }
+        Ok(values)
+    }
+
+    /// The byte string column `name` (`kinds`).
+    fn byte_string(&mut self, name: &str) -> Result<Vec<u8>> {
+        self.key(name)?;
+        let column = format!("index column {name}");
+        let len = match self.header(&column)? {
+            Header::Bytes(Some(len)) => len,
+            other => {
+                return Err(
+                    self.error(&column, &format!("expected a byte string, found {}", describe(&other)))
+                )
+            }
+        };
+        if len > MAX_ENTRIES || len as u64 > self.remaining() {
+            return Err(self.error(&column, &format!("{len} bytes is more than the index holds")));
+        }
+        self.budget.take(len as u64, &column)?;
+        let mut bytes = vec![0; len];
+        self.cbor.read_exact(&mut bytes).map_err(read_error)?;
+        Ok(bytes)
+    }
+
+    /// A text string of at most `max` bytes.
+    fn text(&mut self, column: &str, max: usize) -> Result<String> {
+        let len = match self.header(column)? {
+            Header::Text(Some(len)) => len,
+            other => {
+                return Err(self.error(column, &format!("expected a text string, found {}", describe(&other))))
+            }
+        };
+        if len > max {
+            return Err(self.error(column, &format!("a string of {len} bytes is longer than {max}")));
+        }
+        if len as u64 > self.remaining() {
+            return Err(corrupt("index: index ends early"));
+        }
+        self.budget.take((len as u64).max(STRING_MIN) + VALUE_COST, column)?;
+        let mut bytes = vec![0; len];
+        self.cbor.read_exact(&mut bytes).map_err(read_error)?;
+        String::from_utf8(bytes).map_err(|_| self.error(column, "a string is not UTF-8"))
+    }
+
+    /// An unsigned integer of at most `max`.
+    fn uint(&mut self, column: &str, max: u64) -> Result<u64> {
+        match self.header(column)? {
+            Header::Positive(value) if value <= max => Ok(value),
+            Header::Positive(value) => Err(self.error(column, &format!("{value} is over {max}"))),
+            other => {
+                Err(self.error(column, &format!("expected an unsigned integer, found {}", describe(&other))))
+            }
+        }
+    }
+
+    /// A signed 64-bit integer.
+    fn int(&mut self, column: &str) -> Result<i64> {
+        match self.header(column)? {
+            Header::Positive(value) => {
+                i64::try_from(value).map_err(|_| self.error(column, "integer out of range"))
+            }
+            // CBOR's negative integers are -1 - n.
+            Header::Negative(n) => {
+                i64::try_from(n).map(|n| -1 - n).map_err(|_| self.error(column, "integer out of range"))
+            }
+            other => Err(self.error(column, &format!("expected an integer, found {}", describe(&other)))),
+        }
+    }
+}
+
+/// A header in words, for messages.
+fn describe(header: &Header) -> String {
+    match header {
+        Header::Positive(n) => format!("the integer {n}"),
+        Header::Negative(n) => format!("the integer -{}", u128::from(*n) + 1),
+        Header::Float(_) => "a float".to_owned(),
+        Header::Simple(_) => "a simple value".to_owned(),
+        Header::Tag(_) => "a tag".to_owned(),
+        Header::Break => "a break".to_owned(),
+        Header::Bytes(None) | Header::Text(None) | Header::Array(None) | Header::Map(None) => {
+            "an item of indefinite length".to_owned()
+        }
+        Header::Bytes(Some(_)) => "a byte string".to_owned(),
+        Header::Text(Some(_)) => "a text string".to_owned(),
+        Header::Array(Some(n)) => format!("an array of {n}"),
+        Header::Map(Some(n)) => format!("a map of {n}"),
+    }
+}
+
+/// A read error of the decompressed index in words: running out of bytes early, or the
+/// decompressor's own error (a damaged frame).
+fn read_error(error: std::io::Error) -> FormatError {
+    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+        corrupt("index: index ends early")
+    } else {
+        corrupt(format!("index: {error}"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::FormatError;
 
-    #[test]
-    fn index_round_trip() {
-        let record = IndexRecord {
+    fn budget() -> Budget {
+        Budget::for_archive(1 << 20)
+    }
+
+    /// A frame as arc writes one, of `cbor`.
+    fn frame_of(cbor: &[u8]) -> Vec<u8> {
+        let mut compressor = zstd::bulk::Compressor::new(3).expect("compressor");
+        compressor.include_checksum(true).expect("checksum flag");
+        compressor.compress(cbor).expect("compress")
+    }
+
+    fn record() -> IndexRecord {
+        IndexRecord {
             names: vec!["root".into(), "a".into()],
             depths: vec![0, 1],
             kinds: vec![KIND_DIR, KIND_FILE],
@@ -153,12 +417,17 @@ mod tests {
             mtime_nanos: vec![3, 999_999_999],
             sizes: vec![5],
             targets: vec![],
-            blocks: BlockRecord { lens: vec![14], raw_lens: vec![5], hashes: vec![7] },
-        };
+            blocks: BlockRecord { lens: vec![14], raw_lens: vec![5], hashes: vec![u64::MAX] },
+        }
+    }
+
+    #[test]
+    fn index_round_trip() {
+        let record = record();
         let (frame, raw_len) = encode_index(&record, 3).expect("encode");
-        assert_eq!(decode_index(&frame, raw_len), Ok(record));
-        assert!(decode_index(&frame, raw_len - 1).is_err());
-        assert!(decode_index(&frame, raw_len + 1).is_err());
+        assert_eq!(decode_index(&frame, raw_len, &mut budget()), Ok(record));
+        assert!(decode_index(&frame, raw_len - 1, &mut budget()).is_err());
+        assert!(decode_index(&frame, raw_len + 1, &mut budget()).is_err());
     }
 
     #[test]
@@ -166,33 +435,101 @@ mod tests {
         // 64 MiB of zeros in a tiny frame: not CBOR of an index, refused at the first byte
         // whatever the trailer claims, without decompressing the rest.
         let zeros = vec![0u8; 64 << 20];
-        let frame = zstd::bulk::compress(&zeros, 3).expect("compress");
+        let frame = frame_of(&zeros);
         assert!(frame.len() < 10_000);
-        assert!(matches!(decode_index(&frame, 64 << 20), Err(FormatError::Corrupt(_))));
+        assert!(matches!(decode_index(&frame, 64 << 20, &mut budget()), Err(FormatError::Corrupt(_))));
         // A valid index followed by more bytes than the trailer says is refused too.
         let (frame, raw_len) = encode_index(&IndexRecord::default(), 3).expect("encode");
-        assert!(decode_index(&frame, raw_len).is_ok());
-        assert!(decode_index(&frame, raw_len + 5).is_err());
+        assert!(decode_index(&frame, raw_len, &mut budget()).is_ok());
+        assert!(decode_index(&frame, raw_len + 5, &mut budget()).is_err());
+    }
+
+    /// What decoding `cbor` says is wrong with it.
+    fn refused(cbor: &[u8]) -> String {
+        match decode_index(&frame_of(cbor), cbor.len() as u64, &mut budget()) {
+            Err(FormatError::Corrupt(why)) => why,
+            other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    /// The CBOR of the test record with `from` (which must occur once) replaced by `to`.
+    fn patched(from: &[u8], to: &[u8]) -> Vec<u8> {
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&record(), &mut cbor).expect("serialize");
+        let at = cbor.windows(from.len()).position(|w| w == from).expect("pattern");
+        assert_eq!(cbor.windows(from.len()).filter(|w| *w == from).count(), 1, "pattern not unique");
+        [&cbor[..at], to, &cbor[at + from.len()..]].concat()
     }
 
     #[test]
     fn cbor_errors_are_words() {
-        let words = |cbor: &[u8]| {
-            let frame = zstd::bulk::compress(cbor, 3).expect("compress");
-            match decode_index(&frame, cbor.len() as u64) {
-                Err(FormatError::Corrupt(why)) => why,
-                other => panic!("expected corrupt, got {other:?}"),
-            }
-        };
-        // A map of one entry whose key never comes.
-        assert_eq!(words(&[0xa1]), "index: index ends early");
+        // The map of columns, whose first key never comes.
+        assert_eq!(refused(&[0xa9]), "index: index ends early");
         // 0x1c is a reserved additional-information value: not CBOR at all.
-        assert_eq!(words(&[0x1c]), "index: malformed CBOR at byte 0");
+        assert_eq!(refused(&[0x1c]), "index: malformed CBOR at byte 0");
         // An integer where the map of columns should be.
-        let why = words(&[0x05]);
-        assert!(why.starts_with("index: invalid type: integer `5`, expected"), "{why}");
-        for why in [words(&[0xa1]), words(&[0x1c]), why] {
+        assert_eq!(refused(&[0x05]), "index: expected a map of 9 columns, found the integer 5");
+        for why in [refused(&[0xa9]), refused(&[0x1c]), refused(&[0x05])] {
             assert!(!why.contains("Error {") && !why.contains("Syntax("), "{why}");
         }
+    }
+
+    #[test]
+    fn only_the_types_of_the_format_are_accepted() {
+        // Keys as byte strings (0x45 "names" -> 0x65 is text; 0x45 is bytes).
+        let why = refused(&patched(b"\x65names", b"\x45names"));
+        assert!(why.contains("index column names: expected the key \"names\""), "{why}");
+        // kinds as an array of integers rather than a byte string.
+        let why = refused(&patched(b"\x65kinds\x42\x00\x01", b"\x65kinds\x82\x00\x01"));
+        assert_eq!(why, "index: index column kinds: expected a byte string, found an array of 2");
+        // depths as a byte string.
+        let why = refused(&patched(b"\x66depths\x82\x00\x01", b"\x66depths\x42\x00\x01"));
+        assert_eq!(why, "index: index column depths: expected an array, found a byte string");
+        // A tag before a value and before a key.
+        let why = refused(&patched(b"\x65modes\x82", b"\x65modes\xc1\x82"));
+        assert!(why.contains("index column modes: a tag (1)"), "{why}");
+        let why = refused(&patched(b"\x65modes", b"\xd9\xd9\xf7\x65modes"));
+        assert!(why.contains("a tag (55799)"), "{why}");
+        // Indefinite lengths.
+        let why = refused(&patched(b"\x65sizes\x81\x05", b"\x65sizes\x9f\x05\xff"));
+        assert_eq!(why, "index: index column sizes: expected an array, found an item of indefinite length");
+        // A mode that does not fit 16 bits, a negative size.
+        let why = refused(&patched(b"\x65modes\x82\x19\x01\xed", b"\x65modes\x82\x1a\x00\x01\x00\x00"));
+        assert_eq!(why, "index: index column modes: 65536 is over 65535");
+        let why = refused(&patched(b"\x65sizes\x81\x05", b"\x65sizes\x81\x24"));
+        assert_eq!(why, "index: index column sizes: expected an unsigned integer, found the integer -5");
+        // An extra item after the map.
+        let mut extra = Vec::new();
+        ciborium::into_writer(&record(), &mut extra).expect("serialize");
+        extra.push(0x00);
+        assert_eq!(
+            decode_cbor(&extra, &mut budget()).expect_err("extra"),
+            corrupt("index: 1 bytes follow the index map")
+        );
+        let why = refused(&extra);
+        assert!(why.contains("expands to"), "{why}");
+    }
+
+    #[test]
+    fn declared_sizes_are_checked_before_allocating() {
+        // An array declaring 2^24 names in a few bytes.
+        let why = refused(b"\xa9\x65names\x9a\x01\x00\x00\x00");
+        assert_eq!(why, "index: index column names: declares 16777216 elements in fewer bytes");
+        // A name of 1 GiB declared in a few bytes is refused by its length alone.
+        let why = refused(b"\xa9\x65names\x81\x7a\x40\x00\x00\x00");
+        assert_eq!(why, "index: index column names: a string of 1073741824 bytes is longer than 255");
+        // Many real entries in a tiny budget.
+        let mut small = Budget::for_archive(0);
+        small.take(Budget::BASE - 100, "a test").expect("room");
+        let (frame, raw_len) = encode_index(&record(), 3).expect("encode");
+        let why = decode_index(&frame, raw_len, &mut small).expect_err("over budget");
+        assert!(why.to_string().contains("needs more memory than an archive of this size"), "{why}");
+    }
+
+    #[test]
+    fn budget_follows_the_formula() {
+        assert_eq!(Budget::for_archive(0).left(), 48 << 20);
+        assert_eq!(Budget::for_archive(1 << 20).left(), (48 << 20) + (32 << 20));
+        assert_eq!(Budget::for_archive(1 << 40).left(), (1 << 30) - (16 << 20));
     }
 }

@@ -189,10 +189,10 @@ impl<'a> Extraction<'a> {
             .iter()
             .map(|&(_, blocks)| Span { temp: Mutex::new(None), blocks_left: AtomicUsize::new(blocks) })
             .collect();
-        let pool = crate::sys::thread_pool(self.options.threads)?;
+        let pool = crate::sys::thread_pool(self.archive.decode_threads(self.options.threads))?;
         pool.install(|| {
             plan.empty.par_iter().for_each(|&i| {
-                if failure.check().is_ok() {
+                if !failure.stopping() {
                     if let Err(e) = self.write_whole(i as usize, &[]) {
                         failure.record(e);
                     }
@@ -201,7 +201,7 @@ impl<'a> Extraction<'a> {
             plan.blocks.par_iter().for_each_init(
                 || (Vec::new(), Vec::new()),
                 |(frame, data), &b| {
-                    if failure.check().is_err() {
+                    if failure.stopping() {
                         return;
                     }
                     if let Err(e) = self.write_block(b, &plan, &spans, frame, data, &failure) {
@@ -230,14 +230,21 @@ impl<'a> Extraction<'a> {
             if pieces.len() > 5 {
                 names.push(format!("and {} more", pieces.len() - 5));
             }
-            e.context(format!("reading {}: damaged data of {}", self.archive.path, names.join(", ")))
+            anyhow::Error::new(e).context(format!(
+                "reading {}: damaged data of {}",
+                self.archive.path,
+                names.join(", ")
+            ))
         })?;
         Counters::add(&self.counters.bytes_out, block.len);
         // A block of small files holds hundreds of them: share them out, so that the threads
         // are not idle while one of them creates every file of the block.
         pieces.par_chunks(PIECES_PER_TASK).try_for_each(|chunk| {
             for piece in chunk {
-                failure.check()?;
+                if failure.stopping() {
+                    // The first error is recorded already; this piece has nothing to add.
+                    return Ok(());
+                }
                 let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
                 match plan.span_of(piece.entry) {
                     None => self.write_whole(piece.entry as usize, bytes)?,

@@ -10,7 +10,8 @@
 //! terminal never interprets a name, and what is shown is every character there is.
 //!
 //! [`unescape`] is the inverse: a name as printed, typed back as a PATH argument, finds the
-//! entry.
+//! entry. [`write_json`] applies the same rule to JSON output, with JSON's own escapes
+//! (`\u202e`), so that a JSON string decodes to exactly the name.
 
 use std::borrow::Cow;
 
@@ -94,6 +95,36 @@ pub fn unescape(s: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(out))
 }
 
+/// Writes `value` as one line of JSON, escaping in strings everything [`escape`] escapes
+/// (serde_json escapes only U+0000–U+001F of them).
+pub fn write_json<W: std::io::Write, T: serde::Serialize>(out: &mut W, value: &T) -> std::io::Result<()> {
+    let mut serializer = serde_json::Serializer::with_formatter(&mut *out, JsonEscapes);
+    value.serialize(&mut serializer).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+/// serde_json's compact output, with the characters of [`needs_escape`] escaped in strings.
+struct JsonEscapes;
+
+impl serde_json::ser::Formatter for JsonEscapes {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        out: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (at, c) in fragment.char_indices() {
+            if needs_escape(c) {
+                out.write_all(&fragment.as_bytes()[start..at])?;
+                // Every character escaped is in the Basic Multilingual Plane: one \u each.
+                write!(out, "\\u{:04x}", c as u32)?;
+                start = at + c.len_utf8();
+            }
+        }
+        out.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +153,16 @@ mod tests {
         assert_eq!(unescape("trailing\\"), None);
         assert_eq!(unescape("\\u{110000}"), None);
         assert_eq!(unescape("\\u{}"), None);
+    }
+
+    #[test]
+    fn json_escapes_the_same_characters_and_decodes_to_the_name() {
+        let name = "a\"b\\c\u{7f}d\u{85}e\u{202e}f\u{200b}g\u{1b}h ü";
+        let mut out = Vec::new();
+        write_json(&mut out, &name).expect("writing");
+        let line = String::from_utf8(out).expect("UTF-8");
+        assert_eq!(line, "\"a\\\"b\\\\c\\u007fd\\u0085e\\u202ef\\u200bg\\u001bh ü\"\n");
+        let back: String = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back, name);
     }
 }

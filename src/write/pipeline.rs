@@ -95,7 +95,7 @@ fn compressor(jobs: &Mutex<Receiver<Job>>, level: i32, failure: &Failure) {
     loop {
         // After a failure or a signal, queued blocks are dropped rather than compressed, so
         // that Ctrl-C takes effect within one block even at level 22.
-        if failure.check().is_err() {
+        if failure.stopping() {
             return;
         }
         // Hold the lock only to take a job, not while compressing.

@@ -55,6 +55,35 @@ where
     run(Command::new(program[0]).args(&program[1..]).args(args))
 }
 
+/// GNU time, which measures a child's peak memory: `None`, after saying so, where it is not
+/// installed (Debian's package `time`; .ci/run installs it).
+pub fn gnu_time() -> Option<&'static str> {
+    const TIME: &str = "/usr/bin/time";
+    if std::path::Path::new(TIME).exists() {
+        Some(TIME)
+    } else {
+        eprintln!("note: {TIME} (GNU time) is not installed; memory bounds are not measured");
+        None
+    }
+}
+
+/// Runs `arc ARGS` under GNU time and returns the run and arc's peak resident memory in
+/// bytes. (The kernel's own count, from `wait4` here, would include this test process's
+/// memory from before `exec`; GNU time forks arc from a process of its own size.)
+pub fn arc_measured(time: &str, args: &[&OsStr], envs: &[(&str, &str)]) -> (Run, u64) {
+    let report = tempfile::NamedTempFile::new().expect("a file for GNU time's report");
+    let mut command = Command::new(time);
+    command.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(ARC).args(args).envs(envs.iter().copied());
+    let run = run(&mut command);
+    let text = fs::read_to_string(report.path()).expect("reading GNU time's report");
+    let kib: u64 = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("GNU time reported {text:?} for {}", run.command));
+    (run, kib * 1024)
+}
+
 /// /dev/full opened for writing: standard output that cannot take anything.
 pub fn full_device() -> fs::File {
     fs::OpenOptions::new().write(true).open("/dev/full").expect("opening /dev/full")
