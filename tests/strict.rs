@@ -167,7 +167,7 @@ fn mistyped_indexes() -> Vec<(Vec<u8>, &'static str)> {
         // An indefinite-length array, which arc never writes.
         (patched(b"\x65sizes\x81\x05", b"\x65sizes\x9f\x05\xff"), "index column sizes: expected an array"),
         // An extra item after the map: the trailer counts it, the parser does not.
-        (assemble_cbor(&region, &[good.clone(), vec![0]].concat()), "index: expands to"),
+        (assemble_cbor(&region, &[good.clone(), vec![0]].concat()), "index: 1 bytes follow the index map"),
     ]
 }
 
@@ -220,11 +220,10 @@ fn names_head(count: u32) -> Vec<u8> {
     head
 }
 
-#[test]
-fn sixteen_million_real_names_are_refused_within_the_bound() {
-    // 2^24 names of 25 bytes, every byte present: 453 MB of CBOR in a frame of about 500 KB
-    // (one name in 512 is random letters, so that the frame is large enough for the
-    // expansion cap and reaches the parser).
+/// 2^24 names of 25 bytes, every byte present: 453 MB of CBOR in a frame of about 500 KB
+/// (one name in 512 is random letters, so that the frame is large enough for the expansion
+/// cap and reaches the parser).
+fn sixteen_million_names() -> Vec<u8> {
     let count = 1u32 << 24;
     let head = names_head(count);
     let name = |letters: &[u8]| [[0x78, 25].as_slice(), letters].concat();
@@ -248,17 +247,20 @@ fn sixteen_million_real_names_are_refused_within_the_bound() {
         }
     });
     assert!(raw_len / (frame.len() as u64) < 1024, "the frame would be refused by the ratio cap");
-    let archive = assemble_index_frame(&[], &frame, raw_len);
+    assemble_index_frame(&[], &frame, raw_len)
+}
+
+#[test]
+fn sixteen_million_real_names_are_refused_within_the_bound() {
     refused_by_every_command(
-        &archive,
+        &sixteen_million_names(),
         "index column names needs more memory than an archive of this size may ask for",
     );
 }
 
-#[test]
-fn a_gigabyte_name_is_refused_by_its_length() {
-    // One name of 1.1 GiB: 3 MB of letters that compress poorly, then 'a's, so that the
-    // frame is large enough for the expansion cap (1024:1) and reaches the parser.
+/// One name of 1.1 GiB: 3 MB of letters that compress poorly, then 'a's, so that the frame
+/// is large enough for the expansion cap (1024:1) and reaches the parser.
+fn gigabyte_name() -> Vec<u8> {
     let len: u64 = 1_100 << 20;
     let mut head = names_head(1);
     head.push(0x7a);
@@ -285,8 +287,15 @@ fn a_gigabyte_name_is_refused_by_its_length() {
         }
     });
     assert!(raw_len / (frame.len() as u64) < 1024, "the frame would be refused by the ratio cap");
-    let archive = assemble_index_frame(&[], &frame, raw_len);
-    refused_by_every_command(&archive, "index column names: a string of 1153433600 bytes is longer than 255");
+    assemble_index_frame(&[], &frame, raw_len)
+}
+
+#[test]
+fn a_gigabyte_name_is_refused_by_its_length() {
+    refused_by_every_command(
+        &gigabyte_name(),
+        "index column names: a string of 1153433600 bytes is longer than 255",
+    );
 }
 
 /// An archive of one file of `count` bytes in `count` blocks of one byte, each block a single
@@ -402,5 +411,33 @@ fn write_strict_seeds() {
             std::fs::write(fuzz.join(target).join(&name), [&[0u8][..], &archive].concat())
                 .expect("writing a seed");
         }
+    }
+}
+
+/// Writes the archives of this module's examples into $ARC_CASES_DIR, to measure arc on them
+/// by hand (`/usr/bin/time -v arc verify DIR/NAME.arc`), this build or another.
+#[test]
+#[ignore = "writes archives of up to 17 MB; run by hand with ARC_CASES_DIR=DIR"]
+fn write_cases() {
+    let Some(dir) = std::env::var_os("ARC_CASES_DIR") else {
+        eprintln!("note: set ARC_CASES_DIR to a directory to write the cases into");
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("names-2e24".into(), sixteen_million_names()),
+        ("name-1.1GiB".into(), gigabyte_name()),
+        ("blocks-4M".into(), one_byte_blocks(4 << 20)),
+        ("blocks-2e24".into(), one_byte_blocks(1 << 24)),
+        ("index-extra-bytes".into(), index_with_extra_bytes()),
+    ];
+    for (i, (archive, _)) in misframed_blocks().into_iter().enumerate() {
+        cases.push((format!("block-{i}"), archive));
+    }
+    for (i, (archive, _)) in mistyped_indexes().into_iter().enumerate() {
+        cases.push((format!("cbor-{i}"), archive));
+    }
+    for (name, archive) in cases {
+        std::fs::write(dir.join(format!("{name}.arc")), archive).expect("writing a case");
     }
 }

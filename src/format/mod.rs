@@ -82,6 +82,10 @@ pub enum FormatError {
     Truncated(&'static str),
     #[error("corrupt archive: {0}")]
     Corrupt(String),
+    /// Valid or not, the archive declares more than a reader may allocate for an archive of
+    /// its size (SECURITY.md §8).
+    #[error("{what} needs more memory than an archive of this size may ask for ({budget} bytes in all)")]
+    OverBudget { what: String, budget: u64 },
 }
 
 pub type Result<T> = std::result::Result<T, FormatError>;
