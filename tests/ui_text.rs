@@ -85,7 +85,7 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         (
             "list-printed-name-typed-back",
             archived,
-            vec!["list", "x.arc", "x/a\\\\b", "x/evil\\u{202e}txt.exe"],
+            vec!["list", "x.arc", "x/a\\\\b", "x/evil\\u{202e}txt.exe", "x/tab\\there", "x/new\\nline"],
         ),
         ("read-verbose-escaped", archived, vec!["read", "-v", "x.arc", "-C", "out"]),
         (

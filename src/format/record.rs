@@ -108,8 +108,13 @@ impl Budget {
     }
 }
 
+/// What the commands keep per entry besides the index: selection, action, a directory handle
+/// slot, a place in a plan.
+const COMMAND_ENTRY_COST: u64 = 16;
+/// Likewise per block: whether it is needed, its place in a plan.
+const COMMAND_BLOCK_COST: u64 = 16;
 /// What each entry of an index costs in memory once read, besides its name and target bytes:
-/// the record's columns and the checked [`super::Entry`] built from them.
+/// the record's columns, the checked [`super::Entry`] built from them, and what commands keep.
 const ENTRY_COST: u64 = (std::mem::size_of::<String>()
     + std::mem::size_of::<u32>()
     + 1
@@ -117,12 +122,14 @@ const ENTRY_COST: u64 = (std::mem::size_of::<String>()
     + std::mem::size_of::<i64>()
     + std::mem::size_of::<u32>()
     + std::mem::size_of::<super::Entry>()
-    + std::mem::size_of::<u32>()) as u64;
+    + std::mem::size_of::<u32>()) as u64
+    + COMMAND_ENTRY_COST;
 /// What a file's size or a symlink's target costs, beyond the per-entry cost.
 const VALUE_COST: u64 = std::mem::size_of::<String>() as u64;
-/// What each block costs besides its `lens` element: two more columns and the checked
-/// [`super::Block`].
-const BLOCK_COST: u64 = (2 * std::mem::size_of::<u64>() + std::mem::size_of::<super::Block>()) as u64;
+/// What each block costs besides its `lens` element: two more columns, the checked
+/// [`super::Block`], and what commands keep.
+const BLOCK_COST: u64 =
+    (2 * std::mem::size_of::<u64>() + std::mem::size_of::<super::Block>()) as u64 + COMMAND_BLOCK_COST;
 /// The heap allocator's smallest block, charged for every string (so a million one-byte names
 /// are charged what they really take).
 const STRING_MIN: u64 = 16;
