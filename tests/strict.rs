@@ -12,7 +12,7 @@ use std::process::Command;
 
 use crate::support::{
     arc_measured, assemble, assemble_cbor, assemble_index_frame, cbor, compress, craft_frames, format,
-    gnu_time, rle_bomb, run, BlockRecord, Run, Scene, Spec, ARC,
+    gnu_time, pseudo_random, rle_bomb, run, BlockRecord, Run, Scene, Spec, ARC,
 };
 
 /// SECURITY.md §8: what any command may use on an archive of `len` bytes.
@@ -211,6 +211,11 @@ impl<W: Write> Write for Counted<'_, W> {
     }
 }
 
+/// `len` pseudo-random lowercase letters: names that compress, but not much.
+fn letters(len: usize, seed: u64) -> Vec<u8> {
+    pseudo_random(len, seed).into_iter().map(|b| b'a' + b % 26).collect()
+}
+
 /// CBOR: a map of 9, the key `names`, and the head of an array of `count` elements.
 fn names_head(count: u32) -> Vec<u8> {
     let mut head = vec![0xa9, 0x65];
@@ -229,21 +234,13 @@ fn sixteen_million_names() -> Vec<u8> {
     let name = |letters: &[u8]| [[0x78, 25].as_slice(), letters].concat();
     let same = name(b"a name of twenty-five b..");
     let raw_len = head.len() as u64 + u64::from(count) * same.len() as u64;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let random = letters(25 * (count as usize / 512), 1);
     let frame = streamed_index(raw_len, |out| {
         out.write_all(&head).expect("write");
         let run = same.repeat(511);
-        for _ in 0..count / 512 {
+        for letters in random.chunks(25) {
             out.write_all(&run).expect("write");
-            let letters: Vec<u8> = (0..25)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    b'a' + (state % 26) as u8
-                })
-                .collect();
-            out.write_all(&name(&letters)).expect("write");
+            out.write_all(&name(letters)).expect("write");
         }
     });
     assert!(raw_len / (frame.len() as u64) < 1024, "the frame would be refused by the ratio cap");
@@ -266,15 +263,7 @@ fn gigabyte_name() -> Vec<u8> {
     head.push(0x7a);
     head.extend_from_slice(&(len as u32).to_be_bytes());
     let raw_len = head.len() as u64 + len;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let noise: Vec<u8> = (0..3_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            b'a' + (state % 26) as u8
-        })
-        .collect();
+    let noise = letters(3_000_000, 2);
     let frame = streamed_index(raw_len, |out| {
         out.write_all(&head).expect("write");
         out.write_all(&noise).expect("write");
@@ -301,15 +290,7 @@ fn a_gigabyte_name_is_refused_by_its_length() {
 /// An archive of one file of `count` bytes in `count` blocks of one byte, each block a single
 /// (pseudo-random) byte that is not a zstd frame, its checksum true: every block is damaged.
 fn one_byte_blocks(count: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let region: Vec<u8> = (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let region = pseudo_random(count, 3);
     let hashes: Vec<u64> = (0..=255u8).map(|b| format::block_hash(&[b])).collect();
     let mut record = one_file(&[]);
     record.sizes = vec![count as u64];
