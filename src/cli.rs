@@ -1,23 +1,47 @@
 //! The command line: clap types, turned into plain option structs before any work starts.
+//!
+//! Architecture Invariant: nothing but this module sees clap; even completions and the man
+//! page are rendered here, into text that `lib` prints.
 
 use camino::Utf8PathBuf;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::cat::CatOptions;
 use crate::list::ListOptions;
 use crate::read::{Existing, ReadOptions};
 use crate::verify::VerifyOptions;
 use crate::write::WriteOptions;
 
 const EXIT_CODES: &str = "\
-Exit status: 0 success; 1 done with warnings (special files skipped, files that changed while
-read, read failures ignored with --ignore-failed-read); 2 error (nothing or no archive made).";
+Exit status: 0 success; 1 done with warnings; 2 error; 130 or 143 stopped by SIGINT or
+SIGTERM (after removing what was half done). `arc COMMAND --help` says more.";
+const WRITE_EXIT: &str = "\
+Exit status: 0 success; 1 archive made, with warnings (special files skipped, files that
+changed while read, unreadable files left out with --ignore-failed-read); 2 error (no archive
+made, an existing OUT untouched); 130/143 stopped by SIGINT/SIGTERM (no archive made).";
+const READ_EXIT: &str = "\
+Exit status: 0 success; 2 error (damaged archive, existing files in the way, ...: files
+extracted before the error are complete, none half-written); 130/143 stopped by
+SIGINT/SIGTERM (likewise).";
+const LIST_EXIT: &str = "\
+Exit status: 0 success (also when stdout is closed early, as by `| head`); 2 error (not an
+archive, damaged index, a PATH or --glob that matches nothing).";
+const VERIFY_EXIT: &str = "\
+Exit status: 0 every byte checked and sound; 2 damage found (the damaged blocks and the entries
+they hold are named) or another error; 130/143 stopped by SIGINT/SIGTERM.";
+const CAT_EXIT: &str = "\
+Exit status: 0 success (also when stdout is closed early); 2 error (damaged data, a PATH that
+is not in the archive or not a file or directory).";
+const GLOBS: &str = "\
+A --glob is matched against whole paths as `arc list` prints them: `*` and `?` stop at `/`,
+`**` crosses it (`**/*.md` is every .md file, `linux/*.c` only those directly in linux/).";
 
-/// arc: a fast, parallel, indexed archiver.
+/// A fast, parallel, indexed archiver.
 ///
 /// Archives are zstd-compressed blocks followed by an index, so they are written and read on
 /// all cores, listed without decompressing, and one file comes out without reading the rest.
 #[derive(Debug, Parser)]
-#[command(name = "arc", version, after_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "arc", version, after_help = EXIT_CODES, max_term_width = 100, arg_required_else_help = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,17 +53,35 @@ enum Command {
     ///
     /// Each input is stored under its last path component: `arc write -o x.arc src/linux`
     /// makes an archive whose root is `linux`.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = WRITE_EXIT)]
     Write(WriteArgs),
     /// Extract an archive, or only the named entries, into a directory.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = format!("{GLOBS}\n\n{READ_EXIT}"))]
     Read(ReadArgs),
     /// List the entries of an archive (reads only its index).
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = format!("{GLOBS}\n\n{LIST_EXIT}"))]
     List(ListArgs),
     /// Check every checksum of an archive without extracting anything.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = VERIFY_EXIT)]
     Verify(VerifyArgs),
+    /// Write the contents of files in an archive to stdout (like `tar -xOf`), decompressing
+    /// only their blocks.
+    ///
+    /// Each PATH, written as `arc list` prints it, is a file, or a directory whose files are
+    /// written in archive order; PATHs are written in the order given.
+    #[command(after_help = CAT_EXIT)]
+    Cat(CatArgs),
+    /// Print a completion script for SHELL to stdout.
+    ///
+    /// bash: `arc completions bash > ~/.local/share/bash-completion/completions/arc`;
+    /// zsh: `arc completions zsh > ~/.zfunc/_arc` (with ~/.zfunc in fpath);
+    /// fish: `arc completions fish > ~/.config/fish/completions/arc.fish`.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print arc's manual page (roff) to stdout: `arc man > arc.1; man ./arc.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -128,7 +170,7 @@ struct ListArgs {
     #[arg(long = "glob", value_name = "PATTERN")]
     globs: Vec<String>,
     /// Type, mode, size, mtime (UTC) and symlink targets, like `tar -tv`.
-    #[arg(short, long, conflicts_with = "json")]
+    #[arg(short, long, conflicts_with = "json", visible_short_alias = 'v', visible_alias = "verbose")]
     long: bool,
     /// Sizes in exact bytes rather than KiB/MiB.
     #[arg(long)]
@@ -136,6 +178,15 @@ struct ListArgs {
     /// One JSON object per entry per line.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+struct CatArgs {
+    /// The archive to read.
+    archive: Utf8PathBuf,
+    /// Files, or directories whose files to write, as `arc list` prints them.
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +204,9 @@ pub enum Config {
     Read(ReadOptions),
     List(ListOptions),
     Verify(VerifyOptions),
+    Cat(CatOptions),
+    /// Text to print to stdout as it is: a completion script, the man page.
+    Print(Vec<u8>),
 }
 
 impl Cli {
@@ -198,8 +252,46 @@ impl Cli {
                 threads: a.common.threads(),
                 quiet: a.common.quiet,
             }),
+            Command::Cat(a) => Config::Cat(CatOptions { archive: a.archive, paths: a.paths }),
+            Command::Completions { shell } => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "arc", &mut script);
+                Config::Print(script)
+            }
+            Command::Man => {
+                let mut page = Vec::new();
+                // Rendering into memory cannot fail but for a bug.
+                match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                    Ok(()) => Config::Print(page),
+                    Err(e) => {
+                        Config::Print(format!(".\\\" the man page could not be rendered: {e}\n").into_bytes())
+                    }
+                }
+            }
         }
     }
+}
+
+/// A usage error as arc prints it: clap's message, with `arc: error: ` and the first line
+/// made whole (the arguments clap lists under "were not provided:" join it), then clap's
+/// tips and usage lines as they are.
+pub fn usage_error(clap_text: &str) -> String {
+    let text = clap_text.trim_end();
+    let text = text.strip_prefix("error: ").unwrap_or(text);
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or("invalid arguments").to_owned();
+    let mut rest: Vec<&str> = lines.collect();
+    if first.ends_with(':') {
+        let missing: Vec<&str> = rest.iter().take_while(|l| l.starts_with("  ")).map(|l| l.trim()).collect();
+        rest.drain(..missing.len());
+        first = format!("{first} {}", missing.join(", "));
+    }
+    let mut out = format!("arc: error: {first}\n");
+    for line in rest {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn parse_block_size(text: &str) -> Result<usize, String> {

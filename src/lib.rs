@@ -2,6 +2,7 @@
 //! docs/FORMAT.md for the on-disk format.
 
 pub mod archive;
+pub mod cat;
 pub mod cli;
 pub mod format;
 pub mod list;
@@ -23,5 +24,16 @@ pub fn run(config: cli::Config) -> anyhow::Result<Outcome> {
         cli::Config::Read(options) => read::run(&options, &stop),
         cli::Config::List(options) => list::run(&options).map(|()| Outcome::Clean),
         cli::Config::Verify(options) => verify::run(&options, &stop).map(|()| Outcome::Clean),
+        cli::Config::Cat(options) => cat::run(&options).map(|()| Outcome::Clean),
+        cli::Config::Print(text) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&text).and_then(|()| stdout.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("writing to stdout"))
+                }
+                _ => Ok(Outcome::Clean),
+            }
+        }
     }
 }

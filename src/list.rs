@@ -59,7 +59,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
     Ok(())
 }
 
-/// `drwxr-xr-x  4.0 KiB 2024-05-01 12:00:00 path/` or with a symlink's ` -> target`.
+/// `drwxr-xr-x  4.0 KiB 2024-05-01 12:00:00 UTC path/` or with a symlink's ` -> target`.
 fn long_line(path: &str, entry: &Entry, exact: bool) -> String {
     let size = entry.size();
     let size = if exact { size.to_string() } else { ByteSize(size).display().iec().to_string() };
@@ -99,7 +99,7 @@ fn mode_string(mode: u16) -> String {
     s
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in UTC, so listings do not depend on the machine's time zone.
+/// `YYYY-MM-DD HH:MM:SS UTC`, so listings do not depend on the machine's time zone, and say so.
 fn utc_time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -113,7 +113,7 @@ fn utc_time(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 #[derive(Serialize)]
@@ -156,10 +156,10 @@ mod tests {
 
     #[test]
     fn utc_time_known_dates() {
-        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
-        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00");
-        assert_eq!(utc_time(1_700_000_000), "2023-11-14 22:13:20");
-        assert_eq!(utc_time(-1), "1969-12-31 23:59:59");
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_time(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc_time(-1), "1969-12-31 23:59:59 UTC");
     }
 
     #[test]

@@ -7,12 +7,15 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = match arc::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) if !err.use_stderr() => err.exit(),
+        // --help, --version, and bare `arc` (help, then exit status 2).
+        Err(err)
+            if !err.use_stderr()
+                || err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            err.exit()
+        }
         Err(err) => {
-            // Usage errors in arc's one-line form; `--help` has the details.
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("arc: error: {}", first.trim_start_matches("error: "));
+            eprint!("{}", arc::cli::usage_error(&err.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -22,7 +25,10 @@ fn main() -> ExitCode {
         Err(err) => {
             // One line: the whole cause chain, outermost first.
             eprintln!("arc: error: {}", arc::ui::escape(&format!("{err:#}")));
-            ExitCode::from(2)
+            match err.downcast_ref::<arc::stop::Interrupted>() {
+                Some(interrupted) => ExitCode::from(interrupted.exit_status()),
+                None => ExitCode::from(2),
+            }
         }
     }
 }

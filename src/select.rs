@@ -1,12 +1,15 @@
 //! Choosing entries by PATH and `--glob`, shared by `read` and `list`.
 //!
+//! A glob is matched against the whole path as `list` prints it, unescaped; `*` and `?` do not
+//! cross `/`, `**` does.
+//!
 //! A PATH is written as `list` prints it (`root/dir/file`, escaped as [`crate::ui::escape`]
 //! escapes names; the name itself, unescaped, is accepted too); it selects that entry and,
 //! for a directory, its whole subtree. A glob is matched against the same full paths. Ancestors of
 //! what is selected come along so the tree can be rebuilt above it.
 
 use anyhow::{bail, Context, Result};
-use globset::{Glob, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSetBuilder};
 
 use crate::format::Index;
 use crate::ui::unescape;
@@ -38,7 +41,9 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
     if !globs.is_empty() {
         let mut builder = GlobSetBuilder::new();
         for glob in globs {
-            builder.add(Glob::new(glob).with_context(|| format!("parsing --glob {glob}"))?);
+            // `*` and `?` stop at `/`; `**` crosses it (as in .gitignore and rsync).
+            let parsed = GlobBuilder::new(glob).literal_separator(true).build();
+            builder.add(parsed.with_context(|| format!("parsing --glob {glob}"))?);
         }
         let set = builder.build().context("building the glob set")?;
         let mut hits = vec![false; globs.len()];
@@ -85,7 +90,7 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
 
 /// The entry whose path `list` prints as `path`; failing that, the entry whose raw path is
 /// `path`, so that a name holding a backslash can be typed either way.
-fn find_printed(index: &Index, path: &str) -> Option<usize> {
+pub fn find_printed(index: &Index, path: &str) -> Option<usize> {
     unescape(path).and_then(|raw| find(index, &raw)).or_else(|| find(index, path))
 }
 

@@ -5,7 +5,7 @@
 //! the [`Stop`] flag the same way, so an interrupted command unwinds like a failed one: temporary
 //! files are removed by their owners' destructors and the exit status is non-zero.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -15,14 +15,26 @@ use anyhow::Result;
 #[error("stopped because another stage failed")]
 pub struct Stopped;
 
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted by a signal")]
-pub struct Interrupted;
+/// The command was stopped by a signal; the exit status is 128 + the signal's number, as
+/// shells report it (130 for SIGINT, 143 for SIGTERM).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("interrupted by signal {signal}")]
+pub struct Interrupted {
+    pub signal: i32,
+}
+
+impl Interrupted {
+    pub fn exit_status(self) -> u8 {
+        u8::try_from(128 + self.signal).unwrap_or(255)
+    }
+}
 
 /// Set by SIGINT or SIGTERM.
 #[derive(Clone, Default)]
 pub struct Stop {
     flag: Arc<AtomicBool>,
+    /// The signal that set the flag.
+    signal: Arc<AtomicUsize>,
 }
 
 impl Stop {
@@ -31,7 +43,9 @@ impl Stop {
     pub fn install() -> Result<Stop> {
         let stop = Stop::default();
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop.flag))?;
+            let status = 128 + signal;
+            signal_hook::flag::register_conditional_shutdown(signal, status, Arc::clone(&stop.flag))?;
+            signal_hook::flag::register_usize(signal, Arc::clone(&stop.signal), signal as usize)?;
             signal_hook::flag::register(signal, Arc::clone(&stop.flag))?;
         }
         Ok(stop)
@@ -39,7 +53,8 @@ impl Stop {
 
     pub fn check(&self) -> Result<(), Interrupted> {
         if self.flag.load(Ordering::Relaxed) {
-            Err(Interrupted)
+            let signal = self.signal.load(Ordering::Relaxed);
+            Err(Interrupted { signal: i32::try_from(signal).unwrap_or(signal_hook::consts::SIGINT) })
         } else {
             Ok(())
         }

@@ -134,9 +134,9 @@ fn golden_archive_lists_as_the_snapshot() {
     assert_eq!(listed, GOLDEN_LIST, "`arc list -l --bytes` of tests/golden/small.arc changed");
     // The plain listing is the same paths.
     let plain = env.arc(["list", "golden.arc"]).success().stdout_lines();
-    // `TYPE+MODE SIZE(10) DATE TIME PATH[ -> TARGET]`: the path starts at column 42.
+    // `TYPE+MODE SIZE(10) DATE TIME UTC PATH[ -> TARGET]`: the path starts at column 46.
     let from_long: Vec<&str> =
-        GOLDEN_LIST.lines().map(|l| l[42..].split(" -> ").next().expect("a path")).collect();
+        GOLDEN_LIST.lines().map(|l| l[46..].split(" -> ").next().expect("a path")).collect();
     assert_eq!(plain, from_long);
 }
 

@@ -657,15 +657,19 @@ fn list_long_describes_each_entry() {
             Kind::Symlink => 'l',
             Kind::Other => unreachable!(),
         };
-        let mut expected =
-            format!("{type_char}{} {:>10} {} {name}", mode_string(node.mode), node.size, utc(node.mtime.0));
+        let mut expected = format!(
+            "{type_char}{} {:>10} {} UTC {name}",
+            mode_string(node.mode),
+            node.size,
+            utc(node.mtime.0)
+        );
         if let Some(target) = &node.target {
             expected.push_str(&format!(" -> {}", target.display()));
         }
         assert_eq!(line, &expected);
     }
     assert!(
-        listed.contains(&"-rw-r-----         12 2001-09-09 01:46:40 ls/file.txt".to_owned()),
+        listed.contains(&"-rw-r-----         12 2001-09-09 01:46:40 UTC ls/file.txt".to_owned()),
         "{listed:#?}"
     );
 
@@ -824,10 +828,14 @@ fn read_a_subtree() {
 fn read_by_glob() {
     let env = TestEnv::new();
     let src = build_selection_tree(&env);
-    env.arc(["read", "sel.arc", "--glob", "*.txt", "-C", "txt"]).success();
+    env.arc(["read", "sel.arc", "--glob", "**/*.txt", "-C", "txt"]).success();
     let got: Vec<String> =
         paths_under(&env.path("txt")).into_iter().filter(|p| env.path("txt").join(p).is_file()).collect();
     assert_eq!(got, ["sel/a.txt", "sel/other/z.txt", "sel/sub/deeper/x.txt"]);
+    // `*` stops at `/`: one level only.
+    env.arc(["read", "sel.arc", "--glob", "sel/*.txt", "-C", "one-level"]).success();
+    assert_eq!(paths_under(&env.path("one-level")), ["sel", "sel/a.txt"]);
+    env.arc(["read", "sel.arc", "--glob", "*.txt", "-C", "none"]).error();
     for file in &got {
         let rel = file.strip_prefix("sel/").expect("under sel");
         assert_same_tree(&src.join(rel), &env.path("txt").join(file));
@@ -858,7 +866,7 @@ fn list_a_selection() {
             "sel/sub/link"
         ]
     );
-    let listed = env.arc(["list", "sel.arc", "--glob", "*.md"]).success().stdout_lines();
+    let listed = env.arc(["list", "sel.arc", "--glob", "**/*.md"]).success().stdout_lines();
     assert_eq!(listed, ["sel/sub/deeper/y.md", "sel/top.md"]);
 }
 
@@ -872,7 +880,7 @@ fn selection_that_matches_nothing_is_an_error_naming_it() {
         (&["sel/sub/file/below-a-file"][..], "sel/sub/file/below-a-file"),
         (&["sub"][..], "sub"),
         (&["--glob", "*.rs"][..], "*.rs"),
-        (&["--glob", "*.txt", "--glob", "nothing*"][..], "nothing*"),
+        (&["--glob", "**/*.txt", "--glob", "nothing*"][..], "nothing*"),
     ] {
         let mut command = vec!["read", "sel.arc", "-C", "dest"];
         command.extend_from_slice(args);

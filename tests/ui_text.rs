@@ -76,6 +76,8 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         ("help-read", none, vec!["read", "--help"]),
         ("help-list", none, vec!["list", "--help"]),
         ("help-verify", none, vec!["verify", "--help"]),
+        ("help-cat", none, vec!["cat", "--help"]),
+        ("help-completions", none, vec!["completions", "--help"]),
         ("usage-bare", none, vec![]),
         ("usage-typo-command", none, vec!["wirte", "-o", "x.arc", "x"]),
         ("usage-typo-flag", archived, vec!["list", "--jsn", "x.arc"]),
