@@ -114,6 +114,7 @@ fn write_options(dir: &Utf8Path, output: &Utf8Path) -> WriteOptions {
         verbose: false,
         quiet: true,
         ignore_failed_read: false,
+        exclude: Default::default(),
     }
 }
 

@@ -126,6 +126,21 @@ struct WriteArgs {
     /// instead of failing.
     #[arg(long)]
     ignore_failed_read: bool,
+    /// Leave out entries whose path, as stored (`root/dir/name`), matches PATTERN
+    /// (gitignore syntax: `target/`, `*.o`, `root/build`); repeatable.
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    excludes: Vec<String>,
+    /// Read --exclude patterns from FILE, one per line (`#` comments); repeatable.
+    #[arg(long = "exclude-from", value_name = "FILE")]
+    exclude_from: Vec<Utf8PathBuf>,
+    /// Leave out version-control directories (.git, .hg, .svn, .bzr, CVS, ...); their ignore
+    /// files (.gitignore, ...) are kept.
+    #[arg(long)]
+    exclude_vcs: bool,
+    /// Honour the .gitignore and .ignore files found in the tree (and .git/info/exclude), as
+    /// git, ripgrep and fd do.
+    #[arg(long)]
+    gitignore: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -221,6 +236,12 @@ impl Cli {
                 block_size: a.block_size,
                 verbose: a.verbose,
                 ignore_failed_read: a.ignore_failed_read,
+                exclude: crate::write::ExcludeOptions {
+                    patterns: a.excludes,
+                    from_files: a.exclude_from,
+                    vcs: a.exclude_vcs,
+                    gitignore: a.gitignore,
+                },
             }),
             Command::Read(a) => Config::Read(ReadOptions {
                 threads: a.common.threads(),

@@ -117,3 +117,70 @@ fn which(program: &str) -> Result<std::path::PathBuf, ()> {
         .find(|path| path.is_file())
         .ok_or(())
 }
+
+#[test]
+fn exclude_vcs_and_gitignore_store_what_git_lists() {
+    let Ok(git) = which("git") else {
+        eprintln!("note: git is not installed; skipping the comparison with git ls-files");
+        return;
+    };
+    let env = TestEnv::new();
+    for (path, contents) in [
+        ("repo/.gitignore", "target/\n*.log\n/only-top.txt\n"),
+        ("repo/src/main.rs", "fn main() {}\n"),
+        ("repo/src/only-top.txt", "not at the top: kept\n"),
+        ("repo/only-top.txt", "ignored\n"),
+        ("repo/target/debug/app", "binary\n"),
+        ("repo/build.log", "ignored\n"),
+        ("repo/sub/.gitignore", "!keep.log\ntmp/\n"),
+        ("repo/sub/keep.log", "re-included\n"),
+        ("repo/sub/tmp/scratch", "ignored\n"),
+        ("repo/sub/deeper/drop.log", "ignored by the top file\n"),
+        ("repo/untracked.txt", "untracked, not ignored\n"),
+        ("repo/private.key", "excluded by .git/info/exclude\n"),
+    ] {
+        env.file(path, contents);
+    }
+    let git_in_repo = |args: &[&str]| run(Command::new(&git).args(args).current_dir(env.path("repo")));
+    git_in_repo(&["init", "-q"]).code(0);
+    fs::write(env.path("repo/.git/info/exclude"), "private.key\n").expect("writing .git/info/exclude");
+    git_in_repo(&["add", "src", ".gitignore", "sub"]).code(0);
+    let listed = git_in_repo(&["ls-files", "--cached", "--others", "--exclude-standard"]);
+    let mut expected: Vec<String> = listed.stdout_str().lines().map(|l| format!("repo/{l}")).collect();
+    expected.sort();
+
+    env.arc(["write", "--exclude-vcs", "--gitignore", "-o", "x.arc", "repo"]).success();
+    let mut stored: Vec<String> = env
+        .arc(["list", "x.arc"])
+        .success()
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| !l.ends_with('/'))
+        .collect();
+    stored.sort();
+    assert_eq!(stored, expected);
+    // Without the options, everything is there, .git included.
+    env.arc(["write", "-o", "all.arc", "repo"]).success();
+    let all = env.arc(["list", "all.arc"]).success().stdout_str();
+    assert!(all.contains("repo/.git/HEAD") && all.contains("repo/target/debug/app"), "{all}");
+}
+
+#[test]
+fn exclude_patterns_round_trip_the_rest() {
+    let env = TestEnv::new();
+    for path in ["t/keep.c", "t/skip.o", "t/deep/also.o", "t/deep/keep.h", "t/build/out", "t/src/build/kept"]
+    {
+        env.file(path, path);
+    }
+    env.file("patterns", "# comments and blank lines are fine\n\n*.o\n");
+    env.arc(["write", "--exclude", "t/build", "--exclude-from", "patterns", "-o", "x.arc", "t"]).success();
+    let listed = env.arc(["list", "x.arc"]).success().stdout_lines();
+    assert_eq!(
+        listed,
+        ["t/", "t/deep/", "t/deep/keep.h", "t/keep.c", "t/src/", "t/src/build/", "t/src/build/kept"]
+    );
+    env.arc(["read", "x.arc", "-C", "out"]).success();
+    assert_eq!(fs::read_to_string(env.path("out/t/src/build/kept")).expect("read"), "t/src/build/kept");
+    let run = env.arc(["write", "--exclude-from", "missing", "-o", "y.arc", "t"]);
+    assert!(run.error().contains("reading missing"), "{}", run.describe());
+}

@@ -22,9 +22,12 @@
 //! - OUT is written under a temporary name beside it and renamed only after the trailer is
 //!   written, so a failed or interrupted write leaves an existing OUT untouched.
 
+mod exclude;
 mod pipeline;
 mod sink;
 mod walk;
+
+pub use exclude::ExcludeOptions;
 
 use std::os::unix::fs::MetadataExt;
 
@@ -47,6 +50,7 @@ pub struct WriteOptions {
     pub verbose: bool,
     pub quiet: bool,
     pub ignore_failed_read: bool,
+    pub exclude: ExcludeOptions,
 }
 
 pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
@@ -71,6 +75,7 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
             block_size: options.block_size,
             ignore_failed_read: options.ignore_failed_read,
             skip,
+            exclude: options.exclude.clone(),
         };
         pipeline::run(&settings, options, &roots, &console, &counters, stop, &mut sink)
     })?;

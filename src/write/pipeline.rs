@@ -59,8 +59,10 @@ pub(super) fn run(
             // The closure owns the senders: when the walker is done, they drop and the
             // compressors and the writer see their channels close.
             let send = move |data| send_block(&job_tx, &order_tx, data);
-            let walker = Walker::new(settings, console, counters, &failure, send);
-            walker.walk(roots).map_err(|e| failure.record(e)).ok()
+            Walker::new(settings, console, counters, &failure, send)
+                .and_then(|walker| walker.walk(roots))
+                .map_err(|e| failure.record(e))
+                .ok()
         });
         let blocks = writer(sink, order_rx, counters, &failure).map_err(|e| failure.record(e)).ok();
         let entries = walker.join().unwrap_or_else(|_| {

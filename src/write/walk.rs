@@ -23,6 +23,8 @@ use crate::format::{self, Entry, Kind, Mtime};
 use crate::stop::{Failure, Stopped};
 use crate::ui::{Console, Counters};
 
+use super::exclude::{ExcludeOptions, Excluder};
+
 /// A top-level input and the name its entry gets in the archive.
 #[derive(Debug)]
 pub struct Root {
@@ -69,6 +71,7 @@ pub struct Settings {
     pub ignore_failed_read: bool,
     /// (device, inode) of files never to archive: the archive being written.
     pub skip: Vec<(u64, u64)>,
+    pub exclude: ExcludeOptions,
 }
 
 pub struct Walker<'a, F> {
@@ -78,6 +81,9 @@ pub struct Walker<'a, F> {
     failure: &'a Failure<'a>,
     /// Takes each finished block of the data stream, in order.
     send_block: F,
+    excluder: Excluder,
+    /// The path of the entry being visited as the archive stores it (`root/dir/name`).
+    stored: String,
     block: Vec<u8>,
     entries: Vec<Entry>,
     /// Next byte's offset in the data stream.
@@ -91,17 +97,19 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         counters: &'a Counters,
         failure: &'a Failure<'a>,
         send_block: F,
-    ) -> Walker<'a, F> {
-        Walker {
+    ) -> Result<Walker<'a, F>> {
+        Ok(Walker {
             settings,
             console,
             counters,
             failure,
             send_block,
+            excluder: Excluder::new(&settings.exclude)?,
+            stored: String::new(),
             block: Vec::with_capacity(settings.block_size),
             entries: Vec::new(),
             offset: 0,
-        }
+        })
     }
 
     pub fn walk(mut self, roots: &[Root]) -> Result<Vec<Entry>> {
@@ -131,6 +139,31 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         if depth > format::MAX_DEPTH {
             bail!("reading {path}: nested deeper than {} directories", format::MAX_DEPTH);
         }
+        let file_type = meta.file_type();
+        let parent_len = self.stored.len();
+        if depth > 0 {
+            self.stored.push('/');
+        }
+        self.stored.push_str(&name);
+        let result = if self.excluder.excludes(&self.stored, &name, file_type == FileType::Directory) {
+            Ok(())
+        } else {
+            self.visit_kept(place, path, name, parent, depth, meta)
+        };
+        self.stored.truncate(parent_len);
+        result
+    }
+
+    /// [`Walker::visit`] for an entry that is not excluded.
+    fn visit_kept(
+        &mut self,
+        place: Place<'_>,
+        path: &Utf8Path,
+        name: String,
+        parent: Option<u32>,
+        depth: u32,
+        meta: Meta,
+    ) -> Result<()> {
         let file_type = meta.file_type();
         match file_type {
             FileType::RegularFile if self.settings.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
@@ -169,30 +202,11 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 })?;
                 let me = self.entries.len() as u32;
                 self.push(path, entry);
-                for child_name in children {
-                    let child_path = path.join(&child_name);
-                    let child_meta = match Meta::of(rustix::fs::statat(
-                        &dir,
-                        child_name.as_str(),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )) {
-                        Ok(m) => m,
-                        // Gone since the listing: nothing to archive, as with tar.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => {
-                            self.failed_read(read_error(e, &child_path))?;
-                            continue;
-                        }
-                    };
-                    self.visit(
-                        Place::In(dir.as_fd()),
-                        &child_path,
-                        child_name,
-                        Some(me),
-                        depth + 1,
-                        child_meta,
-                    )?;
-                }
+                let console = self.console;
+                let pushed = self.excluder.enter(dir.as_fd(), &self.stored, |warning| console.warn(warning));
+                let result = self.visit_children(&dir, path, children, me, depth);
+                self.excluder.leave(pushed);
+                result?;
             }
             FileType::RegularFile => {
                 // O_NOFOLLOW: if the file was replaced by a symlink since it was listed, fail
@@ -222,6 +236,32 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 entry.kind = Kind::Symlink { target };
                 self.push(path, entry);
             }
+        }
+        Ok(())
+    }
+
+    /// Visits the children of directory entry `me` (open as `dir`), in sorted order.
+    fn visit_children(
+        &mut self,
+        dir: &OwnedFd,
+        path: &Utf8Path,
+        children: Vec<String>,
+        me: u32,
+        depth: u32,
+    ) -> Result<()> {
+        for child_name in children {
+            let child_path = path.join(&child_name);
+            let child_meta =
+                match Meta::of(rustix::fs::statat(dir, child_name.as_str(), AtFlags::SYMLINK_NOFOLLOW)) {
+                    Ok(m) => m,
+                    // Gone since the listing: nothing to archive, as with tar.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        self.failed_read(read_error(e, &child_path))?;
+                        continue;
+                    }
+                };
+            self.visit(Place::In(dir.as_fd()), &child_path, child_name, Some(me), depth + 1, child_meta)?;
         }
         Ok(())
     }
