@@ -129,6 +129,7 @@ fn read_options(archive: &Utf8Path, dest: &Utf8Path) -> ReadOptions {
         quiet: true,
         existing: Existing::Refuse,
         same_permissions: false,
+        strip_components: 0,
     }
 }
 

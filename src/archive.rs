@@ -43,11 +43,15 @@ impl Archive {
         Ok(Archive { path: path.to_owned(), file, index, budget })
     }
 
-    /// How many blocks may be decoded at once, at most `threads`: each needs buffers for the
-    /// largest frame and contents, and together they must fit in what is left of the
-    /// archive's budget. One always may: a block's contents are at most 64 MiB.
+    /// How many blocks may be decoded at once, at most `threads`: each thread's buffers grow
+    /// to the largest frame and the largest contents (not necessarily of one block), and
+    /// together they must fit in what is left of the archive's budget. One always may: a
+    /// block's contents are at most 64 MiB.
     pub fn decode_threads(&self, threads: usize) -> usize {
-        let largest = self.index.blocks.iter().map(|b| b.len + b.raw_len).max().unwrap_or(0).max(1);
+        let blocks = &self.index.blocks;
+        let largest_frame = blocks.iter().map(|b| b.len).max().unwrap_or(0);
+        let largest_contents = blocks.iter().map(|b| b.raw_len).max().unwrap_or(0);
+        let largest = (largest_frame + largest_contents).max(1);
         let fit = usize::try_from(self.budget.left() / largest).unwrap_or(usize::MAX);
         threads.min(fit).max(1)
     }

@@ -170,6 +170,10 @@ struct ReadArgs {
     /// Restore setuid and setgid bits too (left out by default).
     #[arg(long)]
     same_permissions: bool,
+    /// Leave out the first N components of every path (`linux/kernel/x.c` with N=1 is
+    /// written as `kernel/x.c`); entries with no more than N components are not extracted.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    strip_components: u32,
     #[command(flatten)]
     common: Common,
 }
@@ -259,6 +263,7 @@ impl Cli {
                     Existing::Refuse
                 },
                 same_permissions: a.same_permissions,
+                strip_components: a.strip_components,
             }),
             Command::List(a) => Config::List(ListOptions {
                 archive: a.archive,

@@ -89,7 +89,9 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
 }
 
 /// The entry whose path `list` prints as `path`; failing that, the entry whose raw path is
-/// `path`, so that a name holding a backslash can be typed either way.
+/// `path`, so that a name holding a backslash can be typed either way. The printed form wins:
+/// with entries `a\nb` (a backslash and an n) and `a<newline>b`, `a\nb` typed selects the
+/// second, and the first is typed as `a\\nb`.
 pub fn find_printed(index: &Index, path: &str) -> Option<usize> {
     unescape(path).and_then(|raw| find(index, &raw)).or_else(|| find(index, path))
 }

@@ -184,3 +184,42 @@ fn exclude_patterns_round_trip_the_rest() {
     let run = env.arc(["write", "--exclude-from", "missing", "-o", "y.arc", "t"]);
     assert!(run.error().contains("reading missing"), "{}", run.describe());
 }
+
+#[test]
+fn strip_components_leaves_out_leading_directories() {
+    let env = TestEnv::new();
+    archived(&env);
+    env.arc(["read", "--strip-components", "1", "t.arc", "-C", "one"]).success();
+    let mut names: Vec<String> = fs::read_dir(env.path("one"))
+        .expect("ls")
+        .map(|e| e.expect("ls").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.txt", "big", "link", "sub"]);
+    assert_eq!(fs::read_to_string(env.path("one/sub/b.txt")).expect("read"), "bravo\n");
+    assert_eq!(fs::read_link(env.path("one/link")).expect("readlink").to_str(), Some("a.txt"));
+    // Two components: only what is below t/sub/ is left; a selection still works.
+    env.arc(["read", "--strip-components", "2", "t.arc", "-C", "two", "t/sub"]).success();
+    assert_eq!(fs::read_dir(env.path("two")).expect("ls").count(), 1);
+    assert_eq!(fs::read_to_string(env.path("two/b.txt")).expect("read"), "bravo\n");
+    // Messages name the path written.
+    let run = env.arc(["read", "--strip-components", "1", "t.arc", "-C", "one"]);
+    assert!(
+        run.error().contains("refusing to replace existing one/a.txt (and 3 more)"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn an_archive_of_nothing_reads_as_nothing() {
+    // Everything left out: tar makes an empty archive then, and so does arc; it lists, reads
+    // and verifies as empty.
+    let env = TestEnv::new();
+    env.file("t/a", "a");
+    env.arc(["write", "--exclude", "*", "-o", "x.arc", "t"]).success();
+    assert!(env.arc(["list", "x.arc"]).success().stdout.is_empty());
+    env.arc(["verify", "x.arc"]).success();
+    env.arc(["read", "x.arc", "-C", "out"]).success();
+    assert_eq!(fs::read_dir(env.path("out")).expect("ls").count(), 0);
+}

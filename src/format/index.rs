@@ -99,10 +99,8 @@ impl Index {
     pub fn from_record(record: IndexRecord, data_end: u64) -> Result<Index, FormatError> {
         let IndexRecord { names, depths, kinds, modes, mtime_secs, mtime_nanos, sizes, targets, blocks } =
             record;
+        // No entries is an empty archive (everything left out, as tar allows too).
         let count = names.len();
-        if count == 0 {
-            return Err(corrupt("index has no entries"));
-        }
         if count > MAX_ENTRIES {
             return Err(corrupt(format!("{count} entries is over the limit")));
         }

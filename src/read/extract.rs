@@ -76,16 +76,26 @@ impl<'a> Extraction<'a> {
         &self.counters
     }
 
-    /// The entry's path beneath DEST, for messages (escaped when printed, not here).
+    /// The entry's path beneath DEST, for messages (escaped when printed, not here): its path
+    /// in the archive less the `--strip-components` leading ones.
     fn display(&self, i: usize) -> String {
-        self.options.dest.join(self.index.path(i)).into_string()
+        let path = self.index.path(i);
+        let strip = self.options.strip_components as usize;
+        let kept = path.splitn(strip + 1, '/').nth(strip).unwrap_or(&path);
+        self.options.dest.join(kept).into_string()
     }
 
-    /// A handle on the directory that holds entry `i` (DEST for a root).
+    /// Whether entry `i` is one of the leading components `--strip-components` leaves out.
+    fn stripped(&self, i: usize) -> bool {
+        self.index.entries[i].depth < self.options.strip_components
+    }
+
+    /// A handle on the directory that holds entry `i` (DEST for a root, or for an entry right
+    /// below the components stripped).
     fn parent_dir(&self, i: usize) -> Result<DirFd<'_>> {
         match self.index.entries[i].parent {
-            None => Ok(DirFd::Borrowed(self.dest_fd.as_fd())),
-            Some(p) => self.dir(p as usize),
+            Some(p) if !self.stripped(p as usize) => self.dir(p as usize),
+            _ => Ok(DirFd::Borrowed(self.dest_fd.as_fd())),
         }
     }
 
@@ -116,8 +126,13 @@ impl<'a> Extraction<'a> {
             if selection == Selected::No {
                 continue;
             }
+            if self.stripped(i) {
+                // Not created; what is below it goes into DEST.
+                continue;
+            }
             let entry = &self.index.entries[i];
-            let parent_action = entry.parent.map(|p| self.actions[p as usize]);
+            let parent_action =
+                entry.parent.filter(|&p| !self.stripped(p as usize)).map(|p| self.actions[p as usize]);
             let action = match plan::inherited(parent_action) {
                 Some(action) => action,
                 None => {

@@ -42,6 +42,9 @@ pub struct ReadOptions {
     pub quiet: bool,
     pub existing: Existing,
     pub same_permissions: bool,
+    /// Leading path components left out of every entry's path, as tar's option of that name;
+    /// entries with no more components than that are not extracted.
+    pub strip_components: u32,
 }
 
 /// What to do with an entry that already exists in DEST.

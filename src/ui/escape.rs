@@ -4,9 +4,11 @@
 //! Escaped are backslashes (`\\`), newline, tab and carriage return (`\n`, `\t`, `\r`), the
 //! other C0 and C1 control characters and DEL (`\u{1b}`), and the invisible format characters
 //! that can make a line lie about a name: the bidi embeddings, overrides and isolates
-//! (U+202A–202E, U+2066–2069), the directional marks (U+200E, U+200F, U+061C), and the
-//! zero-width and other invisible characters (U+00AD, U+180E, U+200B–200D, U+2060–2064,
-//! U+206A–206F, U+FEFF, U+FFF9–FFFB), all as `\u{...}`. So one entry is always one line, a
+//! (U+202A–202E, U+2066–2069), the directional marks (U+200E, U+200F, U+061C), the line and
+//! paragraph separators (U+2028, U+2029), and the zero-width and other invisible characters
+//! (U+00AD, U+115F, U+1160, U+180E, U+200B–200D, U+2060–2064, U+206A–206F, U+3164, U+FE00–FE0F,
+//! U+FEFF, U+FFA0, U+FFF9–FFFB, U+1BCA0–1BCA3, U+1D173–1D17A, U+E0001, U+E0020–E007F,
+//! U+E0100–E01EF), all as `\u{...}`. So one entry is always one line, a
 //! terminal never interprets a name, and what is shown is every character there is.
 //!
 //! [`unescape`] is the inverse: a name as printed, typed back as a PATH argument, finds the
@@ -22,13 +24,23 @@ fn needs_escape(c: char) -> bool {
             c,
             '\u{ad}'
                 | '\u{61c}'
+                | '\u{115f}'
+                | '\u{1160}'
                 | '\u{180e}'
                 | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
+                | '\u{2028}'..='\u{202e}'
                 | '\u{2060}'..='\u{2064}'
                 | '\u{2066}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
                 | '\u{feff}'
+                | '\u{ffa0}'
                 | '\u{fff9}'..='\u{fffb}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
+                | '\u{e0100}'..='\u{e01ef}'
         )
 }
 
@@ -37,8 +49,11 @@ fn needs_escape(c: char) -> bool {
 pub fn escape(s: &str) -> Cow<'_, str> {
     // Byte scan first: everything escaped is below 0x20, 0x7f, a backslash, or a character
     // whose UTF-8 form starts with one of these lead bytes (U+0080..U+00BF: 0xC2; U+061C:
-    // 0xD8; U+180E: 0xE1; U+200B..U+206F: 0xE2; U+FEFF, U+FFF9..: 0xEF).
-    if !s.bytes().any(|b| b < 0x20 || matches!(b, 0x7f | b'\\' | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xef)) {
+    // 0xD8; U+115F.., U+180E: 0xE1; U+200B..U+206F: 0xE2; U+3164: 0xE3; U+FE00.., U+FEFF,
+    // U+FFA0, U+FFF9..: 0xEF; U+1BCA0.., U+1D173..: 0xF0; U+E0001..: 0xF3).
+    if !s.bytes().any(|b| {
+        b < 0x20 || matches!(b, 0x7f | b'\\' | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xe3 | 0xef | 0xf0 | 0xf3)
+    }) {
         return Cow::Borrowed(s);
     }
     if !s.chars().any(|c| c == '\\' || needs_escape(c)) {
@@ -83,11 +98,24 @@ pub fn unescape(s: &str) -> Option<Cow<'_, str>> {
                 if chars.next()? != '{' {
                     return None;
                 }
-                let hex: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                if hex.is_empty() || hex.len() > 6 {
+                // One to six hex digits, then `}`: nothing else is an escape this module wrote.
+                let mut value = 0u32;
+                let mut digits = 0;
+                loop {
+                    let c = chars.next()?;
+                    if c == '}' {
+                        break;
+                    }
+                    value = value * 16 + c.to_digit(16)?;
+                    digits += 1;
+                    if digits > 6 {
+                        return None;
+                    }
+                }
+                if digits == 0 {
                     return None;
                 }
-                out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                out.push(char::from_u32(value)?);
             }
             _ => return None,
         }
@@ -116,8 +144,11 @@ impl serde_json::ser::Formatter for JsonEscapes {
         for (at, c) in fragment.char_indices() {
             if needs_escape(c) {
                 out.write_all(&fragment.as_bytes()[start..at])?;
-                // Every character escaped is in the Basic Multilingual Plane: one \u each.
-                write!(out, "\\u{:04x}", c as u32)?;
+                // JSON escapes UTF-16 units: a character past U+FFFF is a surrogate pair.
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(out, "\\u{unit:04x}")?;
+                }
                 start = at + c.len_utf8();
             }
         }
@@ -139,7 +170,10 @@ mod tests {
         assert_eq!(escape("evil\u{202e}exe.txt"), "evil\\u{202e}exe.txt");
         assert_eq!(escape("a\u{2066}b\u{2069}"), "a\\u{2066}b\\u{2069}");
         assert_eq!(escape("zero\u{200b}width\u{feff}"), "zero\\u{200b}width\\u{feff}");
+        // Line separators, tag characters (outside the BMP), variation selectors.
+        assert_eq!(escape("a\u{2028}b\u{e0041}c\u{fe0f}"), "a\\u{2028}b\\u{e0041}c\\u{fe0f}");
         // Printable characters that share a lead byte with escaped ones stay as they are.
+        assert_eq!(escape("emoji 😀 and 漢字"), "emoji 😀 and 漢字");
         assert_eq!(escape("café – “quoted” ½ ï"), "café – “quoted” ½ ï");
     }
 
@@ -153,15 +187,19 @@ mod tests {
         assert_eq!(unescape("trailing\\"), None);
         assert_eq!(unescape("\\u{110000}"), None);
         assert_eq!(unescape("\\u{}"), None);
+        assert_eq!(unescape("\\u{41"), None, "unterminated");
+        assert_eq!(unescape("\\u{+41}"), None);
+        assert_eq!(unescape("\\u{0000041}"), None, "more than six digits");
+        assert_eq!(unescape("\\u{d800}"), None, "a surrogate is no character");
     }
 
     #[test]
     fn json_escapes_the_same_characters_and_decodes_to_the_name() {
-        let name = "a\"b\\c\u{7f}d\u{85}e\u{202e}f\u{200b}g\u{1b}h ü";
+        let name = "a\"b\\c\u{7f}d\u{85}e\u{202e}f\u{200b}g\u{1b}h ü\u{e0041}";
         let mut out = Vec::new();
         write_json(&mut out, &name).expect("writing");
         let line = String::from_utf8(out).expect("UTF-8");
-        assert_eq!(line, "\"a\\\"b\\\\c\\u007fd\\u0085e\\u202ef\\u200bg\\u001bh ü\"\n");
+        assert_eq!(line, "\"a\\\"b\\\\c\\u007fd\\u0085e\\u202ef\\u200bg\\u001bh ü\\udb40\\udc41\"\n");
         let back: String = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(back, name);
     }

@@ -70,6 +70,7 @@ pub fn read_in_process(
         quiet: true,
         existing,
         same_permissions,
+        strip_components: 0,
     };
     arc::read::run(&options, &Stop::default())
 }
