@@ -37,6 +37,15 @@ pub(super) struct Extraction<'a> {
     counters: Counters,
 }
 
+/// What the block decoders of pass 3 share.
+#[derive(Clone, Copy)]
+struct FileWork<'w, 's> {
+    plan: &'w Plan,
+    spans: &'w [Span<'s>],
+    failure: &'w Failure<'w>,
+    pool: &'w rayon::ThreadPool,
+}
+
 /// A file whose bytes span several blocks. Its temporary file is created by the first piece
 /// to arrive and taken by the last, so open handles track the files in progress, not the
 /// archive's size.
@@ -196,6 +205,11 @@ impl<'a> Extraction<'a> {
     }
 
     /// Pass 3: file contents, block by block on all threads.
+    /// Block decoders are plain threads, each with its own two buffers, taking the needed blocks
+    /// in turn; the files of a block are written on the rayon pool. So the number of blocks
+    /// in memory is exactly the number of decoders ([`Archive::decode_threads`], within the
+    /// archive's budget): a rayon task never decodes a block, so none can start a second one
+    /// while it waits for the files of the first.
     pub(super) fn write_files(&self, stop: &Stop) -> Result<()> {
         let failure = Failure::new(stop);
         let plan = Plan::new(self.index, &self.actions);
@@ -204,7 +218,7 @@ impl<'a> Extraction<'a> {
             .iter()
             .map(|&(_, blocks)| Span { temp: Mutex::new(None), blocks_left: AtomicUsize::new(blocks) })
             .collect();
-        let pool = crate::sys::thread_pool(self.archive.decode_threads(self.options.threads))?;
+        let pool = crate::sys::thread_pool(self.options.threads)?;
         pool.install(|| {
             plan.empty.par_iter().for_each(|&i| {
                 if !failure.stopping() {
@@ -213,17 +227,22 @@ impl<'a> Extraction<'a> {
                     }
                 }
             });
-            plan.blocks.par_iter().for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(frame, data), &b| {
-                    if failure.stopping() {
-                        return;
+        });
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..self.archive.decode_threads(self.options.threads) {
+                scope.spawn(|| {
+                    let (mut frame, mut data) = (Vec::new(), Vec::new());
+                    while !failure.stopping() {
+                        let Some(&b) = plan.blocks.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                        let work = FileWork { plan: &plan, spans: &spans, failure: &failure, pool: &pool };
+                        let written = self.write_block(b, &work, &mut frame, &mut data);
+                        if let Err(e) = written {
+                            failure.record(e);
+                        }
                     }
-                    if let Err(e) = self.write_block(b, &plan, &spans, frame, data, &failure) {
-                        failure.record(e);
-                    }
-                },
-            );
+                });
+            }
         });
         failure.take()
     }
@@ -231,12 +250,11 @@ impl<'a> Extraction<'a> {
     fn write_block<'s>(
         &'s self,
         b: usize,
-        plan: &Plan,
-        spans: &[Span<'s>],
+        work: &FileWork<'_, 's>,
         frame: &mut Vec<u8>,
         data: &mut Vec<u8>,
-        failure: &Failure,
     ) -> Result<()> {
+        let FileWork { plan, spans, failure, pool } = *work;
         let block = &self.index.blocks[b];
         let pieces: Vec<FilePiece> = Plan::pieces(self.index, &self.actions, b).collect();
         self.archive.read_block(block, frame, data).map_err(|e| {
@@ -252,9 +270,7 @@ impl<'a> Extraction<'a> {
             ))
         })?;
         Counters::add(&self.counters.bytes_out, block.len);
-        // A block of small files holds hundreds of them: share them out, so that the threads
-        // are not idle while one of them creates every file of the block.
-        pieces.par_chunks(PIECES_PER_TASK).try_for_each(|chunk| {
+        let write_pieces = |chunk: &[FilePiece]| -> Result<()> {
             for piece in chunk {
                 if failure.stopping() {
                     // The first error is recorded already; this piece has nothing to add.
@@ -268,7 +284,13 @@ impl<'a> Extraction<'a> {
                 Counters::add(&self.counters.bytes_in, piece.len as u64);
             }
             Ok(())
-        })
+        };
+        if pieces.len() <= PIECES_PER_TASK {
+            return write_pieces(&pieces);
+        }
+        // A block of small files holds hundreds of them: share them out on the pool, so that
+        // the threads are not idle while one of them creates every file of the block.
+        pool.install(|| pieces.par_chunks(PIECES_PER_TASK).try_for_each(write_pieces))
     }
 
     /// Writes one piece of a file spanning blocks at its offset; the last piece renames it.
