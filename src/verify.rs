@@ -12,8 +12,9 @@ use camino::Utf8PathBuf;
 use rayon::prelude::*;
 
 use crate::archive::Archive;
+use crate::format::Index;
 use crate::stop::Stop;
-use crate::ui::{with_progress, Console, Counters};
+use crate::ui::{with_progress, Console, Counters, Task};
 
 /// Damaged blocks, and damaged entries, named before the rest are only counted.
 const NAMED: usize = 10;
@@ -31,11 +32,12 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
     let console = Console::new(options.quiet, false);
     let counters = Counters::default();
     let pool = crate::sys::thread_pool(archive.decode_threads(options.threads))?;
-    // Only the numbers of damaged blocks are kept: the reasons of the few that are named are
-    // found again below. (Pushed under a lock rather than collected: a parallel collect keeps
-    // a list node per damaged block until the end, gigabytes for millions of them.)
-    let damaged = std::sync::Mutex::new(Vec::<u32>::new());
-    with_progress(&console, &counters, "verified", || {
+    let task = Task { doing: "verifying", done: "verified", total: Some(index.data_len()), packs: false };
+    with_progress(&console, &counters, task, || {
+        // Only the numbers of damaged blocks are kept: the reasons of the few that are named
+        // are found again below. (Pushed under a lock rather than collected: a parallel
+        // collect keeps a list node per damaged block until the end, gigabytes for millions.)
+        let damaged = std::sync::Mutex::new(Vec::<u32>::new());
         pool.install(|| {
             (0..index.blocks.len()).into_par_iter().with_min_len(16).for_each_init(
                 || (Vec::new(), Vec::new()),
@@ -45,22 +47,48 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
                     }
                     let block = &index.blocks[b];
                     let result = archive.read_block(block, frame, data);
-                    Counters::add(&counters.bytes_in, block.raw_len);
-                    Counters::add(&counters.bytes_out, block.len);
+                    Counters::add(&counters.data, block.raw_len);
+                    Counters::add(&counters.archive, block.len);
                     if result.is_err() {
                         damaged.lock().unwrap_or_else(|e| e.into_inner()).push(b as u32);
                     }
                 },
             )
         });
-        Ok::<_, anyhow::Error>(())
-    })?;
-    let mut damaged = damaged.into_inner().unwrap_or_else(|e| e.into_inner());
-    damaged.sort_unstable();
-    stop.check()?;
-    if damaged.is_empty() {
-        return Ok(());
-    }
+        stop.check()?;
+        let mut damaged = damaged.into_inner().unwrap_or_else(|e| e.into_inner());
+        damaged.sort_unstable();
+        if damaged.is_empty() {
+            counters.entries.store(index.entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
+        report(&archive, &console, &damaged);
+        let affected = affected_entries(index, &damaged).count();
+        bail!(
+            "verifying {}: {} of {} blocks damaged, {affected} entries affected",
+            options.archive,
+            damaged.len(),
+            index.blocks.len()
+        )
+    })
+}
+
+/// The entries whose bytes lie in the `damaged` blocks (sorted), each once.
+fn affected_entries<'i>(index: &'i Index, damaged: &'i [u32]) -> impl Iterator<Item = u32> + 'i {
+    let mut last = None;
+    damaged.iter().flat_map(move |&b| index.files_in(b as usize)).map(|piece| piece.entry).filter(
+        move |&entry| {
+            // A file spanning two damaged blocks counts once.
+            let new = last != Some(entry);
+            last = Some(entry);
+            new
+        },
+    )
+}
+
+/// Names the first damaged blocks, with why, and the first entries they hold; counts the rest.
+fn report(archive: &Archive, console: &Console, damaged: &[u32]) {
+    let index = &archive.index;
     let (mut frame, mut data) = (Vec::new(), Vec::new());
     for &b in damaged.iter().take(NAMED) {
         if let Err(why) = archive.read_block(&index.blocks[b as usize], &mut frame, &mut data) {
@@ -70,28 +98,12 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
     if damaged.len() > NAMED {
         console.warn(format!("and {} more damaged blocks", damaged.len() - NAMED));
     }
-    let mut affected = 0;
-    let mut last = None;
-    for &b in &damaged {
-        for piece in index.files_in(b as usize) {
-            // A file spanning two damaged blocks counts once.
-            if last == Some(piece.entry) {
-                continue;
-            }
-            last = Some(piece.entry);
-            if affected < NAMED {
-                console.note("damaged", index.path(piece.entry as usize));
-            }
-            affected += 1;
+    for (named, entry) in affected_entries(index, damaged).enumerate() {
+        if named == NAMED {
+            let rest = affected_entries(index, damaged).count() - NAMED;
+            console.note("damaged", format!("and {rest} more entries"));
+            break;
         }
+        console.note("damaged", index.path(entry as usize));
     }
-    if affected > NAMED {
-        console.note("damaged", format!("and {} more entries", affected - NAMED));
-    }
-    bail!(
-        "verifying {}: {} of {} blocks damaged, {affected} entries affected",
-        options.archive,
-        damaged.len(),
-        index.blocks.len()
-    )
 }

@@ -34,7 +34,7 @@ pub(super) struct Extraction<'a> {
     dir_budget: usize,
     mode_mask: u16,
     replace: Replace,
-    counters: Counters,
+    counters: &'a Counters,
 }
 
 /// What the block decoders of pass 3 share.
@@ -56,7 +56,12 @@ struct Span<'a> {
 
 impl<'a> Extraction<'a> {
     /// Opens DEST (which must exist) for an extraction of `archive`.
-    pub(super) fn new(options: &'a ReadOptions, archive: &'a Archive, console: &'a Console) -> Result<Self> {
+    pub(super) fn new(
+        options: &'a ReadOptions,
+        archive: &'a Archive,
+        console: &'a Console,
+        counters: &'a Counters,
+    ) -> Result<Self> {
         let dest_fd = rustix::fs::open(
             options.dest.as_str(),
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
@@ -77,12 +82,16 @@ impl<'a> Extraction<'a> {
             dir_budget: crate::sys::raise_fd_limit(),
             mode_mask: if options.same_permissions { 0o7777 } else { 0o1777 },
             replace: if options.existing == Existing::Overwrite { Replace::Always } else { Replace::Never },
-            counters: Counters::default(),
+            counters,
         })
     }
 
-    pub(super) fn counters(&self) -> &Counters {
-        &self.counters
+    /// Bytes of file contents the extraction will write, once probed.
+    pub(super) fn data_to_write(&self) -> u64 {
+        (0..self.index.entries.len())
+            .filter(|&i| plan::wanted_file(self.index, &self.actions, i))
+            .map(|i| self.index.entries[i].size())
+            .sum()
     }
 
     /// The entry's path beneath DEST, for messages (escaped when printed, not here): its path
@@ -198,6 +207,7 @@ impl<'a> Extraction<'a> {
             dest::make_dir(&parent, &entry.name).with_context(|| format!("creating {}", path()))?;
             let fd = dest::open_dir(&parent, &entry.name).with_context(|| format!("opening {}", path()))?;
             drop(parent);
+            Counters::add(&self.counters.entries, 1);
             self.console.path(|| self.index.path(i));
             self.cache_dir(i, fd);
         }
@@ -269,7 +279,7 @@ impl<'a> Extraction<'a> {
                 names.join(", ")
             ))
         })?;
-        Counters::add(&self.counters.bytes_out, block.len);
+        Counters::add(&self.counters.archive, block.len);
         let write_pieces = |chunk: &[FilePiece]| -> Result<()> {
             for piece in chunk {
                 if failure.stopping() {
@@ -281,7 +291,7 @@ impl<'a> Extraction<'a> {
                     None => self.write_whole(piece.entry as usize, bytes)?,
                     Some(s) => self.write_span_piece(piece, bytes, &spans[s])?,
                 }
-                Counters::add(&self.counters.bytes_in, piece.len as u64);
+                Counters::add(&self.counters.data, piece.len as u64);
             }
             Ok(())
         };

@@ -28,7 +28,7 @@ use camino::Utf8PathBuf;
 use crate::archive::Archive;
 use crate::select;
 use crate::stop::{Interrupted, Stop};
-use crate::ui::{with_progress, Console, Outcome};
+use crate::ui::{with_progress, Console, Counters, Outcome, Task};
 use extract::Extraction;
 
 #[derive(Debug, Clone)]
@@ -61,20 +61,23 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
         .with_context(|| format!("reading {}", options.archive))?;
     let console = Console::new(options.quiet, options.verbose);
     std::fs::create_dir_all(&options.dest).with_context(|| format!("creating {}", options.dest))?;
-    let mut extraction = Extraction::new(options, &archive, &console)?;
+    let counters = Counters::default();
+    let mut extraction = Extraction::new(options, &archive, &console, &counters)?;
     extraction.probe(&selected)?;
-    extraction.make_dirs()?;
-    let files = with_progress(&console, extraction.counters(), "read", || extraction.write_files(stop));
-    if let Err(error) = files {
-        if !error.is::<Interrupted>() {
-            // As tar does: finish what can be finished (links, directory modes and times),
-            // then report the first error.
-            let _ = extraction.make_symlinks(stop);
-            let _ = extraction.finish_dirs(&selected);
+    let task = Task { doing: "reading", done: "read", total: Some(extraction.data_to_write()), packs: false };
+    with_progress(&console, &counters, task, || {
+        extraction.make_dirs()?;
+        if let Err(error) = extraction.write_files(stop) {
+            if !error.is::<Interrupted>() {
+                // As tar does: finish what can be finished (links, directory modes and
+                // times), then report the first error.
+                let _ = extraction.make_symlinks(stop);
+                let _ = extraction.finish_dirs(&selected);
+            }
+            return Err(error);
         }
-        return Err(error);
-    }
-    extraction.make_symlinks(stop)?;
-    extraction.finish_dirs(&selected)?;
+        extraction.make_symlinks(stop)?;
+        extraction.finish_dirs(&selected)
+    })?;
     Ok(console.outcome())
 }

@@ -4,6 +4,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use indicatif::ProgressBar;
+
 use super::escape;
 
 /// How a command that did its job ended.
@@ -20,7 +22,8 @@ pub struct Console {
     verbose: bool,
     /// `-v` paths go to stderr when stdout carries the archive itself.
     paths_on_stderr: bool,
-    line_shown: Mutex<bool>,
+    /// The progress bar while one is drawn: every other line goes through it.
+    bar: Mutex<Option<ProgressBar>>,
     warned: AtomicBool,
 }
 
@@ -30,7 +33,7 @@ impl Console {
             show_progress: !quiet && std::io::stderr().is_terminal(),
             verbose,
             paths_on_stderr: false,
-            line_shown: Mutex::new(false),
+            bar: Mutex::new(None),
             warned: AtomicBool::new(false),
         }
     }
@@ -49,7 +52,10 @@ impl Console {
 
     /// Prints `arc: KIND: MESSAGE` on stderr, escaped, on a line of its own.
     pub fn note(&self, kind: &str, message: impl std::fmt::Display) {
-        self.stderr_line(&format!("arc: {kind}: {}", escape(&message.to_string())));
+        let line = format!("arc: {kind}: {}", escape(&message.to_string()));
+        self.around_bar(|| {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        });
     }
 
     /// How the command ended, if it did its job: with warnings if any were printed.
@@ -70,35 +76,41 @@ impl Console {
         }
         let path = path();
         let line = escape(path.as_ref());
-        if self.paths_on_stderr {
-            self.stderr_line(&line);
-        } else {
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
-        }
+        self.around_bar(|| {
+            let _ = if self.paths_on_stderr {
+                writeln!(std::io::stderr().lock(), "{line}")
+            } else {
+                writeln!(std::io::stdout().lock(), "{line}")
+            };
+        });
     }
 
-    /// A whole line on stderr, after clearing the progress line if one is shown.
-    fn stderr_line(&self, line: &str) {
-        let mut shown = self.line_shown.lock().unwrap_or_else(|e| e.into_inner());
-        let mut err = std::io::stderr().lock();
-        if *shown {
-            let _ = write!(err, "\r\x1b[K");
-            *shown = false;
-        }
-        let _ = writeln!(err, "{line}");
+    /// Whether a progress line is drawn (stderr is a terminal, and no `-q`).
+    pub(super) fn shows_progress(&self) -> bool {
+        self.show_progress
     }
 
-    /// Redraws the progress line; `last` ends it with a newline (the summary).
-    pub(super) fn draw(&self, line: &str, last: bool) {
-        if !self.show_progress {
-            return;
+    /// From now on, lines are printed through `bar`.
+    pub(super) fn attach(&self, bar: ProgressBar) {
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+
+    pub(super) fn detach(&self) {
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The summary line, once the bar is gone.
+    pub(super) fn summary(&self, line: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+
+    /// Runs `print` with the bar, if one is drawn, stepped aside, so that the line printed
+    /// never shares a terminal line with it.
+    fn around_bar(&self, print: impl FnOnce()) {
+        let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
-        let mut shown = self.line_shown.lock().unwrap_or_else(|e| e.into_inner());
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r\x1b[K{line}");
-        if last {
-            let _ = writeln!(err);
-        }
-        *shown = !last;
     }
 }

@@ -5,8 +5,8 @@
 //! and counters.
 //!
 //! Invariant: stdout carries data only (paths with `-v`, listings). The progress line is drawn
-//! only when stderr is a terminal and not `-q`; warnings always reach stderr. One mutex guards
-//! stderr so a warning never tears the progress line.
+//! only when stderr is a terminal and not `-q`; warnings always reach stderr. While a progress
+//! bar is drawn, every other line is printed through it, so nothing tears.
 
 mod console;
 mod escape;
@@ -14,4 +14,4 @@ mod progress;
 
 pub use console::{Console, Outcome};
 pub use escape::{escape, unescape, write_json};
-pub use progress::{with_progress, Counters};
+pub use progress::{with_progress, Counters, Task};

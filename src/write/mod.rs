@@ -36,7 +36,7 @@ use camino::Utf8PathBuf;
 
 use crate::format;
 use crate::stop::Stop;
-use crate::ui::{with_progress, Console, Counters, Outcome};
+use crate::ui::{with_progress, Console, Counters, Outcome, Task};
 use sink::Sink;
 
 #[derive(Debug, Clone)]
@@ -70,7 +70,8 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
     }
 
     let counters = Counters::default();
-    let index = with_progress(&console, &counters, "wrote", || {
+    let task = Task { doing: "writing", done: "wrote", total: None, packs: true };
+    let index = with_progress(&console, &counters, task, || {
         let settings = walk::Settings {
             block_size: options.block_size,
             ignore_failed_read: options.ignore_failed_read,

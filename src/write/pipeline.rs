@@ -153,7 +153,7 @@ fn writer(
         blocks.push(Block { offset, len, raw_offset, raw_len, hash: format::block_hash(&frame) });
         offset += len;
         raw_offset += raw_len;
-        Counters::add(&counters.bytes_out, len);
+        Counters::add(&counters.archive, len);
     }
     Ok(blocks)
 }

@@ -298,7 +298,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             let got = (self.block.len() - before) as u64;
             done += got;
             self.offset += got;
-            Counters::add(&self.counters.bytes_in, got);
+            Counters::add(&self.counters.data, got);
             if let Err(e) = read {
                 let error = anyhow::Error::new(e).context(format!("reading {path}"));
                 if !self.settings.ignore_failed_read {
