@@ -15,4 +15,5 @@ mod proptest_roundtrip;
 mod real_tree;
 mod roundtrip;
 mod strict;
+mod terminal;
 mod ui_text;
