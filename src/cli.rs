@@ -112,6 +112,10 @@ struct WriteArgs {
     /// Directories or files to pack.
     #[arg(value_name = "DIR", required = true)]
     inputs: Vec<Utf8PathBuf>,
+    /// Read the inputs that follow from DIR (`-C /usr/share doc` packs /usr/share/doc as
+    /// `doc`); repeatable, each relative to the one before, as tar's -C.
+    #[arg(short = 'C', long = "directory", value_name = "DIR")]
+    directories: Vec<Utf8PathBuf>,
     /// zstd compression level, 1 (fastest) to 22 (smallest).
     #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: i32,
@@ -228,14 +232,47 @@ pub enum Config {
     Print(Vec<u8>),
 }
 
+/// Parses the command line (clap's error for a usage error, `--help` or `--version`).
+pub fn parse() -> Result<Config, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = Cli::command().try_get_matches()?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let inputs = matches.subcommand_matches("write").map(inputs_with_directories);
+    Ok(cli.into_config(inputs))
+}
+
+/// The inputs of `write`, each joined to the `-C` directories given before it.
+fn inputs_with_directories(matches: &clap::ArgMatches) -> Vec<Utf8PathBuf> {
+    let positioned = |id: &str| -> Vec<(usize, Utf8PathBuf)> {
+        match (matches.indices_of(id), matches.get_many::<Utf8PathBuf>(id)) {
+            (Some(indices), Some(values)) => indices.zip(values.cloned()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let directories = positioned("directories");
+    positioned("inputs")
+        .into_iter()
+        .map(|(at, input)| {
+            let mut path = Utf8PathBuf::new();
+            for (_, dir) in directories.iter().filter(|(d, _)| *d < at) {
+                path.push(dir);
+            }
+            path.push(input);
+            path
+        })
+        .collect()
+}
+
 impl Cli {
-    pub fn into_config(self) -> Config {
+    /// The plain options of the command; `write_inputs` replaces `write`'s inputs (with their
+    /// `-C` directories applied).
+    pub fn into_config(self, write_inputs: Option<Vec<Utf8PathBuf>>) -> Config {
         match self.command {
             Command::Write(a) => Config::Write(WriteOptions {
                 threads: a.common.threads(),
                 quiet: a.common.quiet,
                 output: a.output,
-                inputs: a.inputs,
+                inputs: write_inputs.unwrap_or(a.inputs),
                 level: a.level,
                 block_size: a.block_size,
                 verbose: a.verbose,

@@ -2,11 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = match arc::cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    let config = match arc::cli::parse() {
+        Ok(config) => config,
         // --help, --version, and bare `arc` (help, then exit status 2).
         Err(err)
             if !err.use_stderr()
@@ -19,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match arc::run(cli.into_config()) {
+    match arc::run(config) {
         Ok(arc::Outcome::Clean) => ExitCode::SUCCESS,
         Ok(arc::Outcome::Warnings) => ExitCode::from(1),
         Err(err) => {

@@ -223,3 +223,18 @@ fn an_archive_of_nothing_reads_as_nothing() {
     env.arc(["read", "x.arc", "-C", "out"]).success();
     assert_eq!(fs::read_dir(env.path("out")).expect("ls").count(), 0);
 }
+
+#[test]
+fn write_reads_inputs_from_the_directories_given_before_them() {
+    let env = TestEnv::new();
+    env.file("a/proj/x", "in a");
+    env.file("b/c/other/y", "in b/c");
+    env.file("top", "here");
+    // -C applies to the inputs after it, each relative to the one before; OUT stays where
+    // arc was started, as with tar.
+    env.arc(["write", "-o", "x.arc", "-C", "a", "proj", "-C", "../b", "-C", "c", "other", "top"]).code(2);
+    env.arc(["write", "-o", "x.arc", "top", "-C", "a", "proj", "-C", "../b", "-C", "c", "other"]).success();
+    let listed = env.arc(["list", "x.arc"]).success().stdout_lines();
+    assert_eq!(listed, ["other/", "other/y", "proj/", "proj/x", "top"]);
+    assert!(!env.path("a/x.arc").exists() && env.path("x.arc").exists());
+}
