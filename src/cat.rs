@@ -1,13 +1,16 @@
 //! `arc cat`: the contents of files in an archive, to stdout, as `tar -xOf` writes them.
 //!
-//! Only the blocks of the files asked for are read and decompressed, each once while files
-//! that share it are written. Nothing is written to disk; stdout carries the bytes alone. A
-//! broken pipe (`arc cat x.arc big | head`) ends quietly.
+//! Only the blocks of the files asked for are read and decompressed, a few at a time in
+//! parallel (as many as [`Archive::decode_threads`] allows) and written in order, each once
+//! while files that share it are written. Nothing is written to disk; stdout carries the bytes
+//! alone. A broken pipe (`arc cat x.arc big | head`) ends quietly.
 
 use std::io::{BufWriter, Write};
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
+
+use rayon::prelude::*;
 
 use crate::archive::Archive;
 use crate::format::Kind;
@@ -18,6 +21,7 @@ pub struct CatOptions {
     pub archive: Utf8PathBuf,
     /// Files, or directories whose files are written, as `list` prints them.
     pub paths: Vec<String>,
+    pub threads: usize,
 }
 
 pub fn run(options: &CatOptions) -> Result<()> {
@@ -35,37 +39,100 @@ pub fn run(options: &CatOptions) -> Result<()> {
         chosen.push(i);
     }
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    match write_files(&archive, &chosen, &mut out).and_then(|()| out.flush().map_err(Into::into)) {
+    let written = write_files(&archive, &chosen, options.threads, &mut out);
+    match written.and_then(|()| out.flush().map_err(Into::into)) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         result => result,
     }
 }
 
-/// Writes the files of `chosen` (each a file, or a directory and its subtree) in order.
-fn write_files(archive: &Archive, chosen: &[usize], out: &mut impl Write) -> Result<()> {
-    let index = &archive.index;
-    let (mut frame, mut data) = (Vec::new(), Vec::new());
-    // The block whose contents `data` holds: consecutive files often share one.
-    let mut held = None;
+/// One block to decode, and the byte ranges of it to write, in order, with the entry each
+/// belongs to (for messages).
+struct Run {
+    block: usize,
+    ranges: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+/// The blocks and ranges that write the files of `chosen` (each a file, or a directory and
+/// its subtree), in order; a block shared by consecutive files is one run.
+fn runs(index: &crate::format::Index, chosen: &[usize]) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
     for &top in chosen {
         for i in top..index.subtree_end(top) {
             let Kind::File { size, offset } = index.entries[i].kind else { continue };
             for b in index.blocks_of(i) {
                 let block = &index.blocks[b];
-                if held != Some(b) {
-                    archive.read_block(block, &mut frame, &mut data).with_context(|| {
-                        format!("reading {}: damaged data of {}", archive.path, index.path(i))
-                    })?;
-                    held = Some(b);
+                let start = (offset.max(block.raw_offset) - block.raw_offset) as usize;
+                let end = ((offset + size).min(block.raw_end()) - block.raw_offset) as usize;
+                match runs.last_mut() {
+                    Some(run) if run.block == b => run.ranges.push((i, start..end)),
+                    _ => runs.push(Run { block: b, ranges: vec![(i, start..end)] }),
                 }
-                let start = offset.max(block.raw_offset);
-                let end = (offset + size).min(block.raw_end());
-                let piece = &data[(start - block.raw_offset) as usize..(end - block.raw_offset) as usize];
-                out.write_all(piece).context("writing to stdout")?;
             }
         }
     }
-    Ok(())
+    runs
+}
+
+/// Decodes the runs a few at a time in parallel on one side and writes them in order on the
+/// other, so that decoding the next blocks overlaps writing these. Blocks in memory: a batch
+/// being decoded, one waiting and one being written, all within the archive's budget (with
+/// room for fewer than three, one at a time, decoded then written).
+fn write_files(archive: &Archive, chosen: &[usize], threads: usize, out: &mut impl Write) -> Result<()> {
+    let index = &archive.index;
+    let runs = runs(index, chosen);
+    // Buffers go round (decoded, written, reused): fresh ones of megabytes each cost page
+    // faults and zeroing for every block.
+    let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
+    let take = || spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+    let give = |buffer: Vec<u8>| spare.lock().unwrap_or_else(|e| e.into_inner()).push(buffer);
+    let decode = |run: &Run| -> Result<Vec<u8>> {
+        let (mut frame, mut data) = (take(), take());
+        let read = archive.read_block(&index.blocks[run.block], &mut frame, &mut data);
+        give(frame);
+        read.with_context(|| {
+            let entry = run.ranges.first().map_or(0, |(i, _)| *i);
+            format!("reading {}: damaged data of {}", archive.path, index.path(entry))
+        })?;
+        Ok(data)
+    };
+    let write = |out: &mut dyn Write, run: &Run, data: &[u8]| -> Result<()> {
+        for (_, range) in &run.ranges {
+            out.write_all(&data[range.clone()]).context("writing to stdout")?;
+        }
+        Ok(())
+    };
+    let in_memory = archive.decode_threads(threads + 2);
+    if in_memory < 3 {
+        for run in &runs {
+            let data = decode(run)?;
+            write(out, run, &data)?;
+            give(data);
+        }
+        return Ok(());
+    }
+    let batch = in_memory - 2;
+    let pool = crate::sys::thread_pool(batch)?;
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>>>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for chunk in runs.chunks(batch) {
+                let decoded: Vec<Result<Vec<u8>>> = pool.install(|| chunk.par_iter().map(decode).collect());
+                for data in decoded {
+                    // The writer stopped (an error, a closed pipe): nothing more to do.
+                    if decoded_tx.send(data).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        for run in &runs {
+            let data = decoded_rx.recv().context("a decoder stopped")??;
+            write(out, run, &data)?;
+            give(data);
+        }
+        Ok(())
+    })
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -210,6 +210,9 @@ struct CatArgs {
     /// Files, or directories whose files to write, as `arc list` prints them.
     #[arg(value_name = "PATH", required = true)]
     paths: Vec<String>,
+    /// Worker threads [default: available cores]
+    #[arg(short = 'j', long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -315,7 +318,10 @@ impl Cli {
                 threads: a.common.threads(),
                 quiet: a.common.quiet,
             }),
-            Command::Cat(a) => Config::Cat(CatOptions { archive: a.archive, paths: a.paths }),
+            Command::Cat(a) => {
+                let threads = Common { threads: a.threads, quiet: true }.threads();
+                Config::Cat(CatOptions { archive: a.archive, paths: a.paths, threads })
+            }
             Command::Completions { shell } => {
                 let mut script = Vec::new();
                 clap_complete::generate(shell, &mut Cli::command(), "arc", &mut script);
