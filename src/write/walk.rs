@@ -120,21 +120,22 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             if self.settings.skip.contains(&(meta.dev, meta.ino)) {
                 bail!("reading {}: this is the archive being written", root.path);
             }
-            self.visit(Place::Root(&root.path), &root.path, root.name.clone(), None, 0, meta)?;
+            let place = Place::Root(&root.path);
+            self.visit(Found {
+                place,
+                path: &root.path,
+                name: root.name.clone(),
+                parent: None,
+                depth: 0,
+                meta,
+            })?;
         }
         self.flush()?;
         Ok(self.entries)
     }
 
-    fn visit(
-        &mut self,
-        place: Place<'_>,
-        path: &Utf8Path,
-        name: String,
-        parent: Option<u32>,
-        depth: u32,
-        meta: Meta,
-    ) -> Result<()> {
+    fn visit(&mut self, found: Found<'_>) -> Result<()> {
+        let Found { path, depth, meta, .. } = found;
         self.failure.check()?;
         if depth > format::MAX_DEPTH {
             bail!("reading {path}: nested deeper than {} directories", format::MAX_DEPTH);
@@ -144,26 +145,19 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         if depth > 0 {
             self.stored.push('/');
         }
-        self.stored.push_str(&name);
-        let result = if self.excluder.excludes(&self.stored, &name, file_type == FileType::Directory) {
+        self.stored.push_str(&found.name);
+        let result = if self.excluder.excludes(&self.stored, &found.name, file_type == FileType::Directory) {
             Ok(())
         } else {
-            self.visit_kept(place, path, name, parent, depth, meta)
+            self.visit_kept(found)
         };
         self.stored.truncate(parent_len);
         result
     }
 
     /// [`Walker::visit`] for an entry that is not excluded.
-    fn visit_kept(
-        &mut self,
-        place: Place<'_>,
-        path: &Utf8Path,
-        name: String,
-        parent: Option<u32>,
-        depth: u32,
-        meta: Meta,
-    ) -> Result<()> {
+    fn visit_kept(&mut self, found: Found<'_>) -> Result<()> {
+        let Found { place, path, name, parent, depth, meta } = found;
         let file_type = meta.file_type();
         match file_type {
             FileType::RegularFile if self.settings.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
@@ -261,7 +255,16 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                         continue;
                     }
                 };
-            self.visit(Place::In(dir.as_fd()), &child_path, child_name, Some(me), depth + 1, child_meta)?;
+            let place = Place::In(dir.as_fd());
+            let parent = Some(me);
+            self.visit(Found {
+                place,
+                path: &child_path,
+                name: child_name,
+                parent,
+                depth: depth + 1,
+                meta: child_meta,
+            })?;
         }
         Ok(())
     }
@@ -336,6 +339,17 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.settings.block_size));
         (self.send_block)(data)
     }
+}
+
+/// An entry found by the walker, on its way to being visited.
+struct Found<'p> {
+    place: Place<'p>,
+    /// Its path on the filesystem, for messages.
+    path: &'p Utf8Path,
+    name: String,
+    parent: Option<u32>,
+    depth: u32,
+    meta: Meta,
 }
 
 const DIR_FLAGS: OFlags =
