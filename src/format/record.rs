@@ -108,9 +108,9 @@ impl Budget {
     }
 }
 
-/// What the commands keep per entry besides the index: selection, action, a directory handle
-/// slot, a place in a plan.
-const COMMAND_ENTRY_COST: u64 = 16;
+/// What the commands keep per entry besides the index: selection (1 byte), action (1), a
+/// directory handle slot (4), and, while its block is being written, its piece (32).
+const COMMAND_ENTRY_COST: u64 = 40;
 /// Likewise per block: whether it is needed, its place in a plan.
 const COMMAND_BLOCK_COST: u64 = 16;
 /// What each entry of an index costs in memory once read, besides its name and target bytes:
