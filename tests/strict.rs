@@ -426,3 +426,26 @@ fn write_cases() {
         std::fs::write(dir.join(format!("{name}.arc")), archive).expect("writing a case");
     }
 }
+
+#[test]
+fn write_refuses_an_archive_readers_would_refuse() {
+    // A quarter of a million empty files: their index compresses to a few kilobytes, too
+    // little archive for the memory the entries take to read (SECURITY.md §8). Refused at
+    // write, with no archive left, rather than written unreadable.
+    let shm = std::path::Path::new("/dev/shm");
+    let env =
+        if shm.is_dir() { crate::support::TestEnv::new_in(shm) } else { crate::support::TestEnv::new() };
+    for d in 0..250 {
+        let dir = env.mkdir(format!("t/d{d:03}"));
+        for f in 0..1000 {
+            std::fs::File::create(dir.join(format!("f{f:04}"))).expect("creating a file");
+        }
+    }
+    let run = env.arc(["write", "-q", "-o", "x.arc", "t"]);
+    let error = run.error();
+    assert!(
+        error.contains("250251 entries need") && error.contains("archive fewer entries at once"),
+        "{error}"
+    );
+    assert!(!env.path("x.arc").exists());
+}

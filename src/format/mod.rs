@@ -27,8 +27,8 @@ pub use header::{decode_header, encode_header};
 pub use index::spanning_index;
 pub use index::{Block, Entry, FilePiece, Index, Kind, Mtime};
 pub use record::{
-    decode_cbor, decode_index, encode_index, BlockRecord, Budget, IndexRecord, KIND_DIR, KIND_FILE,
-    KIND_SYMLINK,
+    decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, IndexRecord, KIND_DIR,
+    KIND_FILE, KIND_SYMLINK,
 };
 pub use trailer::Trailer;
 

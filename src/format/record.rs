@@ -134,6 +134,28 @@ const BLOCK_COST: u64 =
 /// are charged what they really take).
 const STRING_MIN: u64 = 16;
 
+/// What [`decode_index`] charges to the budget for `record`, from a frame of `index_len` bytes
+/// holding `raw_len` bytes of CBOR, at its peak: a writer checks with it that readers will
+/// take its archive.
+pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 {
+    let strings = |column: &[String]| -> u64 {
+        column.iter().map(|s| (s.len() as u64).max(STRING_MIN) + VALUE_COST).sum::<u64>()
+            + column.len() as u64 * std::mem::size_of::<String>() as u64
+    };
+    let n = record.names.len() as u64;
+    let blocks = record.blocks.lens.len() as u64;
+    let window = raw_len.min(1 << MAX_WINDOW_LOG);
+    index_len
+        + window
+        + strings(&record.names)
+        + n * ENTRY_COST
+        + n * (4 + 1 + 2 + 8 + 4)
+        + record.sizes.len() as u64 * 8
+        + strings(&record.targets)
+        + blocks * (8 + BLOCK_COST)
+        + blocks * 16
+}
+
 /// Decompresses and parses the index frame after [`super::Trailer::check`] passed. The frame
 /// must be one zstd frame declaring `raw_len` bytes (FORMAT.md §3.1), and its CBOR exactly
 /// `raw_len` bytes of FORMAT.md §4.2. The CBOR is parsed as it is decompressed, so garbage
@@ -542,5 +564,22 @@ mod tests {
         assert_eq!(Budget::for_archive(0).left(), 48 << 20);
         assert_eq!(Budget::for_archive(1 << 20).left(), (48 << 20) + (32 << 20));
         assert_eq!(Budget::for_archive(1 << 40).left(), (1 << 30) - (16 << 20));
+    }
+
+    #[test]
+    fn reader_memory_is_what_decoding_charges() {
+        let mut record = record();
+        record.targets = vec!["a link target longer than sixteen bytes".into()];
+        record.kinds[1] = KIND_SYMLINK;
+        record.sizes.clear();
+        let (frame, raw_len) = encode_index(&record, 3).expect("encode");
+        let mut budget = Budget::for_archive(1 << 20);
+        let before = budget.left();
+        // The peak is reached with the frame, the window and every column held.
+        budget.take(frame.len() as u64, "the index frame").expect("room");
+        let record_back = decode_index(&frame, raw_len, &mut budget).expect("decode");
+        // decode_index gave the window back; the frame is given back by its caller.
+        let window = raw_len.min(1 << MAX_WINDOW_LOG);
+        assert_eq!(before - budget.left() + window, reader_memory(&record_back, frame.len() as u64, raw_len));
     }
 }

@@ -92,9 +92,26 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
             );
         }
     }
+    let data_end = index.blocks.last().map_or(format::HEADER_LEN, |b| b.offset + b.len);
+    let entries = index.entries.len();
     let record = index.into_record();
     let (frame, raw_len) = format::encode_index(&record, options.level)
         .with_context(|| format!("writing {}", options.output))?;
+    // Never make an archive that readers would refuse for the memory its index needs
+    // (SECURITY.md §8): many entries without data compress to almost nothing.
+    let archive_len = data_end + frame.len() as u64 + format::TRAILER_LEN;
+    let needed = format::reader_memory(&record, frame.len() as u64, raw_len);
+    let allowed = format::Budget::for_archive(archive_len).left();
+    if needed > allowed {
+        bail!(
+            "writing {}: {entries} entries need {} of memory to read, more than an archive of {} may ask \
+             for ({}); archive fewer entries at once",
+            options.output,
+            bytesize::ByteSize(needed).display().iec(),
+            bytesize::ByteSize(archive_len).display().iec(),
+            bytesize::ByteSize(allowed).display().iec()
+        );
+    }
     let too_repetitive =
         raw_len > format::INDEX_RATIO_FLOOR && raw_len / frame.len() as u64 > format::MAX_INDEX_RATIO;
     if frame.len() as u64 > format::MAX_INDEX_LEN || raw_len > format::MAX_INDEX_RAW || too_repetitive {
