@@ -336,6 +336,19 @@ fn interrupt_when(
     stop_with: Signal,
     progressed: impl Fn() -> bool,
 ) -> Option<(Run, Duration)> {
+    act_when(command, |_| progressed(), |child| signal(child, stop_with))
+}
+
+/// Runs `command`, freezing it (SIGSTOP) every few milliseconds to look at `progressed` (given
+/// arc's pid); once that holds while arc is still running, does `act` while arc is frozen and
+/// lets it go on. Returns the run and how long arc took to exit after, or `None` if arc
+/// finished first.
+fn act_when(
+    command: &mut Command,
+    progressed: impl Fn(u32) -> bool,
+    act: impl FnOnce(&Child),
+) -> Option<(Run, Duration)> {
+    let mut act = Some(act);
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -359,8 +372,10 @@ fn interrupt_when(
         if !stopped {
             break None;
         }
-        if progressed() {
-            signal(&child, stop_with);
+        if progressed(pid) {
+            if let Some(act) = act.take() {
+                act(&child);
+            }
             signal(&child, Signal::CONT);
             break Some(Instant::now());
         }
@@ -477,4 +492,41 @@ fn sigterm_during_read_leaves_only_complete_files() {
         return;
     }
     panic!("arc always finished before it could be interrupted");
+}
+
+#[test]
+fn a_file_rewritten_in_place_while_read_is_a_warning() {
+    let env = TestEnv::new();
+    let mut size = 64 << 20;
+    for _ in 0..3 {
+        let big = env.file("t/big", random_bytes(size, 9));
+        let _ = fs::remove_file(env.path("x.arc"));
+        let mut command = Command::new(ARC);
+        command.current_dir(env.root()).args(["write", "-q", "-j1", "-o", "x.arc", "t"]);
+        // arc holds t/big open: it is reading it.
+        let holds_big = |pid: u32| {
+            let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+            fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == big))
+        };
+        // Same size, new bytes at the start: only the times tell.
+        let rewrite = |_: &Child| {
+            let file = fs::OpenOptions::new().write(true).open(&big).expect("opening t/big");
+            std::os::unix::fs::FileExt::write_all_at(&file, b"rewritten", 0).expect("rewriting t/big");
+        };
+        let Some((run, _)) = act_when(&mut command, holds_big, rewrite) else {
+            size *= 2;
+            continue;
+        };
+        run.code(1);
+        assert_eq!(
+            run.stderr,
+            "arc: warning: reading t/big: file changed while it was read\n",
+            "{}",
+            run.describe()
+        );
+        // The archive is made, and consistent.
+        env.arc(["verify", "x.arc"]).success();
+        return;
+    }
+    panic!("arc always finished reading before the file could be rewritten");
 }

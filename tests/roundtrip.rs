@@ -404,7 +404,7 @@ fn dot_input_is_named_after_the_directory() {
 }
 
 #[test]
-fn fifos_and_sockets_are_skipped_with_a_warning() {
+fn fifos_are_skipped_with_a_warning_and_sockets_ignored_with_a_notice() {
     let env = TestEnv::new();
     let src = env.mkdir("src/special");
     env.file("src/special/regular", "kept\n");
@@ -424,18 +424,34 @@ fn fifos_and_sockets_are_skipped_with_a_warning() {
     stamp_mtimes(&src, 10);
 
     let run = env.arc(["write", "-o", "special.arc", "src/special"]);
-    let warnings = run.warnings();
+    run.code(1);
+    let said: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(
-        warnings,
+        said,
         [
             "arc: warning: skipping FIFO src/special/sub/a-fifo",
-            "arc: warning: skipping socket src/special/sub/b-socket"
+            "arc: notice: src/special/sub/b-socket: socket ignored"
         ]
     );
     let listed = env.arc(["list", "special.arc"]).success().stdout_lines();
     assert_eq!(listed, ["special/", "special/regular", "special/sub/", "special/sub/c-after"]);
     // -q silences progress, not warnings.
-    assert_eq!(env.arc(["write", "-q", "-o", "quiet.arc", "src/special"]).warnings(), warnings);
+    let quiet = env.arc(["write", "-q", "-o", "quiet.arc", "src/special"]);
+    assert_eq!(quiet.code(1).stderr.lines().collect::<Vec<_>>(), said);
+    // A socket alone is no loss: exit status 0.
+    let stamped = mtime_of(&src.join("sub"));
+    fs::remove_file(&fifo).expect("rm fifo");
+    let run = env.arc(["write", "-o", "socket.arc", "src/special"]);
+    assert_eq!(run.code(0).stderr, "arc: notice: src/special/sub/b-socket: socket ignored\n");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+    set_mtime(&src.join("sub"), stamped.0, stamped.1 as u32);
 
     env.arc(["read", "special.arc", "-C", "out"]).success();
     // Compare with the source minus what was skipped; removing them must not move the mtime

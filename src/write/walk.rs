@@ -162,12 +162,13 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         match file_type {
             FileType::RegularFile if self.settings.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
             FileType::Directory | FileType::RegularFile | FileType::Symlink => {}
+            // A socket cannot be archived and is no loss: tar ignores it, saying so, exit 0.
+            FileType::Socket => {
+                self.console.note("notice", format!("{path}: socket ignored"));
+                return Ok(());
+            }
             other => {
-                let what = match other {
-                    FileType::Socket => "socket",
-                    FileType::Fifo => "FIFO",
-                    _ => "device file",
-                };
+                let what = if other == FileType::Fifo { "FIFO" } else { "device file" };
                 self.console.warn(format!("skipping {what} {path}"));
                 return Ok(());
             }
@@ -211,7 +212,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     Err(e) => return self.failed_read(read_error(e, path)),
                 };
                 let offset = self.offset;
-                let size = self.read_file(path, file, meta.size)?;
+                let size = self.read_file(path, file, &meta)?;
                 entry.kind = Kind::File { size, offset };
                 self.push(path, entry);
             }
@@ -288,7 +289,8 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
 
     /// Reads a file into the data stream and returns how many bytes went in. Reads one byte
     /// past the expected size to notice a file that grew; the extra byte is dropped.
-    fn read_file(&mut self, path: &Utf8Path, mut file: File, expected: u64) -> Result<u64> {
+    fn read_file(&mut self, path: &Utf8Path, mut file: File, listed: &Meta) -> Result<u64> {
+        let expected = listed.size;
         let mut done: u64 = 0;
         loop {
             if self.block.len() == self.settings.block_size {
@@ -324,6 +326,10 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     self.console.warn(format!(
                         "reading {path}: file shrank while it was read (archived {done} of {expected} bytes)"
                     ));
+                } else if Meta::of(rustix::fs::fstat(&file)).is_ok_and(|now| listed.changed_since(&now)) {
+                    // Rewritten in place, same size: the bytes stored may mix old and new, as
+                    // GNU tar warns ("file changed as we read it").
+                    self.console.warn(format!("reading {path}: file changed while it was read"));
                 }
                 return Ok(done);
             }
@@ -386,6 +392,8 @@ struct Meta {
     size: u64,
     mtime: i64,
     mtime_nanos: u32,
+    /// Status change time, (seconds, nanoseconds): any write, chmod or rename moves it.
+    ctime: (i64, i64),
 }
 
 impl Meta {
@@ -400,7 +408,14 @@ impl Meta {
             size: stat.st_size.max(0) as u64,
             mtime: stat.st_mtime as i64,
             mtime_nanos: (stat.st_mtime_nsec as u32).min(999_999_999),
+            ctime: (stat.st_ctime as i64, stat.st_ctime_nsec as i64),
         })
+    }
+
+    /// Whether `self` and `now` say the file's contents or status changed between them.
+    fn changed_since(&self, now: &Meta) -> bool {
+        (self.size, self.mtime, self.mtime_nanos, self.ctime)
+            != (now.size, now.mtime, now.mtime_nanos, now.ctime)
     }
 
     fn file_type(&self) -> FileType {

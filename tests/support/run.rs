@@ -131,17 +131,6 @@ impl Run {
         self
     }
 
-    /// Exit status 1 and only `arc: warning: ` lines on stderr; returns the warnings.
-    pub fn warnings(&self) -> Vec<String> {
-        self.code(1);
-        let lines: Vec<String> = self.stderr.lines().map(str::to_owned).collect();
-        assert!(!lines.is_empty(), "exit status 1 without a warning: {}", self.describe());
-        for line in &lines {
-            assert!(line.starts_with("arc: warning: "), "not a warning line {line:?}: {}", self.describe());
-        }
-        lines
-    }
-
     /// Exit status 2 and exactly one line on stderr, starting with `arc: error: `; returns it.
     pub fn error(&self) -> String {
         self.code(2);
