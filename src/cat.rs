@@ -115,7 +115,8 @@ fn write_files(archive: &Archive, chosen: &[usize], threads: usize, out: &mut im
     let pool = crate::sys::thread_pool(batch)?;
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>>>(1);
     std::thread::scope(|scope| {
-        scope.spawn(|| {
+        let (runs, pool, decode) = (&runs, &pool, &decode);
+        scope.spawn(move || {
             for chunk in runs.chunks(batch) {
                 let decoded: Vec<Result<Vec<u8>>> = pool.install(|| chunk.par_iter().map(decode).collect());
                 for data in decoded {
@@ -126,12 +127,18 @@ fn write_files(archive: &Archive, chosen: &[usize], threads: usize, out: &mut im
                 }
             }
         });
-        for run in &runs {
-            let data = decoded_rx.recv().context("a decoder stopped")??;
-            write(out, run, &data)?;
-            give(data);
-        }
-        Ok(())
+        let written = (|| -> Result<()> {
+            for run in runs {
+                let data = decoded_rx.recv().context("a decoder stopped")??;
+                write(out, run, &data)?;
+                give(data);
+            }
+            Ok(())
+        })();
+        // On an error (a closed pipe), the decoder's next send fails and it stops: the scope
+        // does not wait for it forever.
+        drop(decoded_rx);
+        written
     })
 }
 

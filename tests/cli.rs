@@ -51,9 +51,11 @@ fn cat_refuses_what_it_cannot_write_before_writing_anything() {
 #[test]
 fn cat_into_a_closed_pipe_ends_quietly() {
     let env = TestEnv::new();
-    archived(&env);
+    // Many blocks, more than stdout's buffer: the writer fails while decoders are ahead.
+    env.file("t/big", crate::support::pseudo_random(8 << 20, 3));
+    env.arc(["write", "--block-size", "64KiB", "-o", "t.arc", "t"]).success();
     let mut child = Command::new(ARC)
-        .args(["cat", "t.arc", "t/big", "t/big", "t/big"])
+        .args(["cat", "t.arc", "t/big"])
         .current_dir(env.root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -61,6 +63,14 @@ fn cat_into_a_closed_pipe_ends_quietly() {
         .spawn()
         .expect("spawning arc");
     drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("waiting").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("arc cat did not stop after its stdout closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let output = child.wait_with_output().expect("waiting for arc");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
