@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use crate::archive::Archive;
 use crate::format::Kind;
 use crate::select;
+use crate::stop::Stop;
 
 #[derive(Debug, Clone)]
 pub struct CatOptions {
@@ -24,7 +25,7 @@ pub struct CatOptions {
     pub threads: usize,
 }
 
-pub fn run(options: &CatOptions) -> Result<()> {
+pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
     let archive = Archive::open(&options.archive)?;
     let index = &archive.index;
     // Check every PATH before writing a byte.
@@ -39,7 +40,7 @@ pub fn run(options: &CatOptions) -> Result<()> {
         chosen.push(i);
     }
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-    let written = write_files(&archive, &chosen, options.threads, &mut out);
+    let written = write_files(&archive, &chosen, options.threads, stop, &mut out);
     match written.and_then(|()| out.flush().map_err(Into::into)) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         result => result,
@@ -78,18 +79,35 @@ fn runs(index: &crate::format::Index, chosen: &[usize]) -> Vec<Run> {
 /// other, so that decoding the next blocks overlaps writing these. Blocks in memory: a batch
 /// being decoded, one waiting and one being written, all within the archive's budget (with
 /// room for fewer than three, one at a time, decoded then written).
-fn write_files(archive: &Archive, chosen: &[usize], threads: usize, out: &mut impl Write) -> Result<()> {
+fn write_files(
+    archive: &Archive,
+    chosen: &[usize],
+    threads: usize,
+    stop: &Stop,
+    out: &mut impl Write,
+) -> Result<()> {
     let index = &archive.index;
     let runs = runs(index, chosen);
-    // Buffers go round (decoded, written, reused): fresh ones of megabytes each cost page
-    // faults and zeroing for every block.
+    // Contents buffers go round (decoded, written, reused): fresh ones of megabytes each cost
+    // page faults and zeroing for every block. Frames stay with their decoding thread. Never
+    // more buffers are kept than may be in memory at once.
+    let in_memory = archive.decode_threads(threads + 2);
     let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
     let take = || spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-    let give = |buffer: Vec<u8>| spare.lock().unwrap_or_else(|e| e.into_inner()).push(buffer);
+    let give = |buffer: Vec<u8>| {
+        let mut spare = spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < in_memory {
+            spare.push(buffer);
+        }
+    };
+    thread_local! {
+        static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let decode = |run: &Run| -> Result<Vec<u8>> {
-        let (mut frame, mut data) = (take(), take());
-        let read = archive.read_block(&index.blocks[run.block], &mut frame, &mut data);
-        give(frame);
+        stop.check()?;
+        let mut data = take();
+        let read = FRAME
+            .with(|frame| archive.read_block(&index.blocks[run.block], &mut frame.borrow_mut(), &mut data));
         read.with_context(|| {
             let entry = run.ranges.first().map_or(0, |(i, _)| *i);
             format!("reading {}: damaged data of {}", archive.path, index.path(entry))
@@ -102,7 +120,6 @@ fn write_files(archive: &Archive, chosen: &[usize], threads: usize, out: &mut im
         }
         Ok(())
     };
-    let in_memory = archive.decode_threads(threads + 2);
     if in_memory < 3 {
         for run in &runs {
             let data = decode(run)?;
@@ -129,6 +146,7 @@ fn write_files(archive: &Archive, chosen: &[usize], threads: usize, out: &mut im
         });
         let written = (|| -> Result<()> {
             for run in runs {
+                stop.check()?;
                 let data = decoded_rx.recv().context("a decoder stopped")??;
                 write(out, run, &data)?;
                 give(data);

@@ -24,7 +24,7 @@ pub fn run(config: cli::Config) -> anyhow::Result<Outcome> {
         cli::Config::Read(options) => read::run(&options, &stop),
         cli::Config::List(options) => list::run(&options).map(|()| Outcome::Clean),
         cli::Config::Verify(options) => verify::run(&options, &stop).map(|()| Outcome::Clean),
-        cli::Config::Cat(options) => cat::run(&options).map(|()| Outcome::Clean),
+        cli::Config::Cat(options) => cat::run(&options, &stop).map(|()| Outcome::Clean),
         cli::Config::Print(text) => {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();

@@ -248,3 +248,56 @@ fn write_reads_inputs_from_the_directories_given_before_them() {
     assert_eq!(listed, ["other/", "other/y", "proj/", "proj/x", "top"]);
     assert!(!env.path("a/x.arc").exists() && env.path("x.arc").exists());
 }
+
+/// Runs arc with `args` in `env`, failing the test if it has not ended after 30 s. Its
+/// stdout goes nowhere (a pipe nobody reads would fill up).
+fn arc_within_30s(env: &TestEnv, args: &[&str]) -> crate::support::Run {
+    let mut child = Command::new(ARC)
+        .args(args)
+        .current_dir(env.root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning arc");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("waiting").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("arc {args:?} did not end within 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("waiting for arc");
+    crate::support::Run::from_output(format!("arc {args:?}"), output)
+}
+
+#[test]
+fn a_fifo_named_gitignore_does_not_stall_the_walk() {
+    let env = TestEnv::new();
+    env.file("t/a", "a");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &env.path("t/.gitignore"),
+        rustix::fs::FileType::Fifo,
+        0o644.into(),
+        0,
+    )
+    .expect("mkfifo");
+    let run = arc_within_30s(&env, &["write", "--gitignore", "-o", "x.arc", "t"]);
+    run.code(1);
+    assert_eq!(run.stderr, "arc: warning: skipping FIFO t/.gitignore\n");
+}
+
+#[test]
+fn cat_of_a_damaged_block_is_an_error_not_a_hang() {
+    let env = TestEnv::new();
+    env.file("t/big", crate::support::pseudo_random(4 << 20, 4));
+    env.arc(["write", "--block-size", "64KiB", "-o", "t.arc", "t"]).success();
+    let mut bytes = fs::read(env.path("t.arc")).expect("read");
+    bytes[2 << 20] ^= 1;
+    fs::write(env.path("t.arc"), bytes).expect("write");
+    let run = arc_within_30s(&env, &["cat", "t.arc", "t/big"]);
+    run.code(2);
+    assert!(run.stderr.contains("damaged data of t/big"), "{}", run.describe());
+}

@@ -18,6 +18,7 @@ pub enum Outcome {
 }
 
 pub struct Console {
+    quiet: bool,
     show_progress: bool,
     verbose: bool,
     /// `-v` paths go to stderr when stdout carries the archive itself.
@@ -30,6 +31,7 @@ pub struct Console {
 impl Console {
     pub fn new(quiet: bool, verbose: bool) -> Console {
         Console {
+            quiet,
             show_progress: !quiet && std::io::stderr().is_terminal(),
             verbose,
             paths_on_stderr: false,
@@ -48,6 +50,13 @@ impl Console {
     pub fn warn(&self, message: impl std::fmt::Display) {
         self.warned.store(true, Ordering::Relaxed);
         self.note("warning", message);
+    }
+
+    /// Prints `arc: notice: MESSAGE`, something worth knowing that is no loss; `-q` silences it.
+    pub fn notice(&self, message: impl std::fmt::Display) {
+        if !self.quiet {
+            self.note("notice", message);
+        }
     }
 
     /// Prints `arc: KIND: MESSAGE` on stderr, escaped, on a line of its own.

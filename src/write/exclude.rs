@@ -12,7 +12,7 @@
 //! path, so the traversal stays handle-relative; an excluded directory is not descended into.
 
 use std::io::Read;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
@@ -138,19 +138,30 @@ impl Excluder {
     }
 }
 
-/// The text of file `name` in `dir`, if there is a regular file by that name.
-fn read_small(dir: BorrowedFd<'_>, name: &str) -> std::io::Result<Option<String>> {
-    let fd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
-            return Ok(None)
+/// The text of file `path` (components separated by `/`) beneath `dir`, if there is a
+/// regular file there. No component is followed if it is a symlink, and the file is opened
+/// non-blocking: a FIFO named `.gitignore` must not stall the walk.
+fn read_small(dir: BorrowedFd<'_>, path: &str) -> std::io::Result<Option<String>> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let missing = |e: rustix::io::Errno| {
+        matches!(e, rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP)
+    };
+    let mut components = path.split('/').peekable();
+    let mut held: Option<std::os::fd::OwnedFd> = None;
+    let fd = loop {
+        let Some(name) = components.next() else { return Ok(None) };
+        let at = held.as_ref().map_or(dir, |fd| fd.as_fd());
+        let last = components.peek().is_none();
+        let opened = match last {
+            true => rustix::fs::openat(at, name, flags, Mode::empty()),
+            false => rustix::fs::openat(at, name, flags | OFlags::DIRECTORY, Mode::empty()),
+        };
+        match opened {
+            Ok(fd) if last => break fd,
+            Ok(fd) => held = Some(fd),
+            Err(e) if missing(e) => return Ok(None),
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
     let file = std::fs::File::from(fd);
     if !file.metadata()?.is_file() {

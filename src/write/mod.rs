@@ -34,7 +34,7 @@ use std::os::unix::fs::MetadataExt;
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 
-use crate::format;
+use crate::format::{self, Index};
 use crate::stop::Stop;
 use crate::ui::{with_progress, Console, Counters, Outcome, Task};
 use sink::Sink;
@@ -71,15 +71,24 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
 
     let counters = Counters::default();
     let task = Task { doing: "writing", done: "wrote", total: None, packs: true };
-    let index = with_progress(&console, &counters, task, || {
+    // The whole write, index, trailer and rename included, is the job: the summary comes
+    // only once the archive is in place.
+    with_progress(&console, &counters, task, || -> Result<()> {
         let settings = walk::Settings {
             block_size: options.block_size,
             ignore_failed_read: options.ignore_failed_read,
             skip,
             exclude: options.exclude.clone(),
         };
-        pipeline::run(&settings, options, &roots, &console, &counters, stop, &mut sink)
+        let index = pipeline::run(&settings, options, &roots, &console, &counters, stop, &mut sink)?;
+        finish(options, index, sink, stop)
     })?;
+    Ok(console.outcome())
+}
+
+/// Appends the index and trailer of `index` to the archive and puts it in place, after
+/// checking that readers will take it.
+fn finish(options: &WriteOptions, index: Index, mut sink: Sink, stop: &Stop) -> Result<()> {
     // Never make an archive that read would refuse.
     for (count, what, hint) in
         [(index.blocks.len(), "blocks", "; use a larger --block-size"), (index.entries.len(), "entries", "")]
@@ -122,6 +131,5 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
         .and_then(|()| sink.write_all(&trailer.encode()))
         .with_context(|| format!("writing {}", options.output))?;
     stop.check()?;
-    sink.finish().with_context(|| format!("writing {}", options.output))?;
-    Ok(console.outcome())
+    sink.finish().with_context(|| format!("writing {}", options.output))
 }

@@ -164,7 +164,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             FileType::Directory | FileType::RegularFile | FileType::Symlink => {}
             // A socket cannot be archived and is no loss: tar ignores it, saying so, exit 0.
             FileType::Socket => {
-                self.console.note("notice", format!("{path}: socket ignored"));
+                self.console.notice(format!("{path}: socket ignored"));
                 return Ok(());
             }
             other => {
