@@ -278,7 +278,7 @@ fn a_fifo_named_gitignore_does_not_stall_the_walk() {
     env.file("t/a", "a");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &env.path("t/.gitignore"),
+        env.path("t/.gitignore"),
         rustix::fs::FileType::Fifo,
         0o644.into(),
         0,
