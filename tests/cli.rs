@@ -301,3 +301,24 @@ fn cat_of_a_damaged_block_is_an_error_not_a_hang() {
     run.code(2);
     assert!(run.stderr.contains("damaged data of t/big"), "{}", run.describe());
 }
+
+#[test]
+fn strip_components_merges_directories_and_settles_files_that_land_together() {
+    let env = TestEnv::new();
+    env.file("s1/d/x", "from s1");
+    env.file("s1/only1", "only in s1");
+    env.file("s2/d/y", "from s2");
+    env.file("s2/d/x", "from s2");
+    env.arc(["write", "-o", "t.arc", "s1", "s2"]).success();
+    // d/ from both merge; d/x from both is refused by default, naming it, before anything.
+    let run = env.arc(["read", "--strip-components", "1", "t.arc", "-C", "refused"]);
+    assert!(run.error().contains("refusing to replace existing refused/d/x"), "{}", run.describe());
+    assert!(!env.path("refused/d").exists());
+    // --keep-existing: the first wins; --overwrite: the last, whatever the threads do.
+    for (mode, dest, x) in [("--keep-existing", "kept", "from s1"), ("--overwrite", "over", "from s2")] {
+        env.arc(["read", "--strip-components", "1", mode, "t.arc", "-C", dest]).success();
+        assert_eq!(fs::read_to_string(env.path(dest).join("d/x")).expect("d/x"), x, "{mode}");
+        assert_eq!(fs::read_to_string(env.path(dest).join("d/y")).expect("d/y"), "from s2");
+        assert_eq!(fs::read_to_string(env.path(dest).join("only1")).expect("only1"), "only in s1");
+    }
+}

@@ -1,6 +1,7 @@
 //! The extraction passes of `arc read` (see the parent module for their order), carried out
 //! through [`super::dest`] beneath a handle on DEST.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -35,6 +36,9 @@ pub(super) struct Extraction<'a> {
     mode_mask: u16,
     replace: Replace,
     counters: &'a Counters,
+    /// Directories that land where an earlier directory of this run does (see
+    /// `settle_duplicate`): opened, not made.
+    merged: Vec<bool>,
 }
 
 /// What the block decoders of pass 3 share.
@@ -83,6 +87,7 @@ impl<'a> Extraction<'a> {
             mode_mask: if options.same_permissions { 0o7777 } else { 0o1777 },
             replace: if options.existing == Existing::Overwrite { Replace::Always } else { Replace::Never },
             counters,
+            merged: vec![false; count],
         })
     }
 
@@ -140,6 +145,9 @@ impl<'a> Extraction<'a> {
     /// refuse before writing anything if something would be replaced without `--overwrite`.
     pub(super) fn probe(&mut self, selected: &[Selected]) -> Result<()> {
         let mut conflicts = Vec::new();
+        // With --strip-components, two entries can land on one path (`a/x` and `b/x`): what
+        // this run will create, by path, to merge directories and settle files as tar does.
+        let mut planned: HashMap<String, usize> = HashMap::new();
         for (i, &selection) in selected.iter().enumerate() {
             if selection == Selected::No {
                 continue;
@@ -176,6 +184,12 @@ impl<'a> Extraction<'a> {
                     }
                 }
             };
+            let action = match action {
+                Action::Create | Action::Replace if self.options.strip_components > 0 => {
+                    self.settle_duplicate(i, action, &mut planned, &mut conflicts)?
+                }
+                action => action,
+            };
             self.actions[i] = action;
         }
         if let Some(&first) = conflicts.first() {
@@ -191,6 +205,44 @@ impl<'a> Extraction<'a> {
         Ok(())
     }
 
+    /// For an entry this run creates, with `--strip-components`: if an earlier entry lands on
+    /// the same path, directories merge (the later one is made by the earlier), and a file
+    /// follows the existing-file policy against the earlier entry: refused, kept (the later
+    /// one skipped), or with `--overwrite` the later one wins, deterministically.
+    fn settle_duplicate(
+        &mut self,
+        i: usize,
+        action: Action,
+        planned: &mut HashMap<String, usize>,
+        conflicts: &mut Vec<usize>,
+    ) -> Result<Action> {
+        let path = self.display(i);
+        let Some(&earlier) = planned.get(&path) else {
+            planned.insert(path, i);
+            return Ok(action);
+        };
+        let (first, second) = (&self.index.entries[earlier], &self.index.entries[i]);
+        if first.is_dir() && second.is_dir() {
+            self.merged[i] = true;
+            return Ok(action);
+        }
+        match self.options.existing {
+            Existing::Refuse => {
+                conflicts.push(i);
+                Ok(Action::Skip)
+            }
+            Existing::Keep => Ok(Action::Skip),
+            Existing::Overwrite if first.is_dir() || second.is_dir() => {
+                bail!("refusing to replace directory {path} with a non-directory (two entries land there)")
+            }
+            Existing::Overwrite => {
+                self.actions[earlier] = Action::Skip;
+                planned.insert(path, i);
+                Ok(action)
+            }
+        }
+    }
+
     /// Pass 2: create directories, parents first.
     pub(super) fn make_dirs(&mut self) -> Result<()> {
         for i in 0..self.index.entries.len() {
@@ -201,10 +253,13 @@ impl<'a> Extraction<'a> {
             }
             let parent = self.parent_dir(i)?;
             let path = || self.display(i);
-            if action == Action::Replace {
+            if action == Action::Replace && !self.merged[i] {
                 dest::remove(&parent, &entry.name, false).with_context(|| format!("removing {}", path()))?;
             }
-            dest::make_dir(&parent, &entry.name).with_context(|| format!("creating {}", path()))?;
+            // A directory merged with an earlier one of this run (--strip-components) exists.
+            if !self.merged[i] {
+                dest::make_dir(&parent, &entry.name).with_context(|| format!("creating {}", path()))?;
+            }
             let fd = dest::open_dir(&parent, &entry.name).with_context(|| format!("opening {}", path()))?;
             drop(parent);
             Counters::add(&self.counters.entries, 1);
