@@ -123,7 +123,7 @@ struct WriteArgs {
     /// smaller ones parallelize small trees better and make one-file reads faster.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_block_size)]
     block_size: usize,
-    /// Print each path to stdout as it is archived.
+    /// Print each path to stdout as it is archived (to stderr when OUT is `-`, stdout).
     #[arg(short, long)]
     verbose: bool,
     /// Leave out files and directories that cannot be read, with a warning (exit status 1),
