@@ -59,8 +59,7 @@ impl Excluder {
             }
             for file in &options.from_files {
                 let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
-                // lines() leaves the \r of a CRLF file; a pattern never ends in one.
-                for line in text.lines().map(|l| l.trim_end_matches('\r')) {
+                for line in text.lines() {
                     builder
                         .add_line(None, line)
                         .with_context(|| format!("reading {file}: pattern {line}"))?;
