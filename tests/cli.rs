@@ -54,26 +54,10 @@ fn cat_into_a_closed_pipe_ends_quietly() {
     // Many blocks, more than stdout's buffer: the writer fails while decoders are ahead.
     env.file("t/big", crate::support::pseudo_random(8 << 20, 3));
     env.arc(["write", "--block-size", "64KiB", "-o", "t.arc", "t"]).success();
-    let mut child = Command::new(ARC)
-        .args(["cat", "t.arc", "t/big"])
-        .current_dir(env.root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning arc");
-    drop(child.stdout.take());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while child.try_wait().expect("waiting").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("arc cat did not stop after its stdout closed");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("waiting for arc");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Close arc's stdout at once: the writer fails while decoders are ahead.
+    let run = arc_within_30s(&env, &["cat", "t.arc", "t/big"], true);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert!(run.stderr.is_empty(), "{}", run.describe());
 }
 
 #[test]
@@ -250,16 +234,18 @@ fn write_reads_inputs_from_the_directories_given_before_them() {
 }
 
 /// Runs arc with `args` in `env`, failing the test if it has not ended after 30 s. Its
-/// stdout goes nowhere (a pipe nobody reads would fill up).
-fn arc_within_30s(env: &TestEnv, args: &[&str]) -> crate::support::Run {
+/// stdout goes nowhere (a pipe nobody reads would fill up), or with `close_stdout` to a pipe
+/// closed at once.
+fn arc_within_30s(env: &TestEnv, args: &[&str], close_stdout: bool) -> crate::support::Run {
     let mut child = Command::new(ARC)
         .args(args)
         .current_dir(env.root())
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(if close_stdout { Stdio::piped() } else { Stdio::null() })
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawning arc");
+    drop(child.stdout.take());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while child.try_wait().expect("waiting").is_none() {
         if std::time::Instant::now() > deadline {
@@ -276,15 +262,8 @@ fn arc_within_30s(env: &TestEnv, args: &[&str]) -> crate::support::Run {
 fn a_fifo_named_gitignore_does_not_stall_the_walk() {
     let env = TestEnv::new();
     env.file("t/a", "a");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        env.path("t/.gitignore"),
-        rustix::fs::FileType::Fifo,
-        0o644.into(),
-        0,
-    )
-    .expect("mkfifo");
-    let run = arc_within_30s(&env, &["write", "--gitignore", "-o", "x.arc", "t"]);
+    crate::support::make_fifo(&env.path("t/.gitignore"));
+    let run = arc_within_30s(&env, &["write", "--gitignore", "-o", "x.arc", "t"], false);
     run.code(1);
     assert_eq!(run.stderr, "arc: warning: skipping FIFO t/.gitignore\n");
 }
@@ -297,7 +276,7 @@ fn cat_of_a_damaged_block_is_an_error_not_a_hang() {
     let mut bytes = fs::read(env.path("t.arc")).expect("read");
     bytes[2 << 20] ^= 1;
     fs::write(env.path("t.arc"), bytes).expect("write");
-    let run = arc_within_30s(&env, &["cat", "t.arc", "t/big"]);
+    let run = arc_within_30s(&env, &["cat", "t.arc", "t/big"], false);
     run.code(2);
     assert!(run.stderr.contains("damaged data of t/big"), "{}", run.describe());
 }

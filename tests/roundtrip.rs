@@ -410,14 +410,7 @@ fn fifos_are_skipped_with_a_warning_and_sockets_ignored_with_a_notice() {
     env.file("src/special/regular", "kept\n");
     let fifo = env.path("src/special/sub/a-fifo");
     env.mkdir("src/special/sub");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .expect("mkfifo");
+    crate::support::make_fifo(&fifo);
     let socket = env.path("src/special/sub/b-socket");
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("binding a socket"));
     env.file("src/special/sub/c-after", "after the special files\n");
@@ -443,14 +436,7 @@ fn fifos_are_skipped_with_a_warning_and_sockets_ignored_with_a_notice() {
     fs::remove_file(&fifo).expect("rm fifo");
     let run = env.arc(["write", "-o", "socket.arc", "src/special"]);
     assert_eq!(run.code(0).stderr, "arc: notice: src/special/sub/b-socket: socket ignored\n");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .expect("mkfifo");
+    crate::support::make_fifo(&fifo);
     set_mtime(&src.join("sub"), stamped.0, stamped.1 as u32);
 
     env.arc(["read", "special.arc", "-C", "out"]).success();

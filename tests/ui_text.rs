@@ -169,14 +169,7 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
             "write-skips-fifo",
             |env| {
                 env.file("x/hello.txt", "hello\n");
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    env.path("x/fifo"),
-                    rustix::fs::FileType::Fifo,
-                    0o644.into(),
-                    0,
-                )
-                .expect("mkfifo");
+                crate::support::make_fifo(&env.path("x/fifo"));
             },
             vec!["write", "-o", "y.arc", "x"],
         ),

@@ -384,3 +384,10 @@ pub fn expected_listing(root: &Path, name: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Makes a FIFO at `path` (mode 0644).
+pub fn make_fifo(path: &Path) {
+    let mode = rustix::fs::Mode::from_raw_mode(0o644);
+    rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, mode, 0)
+        .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
