@@ -130,6 +130,7 @@ fn read_options(archive: &Utf8Path, dest: &Utf8Path) -> ReadOptions {
         existing: Existing::Refuse,
         same_permissions: false,
         strip_components: 0,
+        owners: arc::read::Owners::ByName,
     }
 }
 
@@ -239,8 +240,10 @@ mod index {
         let mut text = Text::new(4);
         let mut record = IndexRecord::default();
         let mut push = |name: String, depth: u32, kind: u8, record: &mut IndexRecord| {
-            record.names.push(name);
+            record.names.push(name.into_bytes());
             record.depths.push(depth);
+            record.uids.push(1000);
+            record.gids.push(1000);
             record.kinds.push(kind);
             record.modes.push(if kind == format::KIND_DIR { 0o755 } else { 0o644 });
             record.mtime_secs.push(1_700_000_000 + text.below(10_000_000) as i64);
@@ -279,7 +282,8 @@ mod index {
         let (frame, raw_len) = format::encode_index(&record, LEVEL).expect("encoding the index");
         bencher.counter(ItemsCount::new(entries)).counter(BytesCount::new(raw_len)).bench_local(|| {
             let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
-            let record = format::decode_index(&frame, raw_len, &mut budget).expect("decoding the index");
+            let record = format::decode_index(&frame, raw_len, format::VERSION, &mut budget)
+                .expect("decoding the index");
             Index::from_record(record, format::HEADER_LEN).expect("checking the index")
         });
     }

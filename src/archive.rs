@@ -78,7 +78,7 @@ fn read_index(file: &File) -> Result<(Index, Budget)> {
     let mut budget = Budget::for_archive(len);
     let mut header = [0u8; format::HEADER_LEN as usize];
     let got = read_up_to(file, &mut header, 0)?;
-    format::decode_header(&header[..got])?;
+    let version = format::decode_header(&header[..got])?;
     if len < format::HEADER_LEN + format::TRAILER_LEN {
         return Err(FormatError::Truncated("no index trailer").into());
     }
@@ -91,7 +91,7 @@ fn read_index(file: &File) -> Result<(Index, Budget)> {
     file.read_exact_at(&mut frame, index_offset)?;
     trailer.check(&frame)?;
     budget.take(trailer.index_len, "the index frame")?;
-    let record = format::decode_index(&frame, trailer.index_raw_len, &mut budget)?;
+    let record = format::decode_index(&frame, trailer.index_raw_len, version, &mut budget)?;
     // The compressed frame is dropped now; its memory goes back to the budget.
     drop(frame);
     budget.give_back(trailer.index_len);

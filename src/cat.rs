@@ -13,9 +13,10 @@ use camino::Utf8PathBuf;
 use rayon::prelude::*;
 
 use crate::archive::Archive;
-use crate::format::Kind;
+use crate::format::{file_writes, Kind};
 use crate::select;
 use crate::stop::Stop;
+use crate::ui::text_of;
 
 #[derive(Debug, Clone)]
 pub struct CatOptions {
@@ -34,8 +35,14 @@ pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
         let Some(i) = select::find_printed(index, path) else {
             bail!("reading {}: {path} is not in the archive", options.archive);
         };
-        if let Kind::Symlink { target } = &index.entries[i].kind {
-            bail!("reading {}: {path} is a symlink (to {target}); arc cat writes files", options.archive);
+        let what = match &index.entries[i].kind {
+            Kind::Symlink { target } => format!("a symlink (to {})", text_of(target)),
+            Kind::Fifo => "a FIFO".to_owned(),
+            Kind::CharDevice { .. } | Kind::BlockDevice { .. } => "a device".to_owned(),
+            _ => String::new(),
+        };
+        if !what.is_empty() {
+            bail!("reading {}: {path} is {what}; arc cat writes files", options.archive);
         }
         chosen.push(i);
     }
@@ -47,28 +54,50 @@ pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
     }
 }
 
-/// One block to decode, and the byte ranges of it to write, in order, with the entry each
-/// belongs to (for messages).
+/// One block to decode (none for a run of holes only), and what to write from it, in order,
+/// with the entry each piece belongs to (for messages).
 struct Run {
-    block: usize,
-    ranges: Vec<(usize, std::ops::Range<usize>)>,
+    block: Option<usize>,
+    pieces: Vec<(usize, Piece)>,
 }
 
-/// The blocks and ranges that write the files of `chosen` (each a file, or a directory and
-/// its subtree), in order; a block shared by consecutive files is one run.
+enum Piece {
+    /// Bytes of the decoded block.
+    Data(std::ops::Range<usize>),
+    /// A hole of a sparse file: that many zeros.
+    Zeros(u64),
+}
+
+/// The blocks and pieces that write the files of `chosen` (each a file or hard link, or a
+/// directory and its subtree), in order; a block shared by consecutive files is one run.
 fn runs(index: &crate::format::Index, chosen: &[usize]) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
+    let mut push = |block: Option<usize>, entry: usize, piece: Piece| match runs.last_mut() {
+        Some(run) if run.block == block || block.is_none() => run.pieces.push((entry, piece)),
+        _ => runs.push(Run { block, pieces: vec![(entry, piece)] }),
+    };
     for &top in chosen {
         for i in top..index.subtree_end(top) {
-            let Kind::File { size, offset } = index.entries[i].kind else { continue };
-            for b in index.blocks_of(i) {
+            let Some(d) = index.data_entry(i) else { continue };
+            let Kind::File { size, offset, stored } = index.entries[d].kind else { continue };
+            let extents = index.extents(d);
+            // Where the next byte written goes in the file: holes before it are zeros.
+            let mut at = 0u64;
+            for b in index.blocks_for(offset, stored) {
                 let block = &index.blocks[b];
-                let start = (offset.max(block.raw_offset) - block.raw_offset) as usize;
-                let end = ((offset + size).min(block.raw_end()) - block.raw_offset) as usize;
-                match runs.last_mut() {
-                    Some(run) if run.block == b => run.ranges.push((i, start..end)),
-                    _ => runs.push(Run { block: b, ranges: vec![(i, start..end)] }),
+                let start = offset.max(block.raw_offset);
+                let end = (offset + stored).min(block.raw_end());
+                let in_block = (start - block.raw_offset) as usize;
+                for (file_offset, range) in file_writes(extents, start - offset, (end - start) as usize) {
+                    if file_offset > at {
+                        push(Some(b), i, Piece::Zeros(file_offset - at));
+                    }
+                    at = file_offset + range.len() as u64;
+                    push(Some(b), i, Piece::Data(in_block + range.start..in_block + range.end));
                 }
+            }
+            if size > at {
+                push(None, i, Piece::Zeros(size - at));
             }
         }
     }
@@ -106,17 +135,28 @@ fn write_files(
     let decode = |run: &Run| -> Result<Vec<u8>> {
         stop.check()?;
         let mut data = take();
-        let read = FRAME
-            .with(|frame| archive.read_block(&index.blocks[run.block], &mut frame.borrow_mut(), &mut data));
+        let Some(block) = run.block else { return Ok(data) };
+        let read =
+            FRAME.with(|frame| archive.read_block(&index.blocks[block], &mut frame.borrow_mut(), &mut data));
         read.with_context(|| {
-            let entry = run.ranges.first().map_or(0, |(i, _)| *i);
-            format!("reading {}: damaged data of {}", archive.path, index.path(entry))
+            let entry = run.pieces.first().map_or(0, |(i, _)| *i);
+            format!("reading {}: damaged data of {}", archive.path, text_of(&index.path(entry)))
         })?;
         Ok(data)
     };
     let write = |out: &mut dyn Write, run: &Run, data: &[u8]| -> Result<()> {
-        for (_, range) in &run.ranges {
-            out.write_all(&data[range.clone()]).context("writing to stdout")?;
+        static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+        for (_, piece) in &run.pieces {
+            match piece {
+                Piece::Data(range) => out.write_all(&data[range.clone()]).context("writing to stdout")?,
+                Piece::Zeros(mut n) => {
+                    while n > 0 {
+                        let now = n.min(ZEROS.len() as u64) as usize;
+                        out.write_all(&ZEROS[..now]).context("writing to stdout")?;
+                        n -= now as u64;
+                    }
+                }
+            }
         }
         Ok(())
     };

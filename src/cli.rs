@@ -8,7 +8,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::cat::CatOptions;
 use crate::list::ListOptions;
-use crate::read::{Existing, ReadOptions};
+use crate::read::{Existing, Owners, ReadOptions};
 use crate::verify::VerifyOptions;
 use crate::write::WriteOptions;
 
@@ -171,9 +171,18 @@ struct ReadArgs {
     /// Leave existing files and symlinks as they are and skip those entries.
     #[arg(long)]
     keep_existing: bool,
-    /// Restore setuid and setgid bits too (left out by default).
-    #[arg(long)]
+    /// Restore privileges too: setuid and setgid bits, file capabilities and the other
+    /// `security.*` and `trusted.*` attributes, and device nodes (all left out by default).
+    #[arg(short = 'p', long, visible_alias = "preserve-permissions")]
     same_permissions: bool,
+    /// As root, give entries their stored owner and group by number only (by default, by
+    /// name where the name exists on this system).
+    #[arg(long, conflicts_with = "no_same_owner")]
+    numeric_owner: bool,
+    /// As root, leave entries owned by root rather than by their stored owners (others
+    /// never restore owners).
+    #[arg(long)]
+    no_same_owner: bool,
     /// Leave out the first N components of every path (`linux/kernel/x.c` with N=1 is
     /// written as `kernel/x.c`); entries with no more than N components are not extracted.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -303,6 +312,11 @@ impl Cli {
                     Existing::Refuse
                 },
                 same_permissions: a.same_permissions,
+                owners: match (a.no_same_owner, a.numeric_owner) {
+                    (true, _) => Owners::Skip,
+                    (false, true) => Owners::Numeric,
+                    (false, false) => Owners::ByName,
+                },
                 strip_components: a.strip_components,
             }),
             Command::List(a) => Config::List(ListOptions {

@@ -12,9 +12,9 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use crate::archive::Archive;
-use crate::format::{Entry, Kind};
+use crate::format::{Entry, Index, Kind};
 use crate::select::{self, PathStack, Selected};
-use crate::ui::{escape, write_json};
+use crate::ui::{escape, text_of, write_json};
 
 #[derive(Debug, Clone)]
 pub struct ListOptions {
@@ -47,38 +47,77 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
             continue;
         }
         if options.json {
-            write_json(&mut out, &JsonEntry::new(path, entry))?;
+            write_json(&mut out, &JsonEntry::new(index, i, path))?;
         } else if options.long {
-            writeln!(out, "{}", long_line(path, entry, options.bytes))?;
+            writeln!(out, "{}", long_line(index, i, path, options.bytes))?;
         } else {
             let slash = if entry.is_dir() { "/" } else { "" };
-            writeln!(out, "{}{slash}", escape(path))?;
+            writeln!(out, "{}{slash}", escape(&text_of(path)))?;
         }
     }
     out.flush()?;
     Ok(())
 }
 
-/// `drwxr-xr-x  4.0 KiB 2024-05-01 12:00:00 UTC path/` or with a symlink's ` -> target`.
-fn long_line(path: &str, entry: &Entry, exact: bool) -> String {
-    let size = entry.size();
-    let size = if exact { size.to_string() } else { ByteSize(size).display().iec().to_string() };
+/// `drwxr-xr-x root/root      4.0 KiB 2024-05-01 12:00:00 UTC path/`, as `tar -tv` prints
+/// it: a symlink with ` -> target`, a hard link with ` link to PATH`, a device with its
+/// numbers in place of a size. A version-1 archive stores no owners and shows none.
+fn long_line(index: &Index, i: usize, path: &[u8], exact: bool) -> String {
+    let entry = &index.entries[i];
+    let size = match entry.kind {
+        Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => format!("{major},{minor}"),
+        _ => {
+            let size = index.data_entry(i).map_or(0, |d| index.entries[d].size());
+            if exact {
+                size.to_string()
+            } else {
+                ByteSize(size).display().iec().to_string()
+            }
+        }
+    };
     let (type_char, slash) = match entry.kind {
         Kind::Dir => ('d', "/"),
         Kind::File { .. } => ('-', ""),
         Kind::Symlink { .. } => ('l', ""),
+        Kind::HardLink { .. } => ('h', ""),
+        Kind::Fifo => ('p', ""),
+        Kind::CharDevice { .. } => ('c', ""),
+        Kind::BlockDevice { .. } => ('b', ""),
+    };
+    let owner = match index.tables.owners {
+        true => format!("{:<17} ", owner(index, entry)),
+        false => String::new(),
     };
     let mut line = format!(
-        "{type_char}{} {size:>10} {} {}{slash}",
+        "{type_char}{} {owner}{size:>10} {} {}{slash}",
         mode_string(entry.mode),
         utc_time(entry.mtime.secs),
-        escape(path)
+        escape(&text_of(path))
     );
-    if let Kind::Symlink { target } = &entry.kind {
-        line.push_str(" -> ");
-        line.push_str(&escape(target));
+    match &entry.kind {
+        Kind::Symlink { target } => {
+            line.push_str(" -> ");
+            line.push_str(&escape(&text_of(target)));
+        }
+        Kind::HardLink { target } => {
+            line.push_str(" link to ");
+            line.push_str(&escape(&text_of(&index.path(*target as usize))));
+        }
+        _ => {}
     }
     line
+}
+
+/// `user/group` by name where the archive was written had one, else by number, as tar shows.
+fn owner(index: &Index, entry: &Entry) -> String {
+    let name = |name: Option<&[u8]>, id: u32| {
+        name.map_or_else(|| id.to_string(), |n| escape(&text_of(n)).into_owned())
+    };
+    format!(
+        "{}/{}",
+        name(index.user_name(entry.uid), entry.uid),
+        name(index.group_name(entry.gid), entry.gid)
+    )
 }
 
 fn mode_string(mode: u16) -> String {
@@ -116,9 +155,14 @@ fn utc_time(secs: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
 }
 
+/// One line of `arc list --json`. Names that are not UTF-8 cannot be JSON strings: `path` (and
+/// `target`) then hold the printed form (`\\xff` escapes, accepted back as a PATH), and
+/// `path_bytes` (`target_bytes`) the exact bytes.
 #[derive(Serialize)]
 struct JsonEntry<'a> {
-    path: &'a str,
+    path: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<&'a [u8]>,
     #[serde(rename = "type")]
     kind: &'static str,
     mode: String,
@@ -126,28 +170,109 @@ struct JsonEntry<'a> {
     mtime: i64,
     mtime_nsec: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<&'a str>,
+    uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<std::borrow::Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_bytes: Option<&'a [u8]>,
+    /// A hard link's other name, the entry that holds the data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<[u32; 2]>,
+    /// A sparse file's data, as `[offset, length]` pairs; the rest is holes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extents: Option<Vec<[u64; 2]>>,
+    /// Extended attributes: name and value in hexadecimal (values are often binary: ACLs,
+    /// capabilities).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    xattrs: Vec<JsonXattr<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonXattr<'a> {
+    name: std::borrow::Cow<'a, str>,
+    value: String,
+}
+
+/// Text for a JSON string: the name itself when it is UTF-8, else its printed form with the
+/// exact bytes beside it.
+fn json_text(bytes: &[u8]) -> (std::borrow::Cow<'_, str>, Option<&[u8]>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.into(), None),
+        Err(_) => (escape(&text_of(bytes)).into_owned().into(), Some(bytes)),
+    }
 }
 
 impl<'a> JsonEntry<'a> {
-    fn new(path: &'a str, entry: &'a Entry) -> JsonEntry<'a> {
+    fn new(index: &'a Index, i: usize, path: &'a [u8]) -> JsonEntry<'a> {
+        let entry = &index.entries[i];
+        let (path, path_bytes) = json_text(path);
+        let (target, target_bytes) = match &entry.kind {
+            Kind::Symlink { target } => {
+                let (text, bytes) = json_text(target);
+                (Some(text), bytes)
+            }
+            _ => (None, None),
+        };
+        let owners = index.tables.owners;
+        let name = |name: Option<&'a [u8]>| name.map(|n| json_text(n).0);
         JsonEntry {
             path,
+            path_bytes,
             kind: match entry.kind {
                 Kind::Dir => "dir",
                 Kind::File { .. } => "file",
                 Kind::Symlink { .. } => "symlink",
+                Kind::HardLink { .. } => "hardlink",
+                Kind::Fifo => "fifo",
+                Kind::CharDevice { .. } => "char",
+                Kind::BlockDevice { .. } => "block",
             },
             mode: format!("{:04o}", entry.mode),
-            size: entry.size(),
+            size: index.data_entry(i).map_or(0, |d| index.entries[d].size()),
             mtime: entry.mtime.secs,
             mtime_nsec: entry.mtime.nanos,
-            target: match &entry.kind {
-                Kind::Symlink { target } => Some(target),
+            uid: owners.then_some(entry.uid),
+            gid: owners.then_some(entry.gid),
+            user: name(index.user_name(entry.uid)).filter(|_| owners),
+            group: name(index.group_name(entry.gid)).filter(|_| owners),
+            target,
+            target_bytes,
+            link: match entry.kind {
+                Kind::HardLink { target } => {
+                    Some(escape(&text_of(&index.path(target as usize))).into_owned())
+                }
                 _ => None,
             },
+            device: match entry.kind {
+                Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+                    Some([major, minor])
+                }
+                _ => None,
+            },
+            extents: index.extents(i).map(|xs| xs.iter().map(|x| [x.offset, x.len]).collect()),
+            xattrs: index
+                .xattrs(i)
+                .iter()
+                .map(|x| JsonXattr { name: json_text(&x.name).0, value: hex(&x.value) })
+                .collect(),
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 #[cfg(test)]

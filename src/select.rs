@@ -9,10 +9,12 @@
 //! what is selected come along so the tree can be rebuilt above it.
 
 use anyhow::{bail, Context, Result};
+use std::os::unix::ffi::OsStrExt;
+
 use globset::{GlobBuilder, GlobSetBuilder};
 
 use crate::format::Index;
-use crate::ui::unescape;
+use crate::ui::{bytes_of, unescape};
 
 /// Why an entry is in the selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
         let mut paths = PathStack::default();
         while i < count {
             let path = paths.enter(index, i);
-            let matches = set.matches(path);
+            let matches = set.matches(std::path::Path::new(std::ffi::OsStr::from_bytes(path)));
             if matches.is_empty() {
                 i += 1;
                 continue;
@@ -93,13 +95,12 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
 /// with entries `a\nb` (a backslash and an n) and `a<newline>b`, `a\nb` typed selects the
 /// second, and the first is typed as `a\\nb`.
 pub fn find_printed(index: &Index, path: &str) -> Option<usize> {
-    unescape(path).and_then(|raw| find(index, &raw)).or_else(|| find(index, path))
+    unescape(path).and_then(|raw| find(index, &bytes_of(&raw))).or_else(|| find(index, path.as_bytes()))
 }
 
 /// The entry whose path is `path` (a trailing `/` and `./` prefixes are allowed).
-pub fn find(index: &Index, path: &str) -> Option<usize> {
-    let path = path.trim_end_matches('/');
-    let mut components = path.split('/').filter(|c| !c.is_empty() && *c != ".");
+pub fn find(index: &Index, path: &[u8]) -> Option<usize> {
+    let mut components = path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".");
     let first = components.next()?;
     // Siblings are found by hopping over subtrees.
     let mut at = find_sibling(index, 0, index.entries.len(), first)?;
@@ -113,7 +114,7 @@ pub fn find(index: &Index, path: &str) -> Option<usize> {
     Some(at)
 }
 
-fn find_sibling(index: &Index, mut i: usize, end: usize, name: &str) -> Option<usize> {
+fn find_sibling(index: &Index, mut i: usize, end: usize, name: &[u8]) -> Option<usize> {
     while i < end {
         if index.entries[i].name == name {
             return Some(i);
@@ -126,23 +127,23 @@ fn find_sibling(index: &Index, mut i: usize, end: usize, name: &str) -> Option<u
 /// Builds full paths incrementally while going through entries in pre-order.
 #[derive(Default)]
 pub struct PathStack {
-    path: String,
+    path: Vec<u8>,
     /// `ends[d]`: length of `path` up to the end of the depth-d ancestor's name.
     ends: Vec<usize>,
 }
 
 impl PathStack {
     /// The path of entry `i`; calls must visit every entry in pre-order.
-    pub fn enter(&mut self, index: &Index, i: usize) -> &str {
+    pub fn enter(&mut self, index: &Index, i: usize) -> &[u8] {
         let entry = &index.entries[i];
         let depth = entry.depth as usize;
         self.ends.truncate(depth);
         let start = if depth == 0 { 0 } else { self.ends[depth - 1] };
         self.path.truncate(start);
         if depth > 0 {
-            self.path.push('/');
+            self.path.push(b'/');
         }
-        self.path.push_str(&entry.name);
+        self.path.extend_from_slice(&entry.name);
         self.ends.push(self.path.len());
         &self.path
     }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::archive::Archive;
 use crate::format::Index;
 use crate::stop::Stop;
-use crate::ui::{with_progress, Console, Counters, Task};
+use crate::ui::{text_of, with_progress, Console, Counters, Task};
 
 /// Damaged blocks, and damaged entries, named before the rest are only counted.
 const NAMED: usize = 10;
@@ -104,6 +104,6 @@ fn report(archive: &Archive, console: &Console, damaged: &[u32]) {
             console.note("damaged", format!("and {rest} more entries"));
             break;
         }
-        console.note("damaged", index.path(entry as usize));
+        console.note("damaged", text_of(&index.path(entry as usize)));
     }
 }

@@ -264,8 +264,10 @@ fn a_fifo_named_gitignore_does_not_stall_the_walk() {
     env.file("t/a", "a");
     crate::support::make_fifo(&env.path("t/.gitignore"));
     let run = arc_within_30s(&env, &["write", "--gitignore", "-o", "x.arc", "t"], false);
-    run.code(1);
-    assert_eq!(run.stderr, "arc: warning: skipping FIFO t/.gitignore\n");
+    // Not read as an ignore file, and stored as the FIFO it is.
+    assert_eq!(run.code(0).stderr, "");
+    let listed = env.arc(["list", "x.arc"]).success().stdout_lines();
+    assert_eq!(listed, ["t/", "t/.gitignore", "t/a"]);
 }
 
 #[test]

@@ -99,16 +99,34 @@ fn special_file_as_input_is_refused() {
 }
 
 #[test]
-fn non_utf8_symlink_target_is_an_error_naming_it() {
+fn names_and_targets_that_are_not_utf8_round_trip() {
+    // Linux names are bytes: arc stores them as they are, prints the bytes that are not UTF-8
+    // as `\xff`, takes that printed form back as a PATH, and recreates the exact bytes.
     let env = TestEnv::new();
     env.file("src/t/a", "a\n");
     env.mkdir("src/t/links");
-    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"bad \xff target"), env.path("src/t/links/l"))
-        .expect("symlink");
-    let error = env.arc(["write", "-o", "x.arc", "src/t"]).error();
-    assert!(error.contains("src/t/links/l") && error.contains("not UTF-8"), "{error}");
-    assert!(!env.path("x.arc").exists());
-    assert_no_temp_files(env.root());
+    std::os::unix::fs::symlink(
+        std::ffi::OsStr::from_bytes(b"bad \xff target"),
+        env.path("src/t/links/l\u{e9}"),
+    )
+    .expect("symlink");
+    fs::write(env.path("src/t").join(std::ffi::OsStr::from_bytes(b"caf\xe9 \\x")), "bytes\n").expect("write");
+    env.arc(["write", "-o", "x.arc", "src/t"]).success();
+    let listing = env.arc(["list", "-l", "x.arc"]).success().stdout_str();
+    assert!(listing.contains("t/links/l\u{e9} -> bad \\xff target"), "{listing}");
+    assert!(listing.contains("t/caf\\xe9 \\\\x"), "a real backslash is doubled: {listing}");
+    env.arc(["read", "x.arc", "-C", "out", "t/caf\\xe9 \\\\x", "t/links"]).success();
+    let file = env.path("out/t").join(std::ffi::OsStr::from_bytes(b"caf\xe9 \\x"));
+    assert_eq!(fs::read(&file).expect("the file by its bytes"), b"bytes\n");
+    let target = fs::read_link(env.path("out/t/links/l\u{e9}")).expect("the link");
+    assert_eq!(target.as_os_str().as_bytes(), b"bad \xff target");
+    // JSON carries the printed form and the exact bytes.
+    let json = env.arc(["list", "--json", "x.arc"]).success().stdout_str();
+    let line = json.lines().find(|l| l.contains("caf")).expect("the file's line");
+    let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(value["path"], "t/caf\\xe9 \\\\x");
+    let bytes: Vec<u8> = serde_json::from_value(value["path_bytes"].clone()).expect("bytes");
+    assert_eq!(bytes, b"t/caf\xe9 \\x");
 }
 
 // --- outputs ---
@@ -186,12 +204,13 @@ fn failed_write_leaves_an_existing_archive_untouched_and_no_temp_files() {
     let env = TestEnv::new();
     let old = make_archive(&env);
     let old_mtime = mtime_of(&env.path("x.arc"));
-    // A tree that fails late: a few blocks are written before the bad name is reached.
+    // Inputs that fail late: a few blocks are written before the unreadable input is reached
+    // (/proc/self/mem reads as an I/O error at offset 0, even for root).
     env.file("bad/a-big", pseudo_random((9 << 20) + 3, 2));
-    env.mkdir("bad/z-dir");
-    fs::write(env.path("bad/z-dir").join(std::ffi::OsStr::from_bytes(b"\xc3\x28 invalid")), "x")
-        .expect("writing a non-UTF-8 name");
-    for inputs in [&["bad"][..], &["src/tree", "missing"][..], &["src/tree", "bad"][..]] {
+    let unreadable = "/proc/self/mem";
+    for inputs in
+        [&["bad", unreadable][..], &["src/tree", "missing"][..], &["src/tree", "bad", unreadable][..]]
+    {
         let mut command = vec!["write", "-o", "x.arc"];
         command.extend_from_slice(inputs);
         env.arc(&command).error();
@@ -203,7 +222,14 @@ fn failed_write_leaves_an_existing_archive_untouched_and_no_temp_files() {
     env.mkdir("archives");
     fs::write(env.path("archives/y.arc"), &old).expect("write");
     let out = env.path("archives/y.arc");
-    env.arc([std::ffi::OsStr::new("write"), "-o".as_ref(), out.as_os_str(), "bad".as_ref()]).error();
+    env.arc([
+        std::ffi::OsStr::new("write"),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "bad".as_ref(),
+        unreadable.as_ref(),
+    ])
+    .error();
     assert!(fs::read(&out).expect("read") == old);
     assert_no_temp_files(env.root());
 }
@@ -253,10 +279,10 @@ fn archive_from_a_newer_version_is_refused() {
     let env = TestEnv::new();
     let mut bytes = make_archive(&env);
     assert_eq!(&bytes[..8], b"\x89ARC\r\n\x1a\n");
-    assert_eq!(&bytes[8..10], [1, 0], "the version is not 1");
-    bytes[8] = 2;
+    assert_eq!(&bytes[8..10], [2, 0], "the version is not 2");
+    bytes[8] = 3;
     fs::write(env.path("newer.arc"), &bytes).expect("write");
-    refused_by_every_command(&env, "newer.arc", "made by a newer arc (format 2)");
+    refused_by_every_command(&env, "newer.arc", "made by a newer arc (format 3)");
     bytes[8] = 0;
     fs::write(env.path("zero.arc"), &bytes).expect("write");
     refused_by_every_command(&env, "zero.arc", "corrupt archive: unknown format version 0");

@@ -4,6 +4,7 @@
 //! `regenerate_seed_corpus` (ignored) rewrites the seeds from real archives.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::support::harness::{archive_from_input, check_index, check_read, inputs_from_archive};
@@ -98,6 +99,16 @@ fn regenerate_seed_corpus() {
     fs::write(src.join("d/empty"), "").expect("write");
     std::os::unix::fs::symlink("a", src.join("l")).expect("symlink");
     std::os::unix::fs::symlink("../../outside", src.join("d/up")).expect("symlink");
+    // What version 2 stores: hard links, a FIFO, a sparse file, an extended attribute, and
+    // a name and a target that are not UTF-8.
+    fs::hard_link(src.join("d/b"), src.join("hard")).expect("hard link");
+    crate::support::make_fifo(&src.join("d/fifo"));
+    let sparse = fs::File::create(src.join("sparse")).expect("create");
+    sparse.set_len(256 << 10).expect("set_len");
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"island", 128 << 10).expect("write");
+    let name = std::ffi::OsStr::from_bytes(b"n\xff");
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"t\xfe"), src.join(name)).expect("symlink");
+    let _ = rustix::fs::setxattr(src.join("a").as_path(), "user.seed", b"v", rustix::fs::XattrFlags::empty());
     let write = |name: &str, inputs: &[&Path]| {
         let out = work.path().join(name);
         let mut args = vec!["write".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()];
@@ -113,6 +124,8 @@ fn regenerate_seed_corpus() {
         ("one-file", write("one.arc", &[&src.join("a")])),
         ("two-roots", write("two.arc", &[&src.join("d"), &src.join("a")])),
         ("small-blocks", craft(seed_spec().record().0, &seed_spec().record().1, 64)),
+        // Version 1, as the last arc of that format wrote it.
+        ("v1-golden", include_bytes!("golden/small-v1.arc").to_vec()),
     ];
     for target in ["index", "read"] {
         let dir = fuzz_dir().join("corpus").join(target);

@@ -2,6 +2,10 @@
 //! arc made of it, committed as `tests/golden/small.arc` with its listing `small.list`. A change
 //! of the bytes arc writes, of how it reads old archives, or of what `list` prints fails here.
 //!
+//! `small-v1.arc` and `small-v1.list` are the same tree (without what version 1 could not
+//! store) as the last arc of format version 1 wrote it: never regenerated, they prove that
+//! version-1 archives still read and list as they did.
+//!
 //! If a format change is intended, regenerate both files, review them (`small.list` by eye, the
 //! archive with `arc list -l` and `arc verify`), and commit them with the change. The same
 //! command regenerates the golden text of tests/ui_text.rs:
@@ -15,12 +19,15 @@
 //! `golden_archive_reads_back_as_the_tree`).
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::support::{assert_same_tree, keeps_negative_mtime, mtime_of, set_mode, set_mtime, TestEnv};
 
 const GOLDEN_ARCHIVE: &[u8] = include_bytes!("golden/small.arc");
 const GOLDEN_LIST: &str = include_str!("golden/small.list");
+const GOLDEN_V1_ARCHIVE: &[u8] = include_bytes!("golden/small-v1.arc");
+const GOLDEN_V1_LIST: &str = include_str!("golden/small-v1.list");
 
 /// What the golden tree holds, in creation order (parents first).
 enum Item {
@@ -52,6 +59,38 @@ const NOTES: &str = "notes that repeat, so that zstd has something to do\n\
                      notes that repeat, so that zstd has something to do\n\
                      notes that repeat, so that zstd has something to do\n";
 
+/// What version 2 added to the golden tree: a hard link, a FIFO, a sparse file, an extended
+/// attribute and a name that is not UTF-8. Owners are root's (the golden bytes are made as
+/// root, whose name is `root` everywhere).
+fn add_version_2_items(golden: &Path) {
+    fs::hard_link(golden.join("hello.txt"), golden.join("sub/hello again")).expect("hard link");
+    crate::support::make_fifo(&golden.join("fifo"));
+    let sparse = fs::File::create(golden.join("sparse")).expect("create");
+    sparse.set_len(1 << 20).expect("set_len");
+    std::os::unix::fs::FileExt::write_all_at(&sparse, &[b's'; 4096], 512 << 10).expect("write");
+    drop(sparse);
+    fs::write(golden.join(std::ffi::OsStr::from_bytes(b"caf\xe9")), "latin-1\n").expect("write");
+    rustix::fs::setxattr(
+        golden.join("run.sh").as_path(),
+        "user.arc.golden",
+        b"\x00value\xff",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("setting a user xattr");
+    for (path, (secs, nanos)) in [
+        ("sub/hello again", (1_600_000_003, 500_000_000)),
+        ("fifo", (1_600_000_010, 10)),
+        ("sparse", (1_600_000_011, 11)),
+        ("run.sh", (1_600_000_005, 0)),
+        ("sub", (1_600_000_006, 7)),
+        ("", (1_600_000_000, 123_456_789)),
+    ] {
+        set_mtime(&golden.join(path), secs, nanos);
+    }
+    set_mtime(&golden.join(std::ffi::OsStr::from_bytes(b"caf\xe9")), 1_600_000_012, 12);
+    set_mtime(golden, 1_600_000_000, 123_456_789);
+}
+
 /// Builds the golden tree beneath `base`; returns `base/golden`.
 fn build_golden_tree(base: &Path) -> PathBuf {
     let items = golden_items();
@@ -76,15 +115,33 @@ fn build_golden_tree(base: &Path) -> PathBuf {
     base.join("golden")
 }
 
-/// The environment and its golden tree, or `None` (with a note) where the filesystem cannot
-/// hold the tree's pre-1970 mtime.
-fn golden_env() -> Option<(TestEnv, PathBuf)> {
+/// The environment and its golden tree as version 1 stored it, or `None` (with a note) where
+/// the filesystem cannot hold the tree's pre-1970 mtime.
+fn golden_v1_env() -> Option<(TestEnv, PathBuf)> {
     let env = TestEnv::new();
     if !keeps_negative_mtime(env.root()) {
         eprintln!("note: this filesystem does not keep mtimes before 1970; skipping the golden test");
         return None;
     }
     let tree = build_golden_tree(&env.mkdir("src"));
+    Some((env, tree))
+}
+
+/// The same with what version 2 added, or `None` (with a note) where that cannot be made: not
+/// root (the golden owners are root's), or no user xattrs on the temporary directory.
+fn golden_env() -> Option<(TestEnv, PathBuf)> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("note: the golden archive is made as root (its owners are root's); skipping");
+        return None;
+    }
+    let (env, tree) = golden_v1_env()?;
+    let probe = env.file("xattr-probe", "");
+    if rustix::fs::setxattr(probe.as_path(), "user.probe", b"", rustix::fs::XattrFlags::empty()).is_err() {
+        eprintln!("note: {} takes no user xattrs; skipping the golden test", env.root().display());
+        return None;
+    }
+    fs::remove_file(probe).expect("rm");
+    add_version_2_items(&tree);
     Some((env, tree))
 }
 
@@ -124,20 +181,51 @@ fn golden_archive_reads_back_as_the_tree() {
     );
     assert_eq!(mtime_of(&env.path("out/golden/sub/old")), (-31_536_003, 250_000_000));
     assert_eq!(mtime_of(&env.path("out/golden/empty-dir")), (1_600_000_002, 999_999_999));
+    // What version 2 added.
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = |p: &str| fs::symlink_metadata(env.path("out/golden").join(p)).expect("stat");
+    assert_eq!(meta("hello.txt").ino(), meta("sub/hello again").ino(), "the hard link is one inode");
+    assert!(meta("fifo").file_type().is_fifo());
+    assert_eq!((meta("sparse").len(), meta("sparse").blocks() * 512 <= 64 << 10), (1 << 20, true));
+    let out = env.path("out/golden");
+    let value = rustix::fs::getxattr(out.join("run.sh").as_path(), "user.arc.golden", &mut [0u8; 64][..]);
+    assert_eq!(value.ok(), Some(7));
+    assert_eq!(fs::read(out.join(std::ffi::OsStr::from_bytes(b"caf\xe9"))).expect("read"), b"latin-1\n");
 }
 
 #[test]
-fn golden_archive_lists_as_the_snapshot() {
+fn golden_version_1_archive_still_reads_back_as_the_tree() {
+    let Some((env, tree)) = golden_v1_env() else { return };
+    fs::write(env.path("golden.arc"), GOLDEN_V1_ARCHIVE).expect("write");
+    assert_eq!(&GOLDEN_V1_ARCHIVE[8..10], [1, 0], "small-v1.arc is version 1");
+    env.arc(["verify", "golden.arc"]).success();
+    env.arc(["read", "golden.arc", "-C", "out"]).success();
+    assert_same_tree(&tree, &env.path("out/golden"));
+    assert_eq!(fs::read_to_string(env.path("out/golden/hello.txt")).expect("read"), "hello, arc\n");
+    assert_eq!(mtime_of(&env.path("out/golden/sub/old")), (-31_536_003, 250_000_000));
+}
+
+#[test]
+fn golden_archives_list_as_the_snapshots() {
     let env = TestEnv::new();
-    fs::write(env.path("golden.arc"), GOLDEN_ARCHIVE).expect("write");
-    let listed = env.arc(["list", "-l", "--bytes", "golden.arc"]).success().stdout_str();
-    assert_eq!(listed, GOLDEN_LIST, "`arc list -l --bytes` of tests/golden/small.arc changed");
-    // The plain listing is the same paths.
-    let plain = env.arc(["list", "golden.arc"]).success().stdout_lines();
-    // `TYPE+MODE SIZE(10) DATE TIME UTC PATH[ -> TARGET]`: the path starts at column 46.
-    let from_long: Vec<&str> =
-        GOLDEN_LIST.lines().map(|l| l[46..].split(" -> ").next().expect("a path")).collect();
-    assert_eq!(plain, from_long);
+    // `TYPE+MODE [OWNER(17)] SIZE(10) DATE TIME UTC PATH[ -> TARGET| link to PATH]`: the path
+    // starts at column 46, or 64 with owners (version 2).
+    for (archive, list, column) in
+        [(GOLDEN_ARCHIVE, GOLDEN_LIST, 64), (GOLDEN_V1_ARCHIVE, GOLDEN_V1_LIST, 46)]
+    {
+        fs::write(env.path("golden.arc"), archive).expect("write");
+        let listed = env.arc(["list", "-l", "--bytes", "golden.arc"]).success().stdout_str();
+        assert_eq!(listed, list, "`arc list -l --bytes` of a golden archive changed");
+        // The plain listing is the same paths.
+        let plain = env.arc(["list", "golden.arc"]).success().stdout_lines();
+        let from_long: Vec<&str> = list
+            .lines()
+            .map(|l| {
+                l[column..].split(" -> ").next().and_then(|p| p.split(" link to ").next()).expect("a path")
+            })
+            .collect();
+        assert_eq!(plain, from_long);
+    }
 }
 
 #[test]
@@ -152,6 +240,7 @@ fn regenerate_golden() {
     let listed = env.arc(["list", "-l", "--bytes", "golden.arc"]).success().stdout_str();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     fs::create_dir_all(&dir).expect("mkdir tests/golden");
+    // small-v1.arc and small-v1.list are never rewritten: they are what version 1 wrote.
     fs::copy(env.path("golden.arc"), dir.join("small.arc")).expect("writing small.arc");
     fs::write(dir.join("small.list"), listed).expect("writing small.list");
     crate::ui_text::regenerate();

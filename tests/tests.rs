@@ -8,6 +8,7 @@ mod architecture;
 mod cli;
 mod errors;
 mod faults;
+mod fidelity;
 mod fuzz_corpus;
 mod golden;
 mod hostile;

@@ -134,7 +134,7 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         ),
         (
             "list-index-ends-early",
-            |env| write_archive(env, &assemble_cbor(&[], &[0xa9])),
+            |env| write_archive(env, &assemble_cbor(&[], &[0xb2])),
             vec!["list", "x.arc"],
         ),
         (
@@ -166,10 +166,11 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         ("write-missing-input", none, vec!["write", "-o", "y.arc", "missing"]),
         ("write-archive-into-itself", archived, vec!["write", "-o", "x.arc", "x.arc"]),
         (
-            "write-skips-fifo",
+            "write-stores-fifo-ignores-socket",
             |env| {
                 env.file("x/hello.txt", "hello\n");
                 crate::support::make_fifo(&env.path("x/fifo"));
+                drop(std::os::unix::net::UnixListener::bind(env.path("x/socket")).expect("binding a socket"));
             },
             vec!["write", "-o", "y.arc", "x"],
         ),

@@ -12,9 +12,10 @@
 //! Architecture Invariant: an entry's path is the chain of its ancestors' names, each a single
 //! component, so joining them beneath a destination can never leave it.
 
-use super::{corrupt, BlockRecord, FormatError, IndexRecord};
-use super::{HEADER_LEN, MAX_NAME_LEN, MAX_TARGET_LEN};
-use super::{KIND_DIR, KIND_FILE, KIND_SYMLINK, MAX_BLOCK_LEN, MAX_BLOCK_RAW, MAX_DEPTH, MAX_ENTRIES};
+use super::{corrupt, BlockRecord, FormatError, IndexRecord, OwnerRecord, SparseRecord, XattrRecord};
+use super::{HEADER_LEN, MAX_NAME_LEN, MAX_OWNER_NAME, MAX_TARGET_LEN, MAX_XATTR_LIST, MAX_XATTR_NAME};
+use super::{KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK, KIND_SYMLINK};
+use super::{MAX_BLOCK_LEN, MAX_BLOCK_RAW, MAX_DEPTH, MAX_ENTRIES};
 
 /// What an entry is, with the data only that kind has, so that no state is left to check
 /// later (a symlink without a target, a directory with a size).
@@ -22,14 +23,31 @@ use super::{KIND_DIR, KIND_FILE, KIND_SYMLINK, MAX_BLOCK_LEN, MAX_BLOCK_RAW, MAX
 pub enum Kind {
     Dir,
     File {
-        /// Bytes of the file.
+        /// Bytes of the file, holes included.
         size: u64,
-        /// Where the file's bytes start in the data stream (the blocks' contents, concatenated).
+        /// Where the file's stored bytes start in the data stream (the blocks' contents,
+        /// concatenated).
         offset: u64,
+        /// Bytes of the file in the data stream: `size`, or for a sparse file the sum of its
+        /// extents ([`Index::extents`]).
+        stored: u64,
     },
     /// A symlink's target, stored as it was read, never resolved: 1 to 4095 bytes, no NUL.
     Symlink {
-        target: String,
+        target: Vec<u8>,
+    },
+    /// Another name of regular file entry `target`, an earlier entry: same inode, same data.
+    HardLink {
+        target: u32,
+    },
+    Fifo,
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
     },
 }
 
@@ -41,8 +59,8 @@ pub struct Mtime {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// One path component: not empty, `.` or `..`, no `/` or NUL, at most 255 bytes.
-    pub name: String,
+    /// One path component: 1 to 255 bytes, not `.` or `..`, no `/` or NUL.
+    pub name: Vec<u8>,
     /// Index of the parent directory entry; `None` for a root.
     pub parent: Option<u32>,
     pub depth: u32,
@@ -50,6 +68,10 @@ pub struct Entry {
     /// Permission bits (`0o7777` at most).
     pub mode: u16,
     pub mtime: Mtime,
+    /// Owner and group ids (0 in a version-1 archive, which stores none: see
+    /// [`Tables::owners`]).
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Entry {
@@ -57,12 +79,55 @@ impl Entry {
         matches!(self.kind, Kind::Dir)
     }
 
-    /// A regular file's size; 0 for the other kinds.
+    /// A regular file's size (holes included); 0 for the other kinds.
     pub fn size(&self) -> u64 {
         match self.kind {
             Kind::File { size, .. } => size,
             _ => 0,
         }
+    }
+
+    /// A regular file's bytes in the data stream; 0 for the other kinds.
+    pub fn stored(&self) -> u64 {
+        match self.kind {
+            Kind::File { stored, .. } => stored,
+            _ => 0,
+        }
+    }
+}
+
+/// Where a run of a sparse file's stored bytes goes in the file; the rest of the file is holes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// An extended attribute, name and value as bytes (ACLs are `system.posix_acl_*` ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// User or group names by id, sorted by id.
+pub type NameTable = Vec<(u32, Vec<u8>)>;
+
+/// What only some entries have, keyed by entry number (sorted, looked up by binary search), and
+/// the owner names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Whether owners are stored (version 2); a version-1 archive has none.
+    pub owners: bool,
+    pub sparse: Vec<(u32, Vec<Extent>)>,
+    pub xattrs: Vec<(u32, Vec<Xattr>)>,
+    pub users: NameTable,
+    pub groups: NameTable,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Tables { owners: true, sparse: Vec::new(), xattrs: Vec::new(), users: Vec::new(), groups: Vec::new() }
     }
 }
 
@@ -88,8 +153,9 @@ impl Block {
 pub struct Index {
     pub entries: Vec<Entry>,
     pub blocks: Vec<Block>,
-    /// The files that have bytes, in data-stream order (which is entry order): what
-    /// [`Index::files_in`] searches.
+    pub tables: Tables,
+    /// The files that have bytes in the data stream, in data-stream order (which is entry
+    /// order): what [`Index::files_in`] searches.
     files: Vec<u32>,
 }
 
@@ -97,56 +163,91 @@ impl Index {
     /// Checks an untrusted record and builds the index. `data_end` is where the block region
     /// must end (the index frame's offset); blocks must tile the region from the header on.
     pub fn from_record(record: IndexRecord, data_end: u64) -> Result<Index, FormatError> {
-        let IndexRecord { names, depths, kinds, modes, mtime_secs, mtime_nanos, sizes, targets, blocks } =
-            record;
+        let IndexRecord {
+            version,
+            names,
+            depths,
+            kinds,
+            modes,
+            mtime_secs,
+            mtime_nanos,
+            uids,
+            gids,
+            sizes,
+            targets,
+            links,
+            dev_majors,
+            dev_minors,
+            sparse,
+            xattrs,
+            users,
+            groups,
+            blocks,
+        } = record;
         // No entries is an empty archive (everything left out, as tar allows too).
         let count = names.len();
         if count > MAX_ENTRIES {
             return Err(corrupt(format!("{count} entries is over the limit")));
         }
-        for (column, len) in [
-            ("depths", depths.len()),
-            ("kinds", kinds.len()),
-            ("modes", modes.len()),
-            ("mtime_secs", mtime_secs.len()),
-            ("mtime_nanos", mtime_nanos.len()),
+        // Version 1 stores no owners; version 2 one per entry.
+        let owners = version >= 2;
+        let owner_count = if owners { count } else { 0 };
+        for (column, len, wanted) in [
+            ("depths", depths.len(), count),
+            ("kinds", kinds.len(), count),
+            ("modes", modes.len(), count),
+            ("mtime_secs", mtime_secs.len(), count),
+            ("mtime_nanos", mtime_nanos.len(), count),
+            ("uids", uids.len(), owner_count),
+            ("gids", gids.len(), owner_count),
         ] {
-            if len != count {
+            if len != wanted {
                 return Err(corrupt(format!("index column {column} has {len} values for {count} entries")));
             }
         }
+        if dev_majors.len() != dev_minors.len() {
+            return Err(corrupt("index columns dev_majors and dev_minors differ in length"));
+        }
+        let sparse = sparse_table(sparse, count)?;
+        let xattrs = xattr_table(xattrs, count)?;
+        let users = owner_table(users, "users")?;
+        let groups = owner_table(groups, "groups")?;
 
         let mut entries: Vec<Entry> = Vec::with_capacity(count);
         let mut files = Vec::new();
         let mut sizes = sizes.into_iter();
         let mut targets = targets.into_iter();
+        let mut links = links.into_iter();
+        let mut devices = dev_majors.into_iter().zip(dev_minors);
+        let mut sparse_rows = sparse.iter().peekable();
         // For each depth, the last entry seen there: the parent of the next deeper entry and
         // the sibling the next entry at this depth must sort after.
         let mut last_at_depth: Vec<u32> = Vec::new();
         let mut offset: u64 = 0;
         for (i, name) in names.into_iter().enumerate() {
             check_name(&name)?;
+            let shown = String::from_utf8_lossy(&name).into_owned();
             let depth = depths[i];
             if depth > MAX_DEPTH {
                 return Err(corrupt(format!("nesting deeper than {MAX_DEPTH}")));
             }
             if depth as usize > last_at_depth.len() {
-                return Err(corrupt(format!("entry {name} has no parent directory")));
+                return Err(corrupt(format!("entry {shown} has no parent directory")));
             }
             let parent = match depth {
                 0 => None,
                 _ => {
                     let parent = last_at_depth[depth as usize - 1];
                     if !entries[parent as usize].is_dir() {
-                        return Err(corrupt(format!("entry {name} is inside a non-directory")));
+                        return Err(corrupt(format!("entry {shown} is inside a non-directory")));
                     }
                     Some(parent)
                 }
             };
             if let Some(&sibling) = last_at_depth.get(depth as usize) {
                 let sibling: &Entry = &entries[sibling as usize];
-                if sibling.parent == parent && sibling.name.as_bytes() >= name.as_bytes() {
-                    return Err(corrupt(format!("entry {name} is a duplicate or out of order")));
+                if sibling.parent == parent && sibling.name >= name {
+                    return Err(corrupt(format!("entry {shown} is a duplicate or out of order")));
                 }
             }
             last_at_depth.truncate(depth as usize);
@@ -154,33 +255,66 @@ impl Index {
 
             let mode = modes[i];
             if mode > 0o7777 {
-                return Err(corrupt(format!("entry {name} has mode {mode:o}")));
+                return Err(corrupt(format!("entry {shown} has mode {mode:o}")));
             }
             let mtime = Mtime { secs: mtime_secs[i], nanos: mtime_nanos[i] };
             if mtime.nanos >= 1_000_000_000 {
-                return Err(corrupt(format!("entry {name} has {} nanoseconds", mtime.nanos)));
+                return Err(corrupt(format!("entry {shown} has {} nanoseconds", mtime.nanos)));
             }
             let kind = match kinds[i] {
                 KIND_DIR => Kind::Dir,
                 KIND_FILE => {
                     let size = sizes.next().ok_or_else(|| corrupt("fewer sizes than files"))?;
+                    let stored = match sparse_rows.next_if(|(e, _)| *e == i as u32) {
+                        Some((_, extents)) => {
+                            let end = extents.last().map_or(0, |x| x.offset + x.len);
+                            if end > size {
+                                return Err(corrupt(format!(
+                                    "sparse file {shown} has an extent past its end"
+                                )));
+                            }
+                            extents.iter().map(|x| x.len).sum()
+                        }
+                        None => size,
+                    };
                     let start = offset;
-                    offset = offset.checked_add(size).ok_or_else(|| corrupt("file sizes overflow"))?;
-                    if size > 0 {
+                    offset = offset.checked_add(stored).ok_or_else(|| corrupt("file sizes overflow"))?;
+                    if stored > 0 {
                         files.push(i as u32);
                     }
-                    Kind::File { size, offset: start }
+                    Kind::File { size, offset: start, stored }
                 }
                 KIND_SYMLINK => {
                     let target = targets.next().ok_or_else(|| corrupt("fewer targets than symlinks"))?;
-                    if target.is_empty() || target.len() > MAX_TARGET_LEN || target.contains('\0') {
-                        return Err(corrupt(format!("symlink {name} has an invalid target")));
+                    if target.is_empty() || target.len() > MAX_TARGET_LEN || target.contains(&0) {
+                        return Err(corrupt(format!("symlink {shown} has an invalid target")));
                     }
                     Kind::Symlink { target }
                 }
-                other => return Err(corrupt(format!("entry {name} has unknown kind {other}"))),
+                KIND_LINK if owners => {
+                    let target = links.next().ok_or_else(|| corrupt("fewer links than hard links"))?;
+                    // Only an earlier regular file: never a path, never a link to a link.
+                    let refers = entries.get(target as usize).map(|e| &e.kind);
+                    if !matches!(refers, Some(Kind::File { .. })) {
+                        return Err(corrupt(format!(
+                            "hard link {shown} does not refer to an earlier regular file"
+                        )));
+                    }
+                    Kind::HardLink { target }
+                }
+                KIND_FIFO if owners => Kind::Fifo,
+                kind @ (KIND_CHAR | KIND_BLOCK) if owners => {
+                    let (major, minor) =
+                        devices.next().ok_or_else(|| corrupt("fewer device numbers than devices"))?;
+                    match kind {
+                        KIND_CHAR => Kind::CharDevice { major, minor },
+                        _ => Kind::BlockDevice { major, minor },
+                    }
+                }
+                other => return Err(corrupt(format!("entry {shown} has unknown kind {other}"))),
             };
-            entries.push(Entry { name, parent, depth, kind, mode, mtime });
+            let (uid, gid) = if owners { (uids[i], gids[i]) } else { (0, 0) };
+            entries.push(Entry { name, parent, depth, kind, mode, mtime, uid, gid });
         }
         if sizes.next().is_some() {
             return Err(corrupt("more sizes than files"));
@@ -188,8 +322,18 @@ impl Index {
         if targets.next().is_some() {
             return Err(corrupt("more targets than symlinks"));
         }
+        if links.next().is_some() {
+            return Err(corrupt("more links than hard links"));
+        }
+        if devices.next().is_some() {
+            return Err(corrupt("more device numbers than devices"));
+        }
+        if let Some((e, _)) = sparse_rows.next() {
+            return Err(corrupt(format!("sparse extents for entry {e}, which is not a regular file")));
+        }
         let blocks = block_table(blocks, offset, data_end)?;
-        Ok(Index { entries, blocks, files })
+        let tables = Tables { owners, sparse, xattrs, users, groups };
+        Ok(Index { entries, blocks, tables, files })
     }
 
     /// The record that serializes this index; the inverse of [`Index::from_record`]. It takes
@@ -202,6 +346,8 @@ impl Index {
             record.modes.push(entry.mode);
             record.mtime_secs.push(entry.mtime.secs);
             record.mtime_nanos.push(entry.mtime.nanos);
+            record.uids.push(entry.uid);
+            record.gids.push(entry.gid);
             let kind = match entry.kind {
                 Kind::Dir => KIND_DIR,
                 Kind::File { size, .. } => {
@@ -212,8 +358,46 @@ impl Index {
                     record.targets.push(target);
                     KIND_SYMLINK
                 }
+                Kind::HardLink { target } => {
+                    record.links.push(target);
+                    KIND_LINK
+                }
+                Kind::Fifo => KIND_FIFO,
+                Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+                    record.dev_majors.push(major);
+                    record.dev_minors.push(minor);
+                    if matches!(entry.kind, Kind::CharDevice { .. }) {
+                        KIND_CHAR
+                    } else {
+                        KIND_BLOCK
+                    }
+                }
             };
             record.kinds.push(kind);
+        }
+        for (entry, extents) in self.tables.sparse {
+            record.sparse.files.push(entry);
+            record.sparse.counts.push(extents.len() as u32);
+            for extent in extents {
+                record.sparse.offsets.push(extent.offset);
+                record.sparse.lens.push(extent.len);
+            }
+        }
+        for (entry, xattrs) in self.tables.xattrs {
+            record.xattrs.entries.push(entry);
+            record.xattrs.counts.push(xattrs.len() as u32);
+            for xattr in xattrs {
+                record.xattrs.names.push(xattr.name);
+                record.xattrs.values.push(xattr.value);
+            }
+        }
+        for (table, names) in
+            [(&mut record.users, self.tables.users), (&mut record.groups, self.tables.groups)]
+        {
+            for (id, name) in names {
+                table.ids.push(id);
+                table.names.push(name);
+            }
         }
         for block in &self.blocks {
             record.blocks.lens.push(block.len);
@@ -223,29 +407,60 @@ impl Index {
         record
     }
 
-    /// Builds an index from entries and blocks the caller made consistent (the writer, whose
-    /// walker assigned the offsets): no check is made here beyond what
+    /// Builds an index from entries, blocks and tables the caller made consistent (the writer,
+    /// whose walker assigned the offsets): no check is made here beyond what
     /// [`Index::from_record`] would refuse later when the archive is read.
-    pub fn from_parts(entries: Vec<Entry>, blocks: Vec<Block>) -> Index {
-        let files = (0..entries.len() as u32).filter(|&i| entries[i as usize].size() > 0).collect();
-        Index { entries, blocks, files }
+    pub fn from_parts(entries: Vec<Entry>, blocks: Vec<Block>, tables: Tables) -> Index {
+        let files = (0..entries.len() as u32).filter(|&i| entries[i as usize].stored() > 0).collect();
+        Index { entries, blocks, tables, files }
     }
 
-    /// The entry's path as `list` prints it before escaping: root name first, `/` between
-    /// components.
-    pub fn path(&self, i: usize) -> String {
+    /// The data extents of sparse file `i`; `None` for a dense file (one extent, all of it).
+    pub fn extents(&self, i: usize) -> Option<&[Extent]> {
+        let rows = &self.tables.sparse;
+        rows.binary_search_by_key(&(i as u32), |(e, _)| *e).ok().map(|r| rows[r].1.as_slice())
+    }
+
+    /// The extended attributes of entry `i`, sorted by name.
+    pub fn xattrs(&self, i: usize) -> &[Xattr] {
+        let rows = &self.tables.xattrs;
+        rows.binary_search_by_key(&(i as u32), |(e, _)| *e).map_or(&[], |r| rows[r].1.as_slice())
+    }
+
+    /// The name of user `uid` where the archive was written, if it had one.
+    pub fn user_name(&self, uid: u32) -> Option<&[u8]> {
+        lookup(&self.tables.users, uid)
+    }
+
+    /// The name of group `gid` where the archive was written, if it had one.
+    pub fn group_name(&self, gid: u32) -> Option<&[u8]> {
+        lookup(&self.tables.groups, gid)
+    }
+
+    /// The regular file entry whose data entry `i` has: itself, or for a hard link its target.
+    pub fn data_entry(&self, i: usize) -> Option<usize> {
+        match self.entries[i].kind {
+            Kind::File { .. } => Some(i),
+            Kind::HardLink { target } => Some(target as usize),
+            _ => None,
+        }
+    }
+
+    /// The entry's path as bytes, as `list` prints it before escaping: root name first, `/`
+    /// between components.
+    pub fn path(&self, i: usize) -> Vec<u8> {
         let mut chain = vec![i];
         let mut at = i;
         while let Some(parent) = self.entries[at].parent {
             at = parent as usize;
             chain.push(at);
         }
-        let mut path = String::new();
+        let mut path = Vec::new();
         for (n, &e) in chain.iter().rev().enumerate() {
             if n > 0 {
-                path.push('/');
+                path.push(b'/');
             }
-            path.push_str(&self.entries[e].name);
+            path.extend_from_slice(&self.entries[e].name);
         }
         path
     }
@@ -276,7 +491,7 @@ impl Index {
     /// The blocks that hold bytes of entry `i` (none for an empty file or a non-file).
     pub fn blocks_of(&self, i: usize) -> std::ops::Range<usize> {
         match self.entries[i].kind {
-            Kind::File { size, offset } => self.blocks_for(offset, size),
+            Kind::File { stored, offset, .. } => self.blocks_for(offset, stored),
             _ => 0..0,
         }
     }
@@ -308,7 +523,7 @@ impl Index {
 
     fn file_extent(&self, i: u32) -> (u64, u64) {
         match self.entries[i as usize].kind {
-            Kind::File { size, offset } => (offset, size),
+            Kind::File { stored, offset, .. } => (offset, stored),
             _ => (0, 0),
         }
     }
@@ -320,25 +535,140 @@ pub struct FilePiece {
     pub entry: u32,
     /// Where the piece starts in the block's decompressed bytes.
     pub start_in_block: usize,
-    /// Where the piece goes in the file.
+    /// Where the piece starts in the file's stored bytes: its offset in the file, unless the
+    /// file is sparse (see [`file_writes`]).
     pub file_offset: u64,
     pub len: usize,
     /// The piece is the whole file (the file lies in this one block).
     pub whole: bool,
 }
 
+/// Where the stored bytes `[stored_offset, stored_offset + len)` of a file go in it: for a dense
+/// file (`extents` is `None`) the same offsets; for a sparse one, split at its extents. Yields
+/// (offset in the file, range of the piece's bytes).
+pub fn file_writes(
+    extents: Option<&[Extent]>,
+    stored_offset: u64,
+    len: usize,
+) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
+    let dense = extents.is_none().then_some((stored_offset, 0..len));
+    let mut at = 0u64; // stored offset of the current extent
+    let sparse = extents.unwrap_or(&[]).iter().filter_map(move |x| {
+        let start = at;
+        at += x.len;
+        let (from, to) = (stored_offset.max(start), (stored_offset + len as u64).min(at));
+        (from < to).then(|| {
+            let piece = (from - stored_offset) as usize..(to - stored_offset) as usize;
+            (x.offset + (from - start), piece)
+        })
+    });
+    dense.into_iter().chain(sparse)
+}
+
+fn lookup(table: &[(u32, Vec<u8>)], id: u32) -> Option<&[u8]> {
+    table.binary_search_by_key(&id, |(i, _)| *i).ok().map(|r| table[r].1.as_slice())
+}
+
 /// A name must be one safe path component (FORMAT.md §4.1).
-fn check_name(name: &str) -> Result<(), FormatError> {
-    if name.is_empty() || name == "." || name == ".." {
-        return Err(corrupt(format!("invalid entry name '{name}'")));
+fn check_name(name: &[u8]) -> Result<(), FormatError> {
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(corrupt(format!("invalid entry name '{}'", String::from_utf8_lossy(name))));
     }
     if name.len() > MAX_NAME_LEN {
         return Err(corrupt("entry name too long"));
     }
-    if name.bytes().any(|b| b == b'/' || b == 0) {
-        return Err(corrupt(format!("entry name {name} contains '/' or NUL")));
+    if name.iter().any(|&b| b == b'/' || b == 0) {
+        return Err(corrupt(format!("entry name {} contains '/' or NUL", String::from_utf8_lossy(name))));
     }
     Ok(())
+}
+
+/// Splits `counts[k]` consecutive elements off `items` for each row: the rows of a table
+/// (FORMAT.md §4.4, §4.5), checked to add up.
+fn rows<T>(counts: &[u32], items: Vec<T>, table: &str) -> Result<Vec<Vec<T>>, FormatError> {
+    let total = counts.iter().try_fold(0u64, |sum, &c| sum.checked_add(c.into()));
+    if total != Some(items.len() as u64) {
+        return Err(corrupt(format!("index table {table}: counts do not add up to its elements")));
+    }
+    let mut items = items.into_iter();
+    Ok(counts.iter().map(|&c| items.by_ref().take(c as usize).collect()).collect())
+}
+
+/// Entry numbers of a table: increasing, and below `count`.
+fn check_keys(keys: &[u32], count: usize, table: &str) -> Result<(), FormatError> {
+    if keys.windows(2).any(|w| w[0] >= w[1]) || keys.last().is_some_and(|&k| k as usize >= count) {
+        return Err(corrupt(format!("index table {table}: entry numbers out of order or range")));
+    }
+    Ok(())
+}
+
+fn sparse_table(record: SparseRecord, count: usize) -> Result<Vec<(u32, Vec<Extent>)>, FormatError> {
+    let SparseRecord { files, counts, offsets, lens } = record;
+    if counts.len() != files.len() || offsets.len() != lens.len() {
+        return Err(corrupt("index table sparse: columns differ in length"));
+    }
+    check_keys(&files, count, "sparse")?;
+    let extents: Vec<Extent> =
+        offsets.into_iter().zip(lens).map(|(offset, len)| Extent { offset, len }).collect();
+    let rows = rows(&counts, extents, "sparse")?;
+    for (&file, extents) in files.iter().zip(&rows) {
+        let mut end = 0u64;
+        for x in extents {
+            let overlaps = x.offset < end;
+            match x.offset.checked_add(x.len) {
+                Some(next) if x.len > 0 && !overlaps => end = next,
+                _ => {
+                    return Err(corrupt(format!("sparse file entry {file} has overlapping or empty extents")))
+                }
+            }
+        }
+    }
+    Ok(files.into_iter().zip(rows).collect())
+}
+
+fn xattr_table(record: XattrRecord, count: usize) -> Result<Vec<(u32, Vec<Xattr>)>, FormatError> {
+    let XattrRecord { entries, counts, names, values } = record;
+    if counts.len() != entries.len() || names.len() != values.len() {
+        return Err(corrupt("index table xattrs: columns differ in length"));
+    }
+    check_keys(&entries, count, "xattrs")?;
+    let xattrs: Vec<Xattr> =
+        names.into_iter().zip(values).map(|(name, value)| Xattr { name, value }).collect();
+    let rows = rows(&counts, xattrs, "xattrs")?;
+    for (&entry, xattrs) in entries.iter().zip(&rows) {
+        let bad = |what: &str| corrupt(format!("extended attributes of entry {entry}: {what}"));
+        if xattrs.is_empty() {
+            return Err(bad("none listed"));
+        }
+        if xattrs.windows(2).any(|w| w[0].name >= w[1].name) {
+            return Err(bad("names out of order or repeated"));
+        }
+        let mut list = 0usize;
+        for x in xattrs {
+            if x.name.is_empty() || x.name.len() > MAX_XATTR_NAME || x.name.contains(&0) {
+                return Err(bad("an invalid name"));
+            }
+            list += x.name.len() + 1;
+        }
+        if list > MAX_XATTR_LIST {
+            return Err(bad(&format!("names longer than {MAX_XATTR_LIST} bytes in all")));
+        }
+    }
+    Ok(entries.into_iter().zip(rows).collect())
+}
+
+fn owner_table(record: OwnerRecord, table: &str) -> Result<NameTable, FormatError> {
+    let OwnerRecord { ids, names } = record;
+    if ids.len() != names.len() {
+        return Err(corrupt(format!("index table {table}: columns differ in length")));
+    }
+    if ids.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(corrupt(format!("index table {table}: ids out of order or repeated")));
+    }
+    if names.iter().any(|n| n.is_empty() || n.len() > MAX_OWNER_NAME || n.contains(&0)) {
+        return Err(corrupt(format!("index table {table}: an invalid name")));
+    }
+    Ok(ids.into_iter().zip(names).collect())
 }
 
 fn block_table(record: BlockRecord, data_len: u64, data_end: u64) -> Result<Vec<Block>, FormatError> {
@@ -372,15 +702,18 @@ fn block_table(record: BlockRecord, data_len: u64, data_end: u64) -> Result<Vec<
 #[cfg(test)]
 pub fn spanning_index() -> Index {
     let record = IndexRecord {
-        names: ["r", "a", "b", "c", "d", "link"].map(String::from).to_vec(),
+        names: ["r", "a", "b", "c", "d", "link"].map(Vec::from).to_vec(),
         depths: vec![0, 1, 1, 1, 1, 1],
         kinds: vec![KIND_DIR, KIND_FILE, KIND_FILE, KIND_FILE, KIND_FILE, KIND_SYMLINK],
         modes: vec![0o755, 0o644, 0o644, 0o644, 0o644, 0o777],
         mtime_secs: vec![0; 6],
         mtime_nanos: vec![0; 6],
+        uids: vec![0; 6],
+        gids: vec![0; 6],
         sizes: vec![3, 0, 6, 2],
         targets: vec!["a".into()],
         blocks: BlockRecord { lens: vec![1, 1, 1], raw_lens: vec![4, 4, 3], hashes: vec![0; 3] },
+        ..IndexRecord::default()
     };
     Index::from_record(record, HEADER_LEN + 3).expect("a valid index")
 }
@@ -391,15 +724,18 @@ mod tests {
 
     fn record() -> IndexRecord {
         IndexRecord {
-            names: ["r", "a", "x", "b", "l"].map(String::from).to_vec(),
+            names: ["r", "a", "x", "b", "l"].map(Vec::from).to_vec(),
             depths: vec![0, 1, 2, 1, 1],
             kinds: vec![KIND_DIR, KIND_DIR, KIND_FILE, KIND_FILE, KIND_SYMLINK],
             modes: vec![0o755, 0o700, 0o644, 0o600, 0o777],
             mtime_secs: vec![0; 5],
             mtime_nanos: vec![0; 5],
+            uids: vec![0, 1, 2, 3, 4],
+            gids: vec![5; 5],
             sizes: vec![3, 4],
             targets: vec!["../elsewhere".into()],
             blocks: BlockRecord { lens: vec![10], raw_lens: vec![7], hashes: vec![0] },
+            ..IndexRecord::default()
         }
     }
 
@@ -408,9 +744,10 @@ mod tests {
     #[test]
     fn builds_tree_with_offsets_and_paths() {
         let index = Index::from_record(record(), DATA_END).expect("valid");
-        assert_eq!(index.path(2), "r/a/x");
-        assert_eq!(index.path(4), "r/l");
-        assert_eq!(index.entries[3].kind, Kind::File { size: 4, offset: 3 });
+        assert_eq!(index.path(2), b"r/a/x");
+        assert_eq!(index.path(4), b"r/l");
+        assert_eq!(index.entries[3].kind, Kind::File { size: 4, offset: 3, stored: 4 });
+        assert_eq!((index.entries[3].uid, index.entries[3].gid), (3, 5));
         assert_eq!(index.entries[4].kind, Kind::Symlink { target: "../elsewhere".into() });
         assert_eq!(index.subtree_end(1), 3);
         assert_eq!(index.subtree_end(0), 5);
@@ -433,7 +770,11 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "/abs", "nul\0"] {
             refused(|r| r.names[2] = bad.into());
         }
-        refused(|r| r.names[2] = "x".repeat(256));
+        refused(|r| r.names[2] = "x".repeat(256).into());
+        // Any other bytes are a name (Linux's rule), UTF-8 or not.
+        let mut r = record();
+        r.names[2] = b"caf\xe9".to_vec();
+        assert!(Index::from_record(r, DATA_END).is_ok());
     }
 
     #[test]
@@ -477,5 +818,142 @@ mod tests {
         assert_eq!(index.blocks_of(3), 0..3);
         assert_eq!(index.blocks_of(2), 0..0);
         assert_eq!(index.blocks_of(0), 0..0);
+    }
+
+    /// The record with `r/a/x` (3 bytes) given two hard links `r/h1` and `r/h2` after `r/b`.
+    fn with_links() -> IndexRecord {
+        let mut r = record();
+        for name in ["m1", "m2"] {
+            r.names.push(name.into());
+            r.depths.push(1);
+            r.kinds.push(KIND_LINK);
+            r.modes.push(0o644);
+            r.mtime_secs.push(0);
+            r.mtime_nanos.push(0);
+            r.uids.push(0);
+            r.gids.push(0);
+            r.links.push(2);
+        }
+        r
+    }
+
+    #[test]
+    fn hard_links_refer_to_earlier_regular_files_only() {
+        let index = Index::from_record(with_links(), DATA_END).expect("valid");
+        assert_eq!(index.entries[5].kind, Kind::HardLink { target: 2 });
+        assert_eq!(index.data_entry(6), Some(2));
+        assert_eq!(Index::from_record(index.clone().into_record(), DATA_END), Ok(index));
+        let refused_links = |change: &dyn Fn(&mut IndexRecord)| {
+            let mut r = with_links();
+            change(&mut r);
+            match Index::from_record(r, DATA_END) {
+                Err(FormatError::Corrupt(why)) => why,
+                other => panic!("expected corrupt, got {other:?}"),
+            }
+        };
+        // To a directory, a symlink, itself, a later entry, another link, nothing.
+        for target in [0, 4, 5, 6, 99] {
+            let why = refused_links(&|r| r.links[0] = target);
+            assert!(why.contains("does not refer to an earlier regular file"), "{target}: {why}");
+        }
+        assert!(refused_links(&|r| r.links[1] = 5).contains("earlier regular file"), "a link to a link");
+        assert!(refused_links(&|r| {
+            r.links.pop();
+        })
+        .contains("fewer links"));
+        assert!(refused_links(&|r| r.links.push(2)).contains("more links"));
+        // Version 1 had no links: kind 3 there is unknown.
+        let v1 = |r: &mut IndexRecord| {
+            r.version = 1;
+            r.uids.clear();
+            r.gids.clear();
+        };
+        assert!(refused_links(&v1).contains("unknown kind 3"));
+    }
+
+    #[test]
+    fn sparse_extents_are_checked() {
+        // x (3 bytes stored) as a 100-byte file with data at 10..12 and 50..51.
+        let sparse = |offsets: Vec<u64>, lens: Vec<u64>| {
+            let mut r = record();
+            r.sizes[0] = 100;
+            r.sparse = SparseRecord { files: vec![2], counts: vec![offsets.len() as u32], offsets, lens };
+            Index::from_record(r, DATA_END)
+        };
+        let index = sparse(vec![10, 50], vec![2, 1]).expect("valid");
+        assert_eq!(index.entries[2].kind, Kind::File { size: 100, offset: 0, stored: 3 });
+        assert_eq!(
+            index.extents(2),
+            Some(&[Extent { offset: 10, len: 2 }, Extent { offset: 50, len: 1 }][..])
+        );
+        assert_eq!(index.extents(3), None);
+        assert_eq!(Index::from_record(index.clone().into_record(), DATA_END), Ok(index));
+        for (offsets, lens, why) in [
+            (vec![10, 11], vec![2, 1], "overlapping"),
+            (vec![10, 50], vec![2, 0], "empty"),
+            (vec![10, 99], vec![1, 2], "past its end"),
+            (vec![u64::MAX], vec![3], "overlapping or empty"),
+        ] {
+            let error = sparse(offsets.clone(), lens.clone()).expect_err("refused").to_string();
+            assert!(error.contains(why) || error.contains("blocks hold"), "{offsets:?} {lens:?}: {error}");
+        }
+        let mut r = record();
+        r.sparse = SparseRecord { files: vec![1], counts: vec![0], offsets: vec![], lens: vec![] };
+        assert!(Index::from_record(r, DATA_END)
+            .expect_err("a directory")
+            .to_string()
+            .contains("not a regular file"));
+    }
+
+    #[test]
+    fn file_writes_split_stored_bytes_at_extents() {
+        let extents = [Extent { offset: 10, len: 2 }, Extent { offset: 50, len: 3 }];
+        let writes = |from, len| file_writes(Some(&extents), from, len).collect::<Vec<_>>();
+        assert_eq!(writes(0, 5), [(10, 0..2), (50, 2..5)]);
+        assert_eq!(writes(1, 2), [(11, 0..1), (50, 1..2)]);
+        assert_eq!(writes(3, 2), [(51, 0..2)]);
+        assert_eq!(file_writes(None, 7, 4).collect::<Vec<_>>(), [(7, 0..4)]);
+    }
+
+    #[test]
+    fn xattrs_and_owner_tables_are_checked() {
+        let with = |xattrs: XattrRecord| {
+            let mut r = record();
+            r.xattrs = xattrs;
+            r.users = OwnerRecord { ids: vec![0, 3], names: vec!["root".into(), "u3".into()] };
+            Index::from_record(r, DATA_END)
+        };
+        let xattrs = |entries: Vec<u32>, counts: Vec<u32>, names: Vec<&str>| XattrRecord {
+            entries,
+            counts,
+            values: names.iter().map(|_| b"v".to_vec()).collect(),
+            names: names.into_iter().map(Vec::from).collect(),
+        };
+        let index = with(xattrs(vec![2, 4], vec![2, 1], vec!["user.a", "user.b", "security.selinux"]))
+            .expect("valid");
+        assert_eq!(index.xattrs(2).len(), 2);
+        assert_eq!(index.xattrs(3), &[]);
+        assert_eq!(index.user_name(3), Some(&b"u3"[..]));
+        assert_eq!(index.user_name(1), None);
+        assert_eq!(Index::from_record(index.clone().into_record(), DATA_END), Ok(index));
+        for (bad, why) in [
+            (xattrs(vec![2, 2], vec![1, 1], vec!["user.a", "user.b"]), "out of order"),
+            (xattrs(vec![9], vec![1], vec!["user.a"]), "out of order or range"),
+            (xattrs(vec![2], vec![2], vec!["user.b", "user.a"]), "names out of order"),
+            (xattrs(vec![2], vec![2], vec!["user.a", "user.a"]), "repeated"),
+            (xattrs(vec![2], vec![0], vec![]), "none listed"),
+            (xattrs(vec![2], vec![2], vec!["user.a"]), "do not add up"),
+            (xattrs(vec![2], vec![1], vec![""]), "invalid name"),
+            (xattrs(vec![2], vec![1], vec!["user.\0"]), "invalid name"),
+        ] {
+            let error = with(bad).expect_err(why).to_string();
+            assert!(error.contains(why), "{why}: {error}");
+        }
+        let mut r = record();
+        r.groups = OwnerRecord { ids: vec![5, 5], names: vec!["a".into(), "b".into()] };
+        assert!(Index::from_record(r, DATA_END)
+            .expect_err("repeated")
+            .to_string()
+            .contains("ids out of order"));
     }
 }

@@ -1,4 +1,4 @@
-//! The on-disk format, version 1: its records, limits and errors, and the checked in-memory
+//! The on-disk format, version 2 (and version 1, which is still read): its records, limits and errors, and the checked in-memory
 //! [`Index`] built from them.
 //!
 //! This folder owns every byte layout of an archive; docs/FORMAT.md is its specification and
@@ -25,10 +25,11 @@ pub use block::{block_hash, decode_block};
 pub use header::{decode_header, encode_header};
 #[cfg(test)]
 pub use index::spanning_index;
-pub use index::{Block, Entry, FilePiece, Index, Kind, Mtime};
+pub use index::{file_writes, Block, Entry, Extent, FilePiece, Index, Kind, Mtime, NameTable, Tables, Xattr};
 pub use record::{
-    decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, IndexRecord, KIND_DIR,
-    KIND_FILE, KIND_SYMLINK,
+    decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, IndexRecord, OwnerRecord,
+    SparseRecord, XattrRecord, KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK,
+    KIND_SYMLINK,
 };
 pub use trailer::Trailer;
 
@@ -38,7 +39,9 @@ pub const MAGIC: [u8; 8] = *b"\x89ARC\r\n\x1a\n";
 /// FORMAT.md §5: the last eight bytes of every archive.
 pub const TRAILER_MAGIC: [u8; 8] = *b"\x89ARCIDX\n";
 /// The format version this build writes and the newest it reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// The oldest version this build reads (FORMAT.md §9).
+pub const OLDEST_VERSION: u16 = 1;
 pub const HEADER_LEN: u64 = 16;
 pub const TRAILER_LEN: u64 = 32;
 
@@ -65,6 +68,13 @@ pub const MAX_INDEX_RATIO: u64 = 1024;
 pub const MAX_ENTRIES: usize = 1 << 24;
 pub const MAX_NAME_LEN: usize = 255;
 pub const MAX_TARGET_LEN: usize = 4095;
+/// Linux's own limits on extended attributes (XATTR_NAME_MAX, XATTR_SIZE_MAX, XATTR_LIST_MAX):
+/// a name, a value, and all of one file's names with a NUL after each.
+pub const MAX_XATTR_NAME: usize = 255;
+pub const MAX_XATTR_VALUE: usize = 65536;
+pub const MAX_XATTR_LIST: usize = 65536;
+/// A user or group name.
+pub const MAX_OWNER_NAME: usize = 255;
 pub const MAX_DEPTH: u32 = 1024;
 /// zstd's decoder refuses frames whose window is larger than this (2^27 = 128 MiB, zstd's own
 /// default limit), so a hostile frame cannot make the decoder allocate gigabytes.

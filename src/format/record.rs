@@ -14,35 +14,121 @@ use ciborium_ll::{Decoder, Header};
 use serde::Serialize;
 
 use super::{corrupt, FormatError, Result, MAX_ENTRIES, MAX_NAME_LEN, MAX_TARGET_LEN, MAX_WINDOW_LOG};
+use super::{MAX_OWNER_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE};
 
 /// Entry kinds as stored in the index's `kinds` byte string (FORMAT.md §4).
 pub const KIND_DIR: u8 = 0;
 pub const KIND_FILE: u8 = 1;
 pub const KIND_SYMLINK: u8 = 2;
+/// Version 2: a hard link to an earlier regular file of the archive.
+pub const KIND_LINK: u8 = 3;
+pub const KIND_FIFO: u8 = 4;
+pub const KIND_CHAR: u8 = 5;
+pub const KIND_BLOCK: u8 = 6;
 
 /// FORMAT.md §4: the index as it is serialized, column by column. This struct is the
 /// compatibility boundary: changing a field changes the format. Code elsewhere uses
 /// [`super::Index`], built from this by [`super::Index::from_record`].
 ///
 /// Entries are in pre-order (a directory, then its children sorted by name bytes); per-entry
-/// columns all have one element per entry, `sizes` one per regular file and `targets` one per
-/// symlink. A file's bytes follow those of the file before it in the data stream, so no offset
-/// is stored.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+/// columns all have one element per entry, the others one per entry of a kind (`sizes` per
+/// regular file, `targets` per symlink, `links` per hard link, `dev_*` per device) or one per
+/// element of a table. A file's bytes follow those of the file before it in the data stream,
+/// so no offset is stored.
+///
+/// Version 1 archives are read into this struct too: their names and targets were text, and
+/// they have none of the columns version 2 added (`version` says which, and is not
+/// serialized: the header carries it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IndexRecord {
-    pub names: Vec<String>,
+    #[serde(skip)]
+    pub version: u16,
+    #[serde(serialize_with = "byte_strings")]
+    pub names: Vec<Vec<u8>>,
     pub depths: Vec<u32>,
     #[serde(with = "serde_bytes")]
     pub kinds: Vec<u8>,
     pub modes: Vec<u16>,
     pub mtime_secs: Vec<i64>,
     pub mtime_nanos: Vec<u32>,
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
     pub sizes: Vec<u64>,
-    pub targets: Vec<String>,
+    #[serde(serialize_with = "byte_strings")]
+    pub targets: Vec<Vec<u8>>,
+    /// Per hard link: the entry number of the regular file it is a name of.
+    pub links: Vec<u32>,
+    pub dev_majors: Vec<u32>,
+    pub dev_minors: Vec<u32>,
+    pub sparse: SparseRecord,
+    pub xattrs: XattrRecord,
+    pub users: OwnerRecord,
+    pub groups: OwnerRecord,
     pub blocks: BlockRecord,
 }
 
-/// FORMAT.md §4: the block table, one element per block in archive order.
+impl Default for IndexRecord {
+    fn default() -> Self {
+        IndexRecord {
+            version: super::VERSION,
+            names: Vec::new(),
+            depths: Vec::new(),
+            kinds: Vec::new(),
+            modes: Vec::new(),
+            mtime_secs: Vec::new(),
+            mtime_nanos: Vec::new(),
+            uids: Vec::new(),
+            gids: Vec::new(),
+            sizes: Vec::new(),
+            targets: Vec::new(),
+            links: Vec::new(),
+            dev_majors: Vec::new(),
+            dev_minors: Vec::new(),
+            sparse: SparseRecord::default(),
+            xattrs: XattrRecord::default(),
+            users: OwnerRecord::default(),
+            groups: OwnerRecord::default(),
+            blocks: BlockRecord::default(),
+        }
+    }
+}
+
+/// FORMAT.md §4.4: the data extents of sparse files. Dense files are not listed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct SparseRecord {
+    /// Entry numbers of the sparse regular files, increasing.
+    pub files: Vec<u32>,
+    /// Per sparse file: how many of the extents below are its.
+    pub counts: Vec<u32>,
+    /// Per extent: where its bytes go in the file, and how many.
+    pub offsets: Vec<u64>,
+    pub lens: Vec<u64>,
+}
+
+/// FORMAT.md §4.5: extended attributes (ACLs included). Entries without any are not listed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct XattrRecord {
+    /// Entry numbers, increasing.
+    pub entries: Vec<u32>,
+    /// Per listed entry: how many of the attributes below are its.
+    pub counts: Vec<u32>,
+    #[serde(serialize_with = "byte_strings")]
+    pub names: Vec<Vec<u8>>,
+    #[serde(serialize_with = "byte_strings")]
+    pub values: Vec<Vec<u8>>,
+}
+
+/// FORMAT.md §4.6: user or group names, by id, for the ids that have one where the archive
+/// was written.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnerRecord {
+    /// Increasing.
+    pub ids: Vec<u32>,
+    #[serde(serialize_with = "byte_strings")]
+    pub names: Vec<Vec<u8>>,
+}
+
+/// FORMAT.md §4.3: the block table, one element per block in archive order.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockRecord {
     /// Compressed length: the zstd frame's bytes in the archive.
@@ -51,6 +137,19 @@ pub struct BlockRecord {
     pub raw_lens: Vec<u64>,
     /// [`super::block_hash`] of the frame.
     pub hashes: Vec<u64>,
+}
+
+/// Serializes a column of byte strings as CBOR byte strings (serde would write arrays).
+fn byte_strings<S: serde::Serializer>(
+    column: &[Vec<u8>],
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(column.len()))?;
+    for bytes in column {
+        seq.serialize_element(serde_bytes::Bytes::new(bytes))?;
+    }
+    seq.end()
 }
 
 /// Serializes and compresses the index. Returns the zstd frame and the CBOR length.
@@ -115,21 +214,31 @@ const COMMAND_ENTRY_COST: u64 = 40;
 const COMMAND_BLOCK_COST: u64 = 16;
 /// What each entry of an index costs in memory once read, besides its name and target bytes:
 /// the record's columns, the checked [`super::Entry`] built from them, and what commands keep.
-const ENTRY_COST: u64 = (std::mem::size_of::<String>()
+const ENTRY_COST: u64 = (std::mem::size_of::<Vec<u8>>()
     + std::mem::size_of::<u32>()
     + 1
     + std::mem::size_of::<u16>()
     + std::mem::size_of::<i64>()
     + std::mem::size_of::<u32>()
+    + 2 * std::mem::size_of::<u32>()
     + std::mem::size_of::<super::Entry>()
     + std::mem::size_of::<u32>()) as u64
     + COMMAND_ENTRY_COST;
-/// What a file's size or a symlink's target costs, beyond the per-entry cost.
-const VALUE_COST: u64 = std::mem::size_of::<String>() as u64;
+/// What a byte string (a name, a target, an attribute) costs beyond its bytes: the vector that
+/// holds it in the column and the one it moves into.
+const VALUE_COST: u64 = std::mem::size_of::<Vec<u8>>() as u64;
 /// What each block costs besides its `lens` element: two more columns, the checked
 /// [`super::Block`], and what commands keep.
 const BLOCK_COST: u64 =
     (2 * std::mem::size_of::<u64>() + std::mem::size_of::<super::Block>()) as u64 + COMMAND_BLOCK_COST;
+/// What a row of a table keyed by entry or id costs once checked (the entry number and the
+/// vector of its extents, attributes or name), besides the row's own column.
+const ROW_COST: u64 = std::mem::size_of::<(u32, Vec<u8>)>() as u64;
+/// What an extent costs once checked, besides its two columns.
+const EXTENT_COST: u64 = 16;
+/// What an attribute costs once checked, besides its two columns: its name and value move into
+/// it.
+const XATTR_COST: u64 = 2 * std::mem::size_of::<Vec<u8>>() as u64;
 /// The heap allocator's smallest block, charged for every string (so a million one-byte names
 /// are charged what they really take).
 const STRING_MIN: u64 = 16;
@@ -138,20 +247,37 @@ const STRING_MIN: u64 = 16;
 /// holding `raw_len` bytes of CBOR, at its peak: a writer checks with it that readers will
 /// take its archive.
 pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 {
-    let strings = |column: &[String]| -> u64 {
+    let strings = |column: &[Vec<u8>]| -> u64 {
         column.iter().map(|s| (s.len() as u64).max(STRING_MIN) + VALUE_COST).sum::<u64>()
-            + column.len() as u64 * std::mem::size_of::<String>() as u64
+            + column.len() as u64 * std::mem::size_of::<Vec<u8>>() as u64
     };
     let n = record.names.len() as u64;
     let blocks = record.blocks.lens.len() as u64;
     let window = raw_len.min(1 << MAX_WINDOW_LOG);
+    let (sparse, xattrs) = (&record.sparse, &record.xattrs);
     index_len
         + window
         + strings(&record.names)
         + n * ENTRY_COST
-        + n * (4 + 1 + 2 + 8 + 4)
+        + n * (4 + 1 + 2 + 8 + 4 + 4 + 4)
         + record.sizes.len() as u64 * 8
         + strings(&record.targets)
+        + record.links.len() as u64 * 4
+        + record.dev_majors.len() as u64 * 4
+        + record.dev_minors.len() as u64 * 4
+        + sparse.files.len() as u64 * (4 + ROW_COST)
+        + sparse.counts.len() as u64 * 4
+        + sparse.offsets.len() as u64 * 8
+        + sparse.lens.len() as u64 * (8 + EXTENT_COST)
+        + xattrs.entries.len() as u64 * (4 + ROW_COST)
+        + xattrs.counts.len() as u64 * 4
+        + strings(&xattrs.names)
+        + xattrs.names.len() as u64 * XATTR_COST
+        + strings(&xattrs.values)
+        + [&record.users, &record.groups]
+            .iter()
+            .map(|t| t.ids.len() as u64 * (4 + ROW_COST) + strings(&t.names))
+            .sum::<u64>()
         + blocks * (8 + BLOCK_COST)
         + blocks * 16
 }
@@ -161,7 +287,7 @@ pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 
 /// `raw_len` bytes of FORMAT.md §4.2. The CBOR is parsed as it is decompressed, so garbage
 /// fails at its first bad byte instead of after gigabytes of output, and every column is
 /// charged to `budget` before it is allocated.
-pub fn decode_index(frame: &[u8], raw_len: u64, budget: &mut Budget) -> Result<IndexRecord> {
+pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budget) -> Result<IndexRecord> {
     use std::io::Read;
     let index_error = |e: &dyn std::fmt::Display| corrupt(format!("index: {e}"));
     super::frame::check(frame, raw_len, "the trailer").map_err(|e| index_error(&e))?;
@@ -172,7 +298,7 @@ pub fn decode_index(frame: &[u8], raw_len: u64, budget: &mut Budget) -> Result<I
     let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| index_error(&e))?;
     decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
     let mut cbor = std::io::BufReader::new(decoder.single_frame().take(raw_len.saturating_add(1)));
-    let record = Parser { cbor: Decoder::from(&mut cbor), raw_len, budget: &mut *budget }.record()?;
+    let record = Parser { cbor: Decoder::from(&mut cbor), raw_len, budget: &mut *budget }.record(version)?;
     // What the parser did not consume must be nothing, and the total exactly raw_len. One
     // byte more is enough to tell: the rest is not decompressed just to be counted.
     let consumed = raw_len.saturating_add(1) - cbor.get_ref().limit() - cbor.buffer().len() as u64;
@@ -190,9 +316,10 @@ pub fn decode_index(frame: &[u8], raw_len: u64, budget: &mut Budget) -> Result<I
 
 /// Parses CBOR that is already decompressed, as [`decode_index`] does (for tools and tests
 /// that work on the index's own bytes).
-pub fn decode_cbor(cbor: &[u8], budget: &mut Budget) -> Result<IndexRecord> {
+pub fn decode_cbor(cbor: &[u8], version: u16, budget: &mut Budget) -> Result<IndexRecord> {
     let mut reader = cbor;
-    let record = Parser { cbor: Decoder::from(&mut reader), raw_len: cbor.len() as u64, budget }.record()?;
+    let record =
+        Parser { cbor: Decoder::from(&mut reader), raw_len: cbor.len() as u64, budget }.record(version)?;
     if !reader.is_empty() {
         return Err(corrupt("index: bytes follow the index map"));
     }
@@ -209,27 +336,84 @@ struct Parser<'b, R: ciborium_io::Read> {
 }
 
 impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
-    fn record(mut self) -> Result<IndexRecord> {
-        self.map(9, "")?;
+    fn record(mut self, version: u16) -> Result<IndexRecord> {
+        if version == 1 {
+            return self.record_v1();
+        }
+        self.map(18, "")?;
         // Each name stands for an entry: what every entry costs once read and checked is
         // charged with the names, before anything else is read.
-        let names = self.column("names", ENTRY_COST, |p, column| p.text(column, MAX_NAME_LEN))?;
-        let depths =
-            self.column("depths", 0, |p, column| p.uint(column, u32::MAX.into()).map(|v| v as u32))?;
+        let names = self.column("names", ENTRY_COST, |p, column| p.string(column, MAX_NAME_LEN, false))?;
+        let depths = self.column("depths", 0, Self::u32)?;
         let kinds = self.byte_string("kinds")?;
         let modes = self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?;
         let mtime_secs = self.column("mtime_secs", 0, Self::int)?;
-        let mtime_nanos =
-            self.column("mtime_nanos", 0, |p, column| p.uint(column, u32::MAX.into()).map(|v| v as u32))?;
+        let mtime_nanos = self.column("mtime_nanos", 0, Self::u32)?;
+        let uids = self.column("uids", 0, Self::u32)?;
+        let gids = self.column("gids", 0, Self::u32)?;
         let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
-        let targets = self.column("targets", 0, |p, column| p.text(column, MAX_TARGET_LEN))?;
-        self.key("blocks")?;
-        self.map(3, "index column blocks")?;
-        // What every block costs once read and checked is charged with its first column.
-        let lens = self.column("lens", BLOCK_COST, |p, column| p.uint(column, u64::MAX))?;
-        let raw_lens = self.column("raw_lens", 0, |p, column| p.uint(column, u64::MAX))?;
-        let hashes = self.column("hashes", 0, |p, column| p.uint(column, u64::MAX))?;
+        let targets = self.column("targets", 0, |p, column| p.string(column, MAX_TARGET_LEN, false))?;
+        let links = self.column("links", 0, Self::u32)?;
+        let dev_majors = self.column("dev_majors", 0, Self::u32)?;
+        let dev_minors = self.column("dev_minors", 0, Self::u32)?;
+        self.key("sparse")?;
+        self.map(4, "index column sparse")?;
+        let sparse = SparseRecord {
+            files: self.column("sparse.files", ROW_COST, Self::u32)?,
+            counts: self.column("sparse.counts", 0, Self::u32)?,
+            offsets: self.column("sparse.offsets", 0, |p, column| p.uint(column, u64::MAX))?,
+            lens: self.column("sparse.lens", EXTENT_COST, |p, column| p.uint(column, u64::MAX))?,
+        };
+        self.key("xattrs")?;
+        self.map(4, "index column xattrs")?;
+        let xattrs = XattrRecord {
+            entries: self.column("xattrs.entries", ROW_COST, Self::u32)?,
+            counts: self.column("xattrs.counts", 0, Self::u32)?,
+            names: self
+                .column("xattrs.names", XATTR_COST, |p, column| p.string(column, MAX_XATTR_NAME, false))?,
+            values: self.column("xattrs.values", 0, |p, column| p.string(column, MAX_XATTR_VALUE, false))?,
+        };
+        let users = self.owners("users")?;
+        let groups = self.owners("groups")?;
+        let blocks = self.blocks()?;
         Ok(IndexRecord {
+            version,
+            names,
+            depths,
+            kinds,
+            modes,
+            mtime_secs,
+            mtime_nanos,
+            uids,
+            gids,
+            sizes,
+            targets,
+            links,
+            dev_majors,
+            dev_minors,
+            sparse,
+            xattrs,
+            users,
+            groups,
+            blocks,
+        })
+    }
+
+    /// Version 1 (FORMAT.md §9): names and targets as text, no owners, links, devices, extents
+    /// or attributes.
+    fn record_v1(mut self) -> Result<IndexRecord> {
+        self.map(9, "")?;
+        let names = self.column("names", ENTRY_COST, |p, column| p.string(column, MAX_NAME_LEN, true))?;
+        let depths = self.column("depths", 0, Self::u32)?;
+        let kinds = self.byte_string("kinds")?;
+        let modes = self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?;
+        let mtime_secs = self.column("mtime_secs", 0, Self::int)?;
+        let mtime_nanos = self.column("mtime_nanos", 0, Self::u32)?;
+        let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
+        let targets = self.column("targets", 0, |p, column| p.string(column, MAX_TARGET_LEN, true))?;
+        let blocks = self.blocks()?;
+        Ok(IndexRecord {
+            version: 1,
             names,
             depths,
             kinds,
@@ -238,8 +422,35 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
             mtime_nanos,
             sizes,
             targets,
-            blocks: BlockRecord { lens, raw_lens, hashes },
+            blocks,
+            ..IndexRecord::default()
         })
+    }
+
+    /// The block table, last in every version.
+    fn blocks(&mut self) -> Result<BlockRecord> {
+        self.key("blocks")?;
+        self.map(3, "index column blocks")?;
+        // What every block costs once read and checked is charged with its first column.
+        let lens = self.column("lens", BLOCK_COST, |p, column| p.uint(column, u64::MAX))?;
+        let raw_lens = self.column("raw_lens", 0, |p, column| p.uint(column, u64::MAX))?;
+        let hashes = self.column("hashes", 0, |p, column| p.uint(column, u64::MAX))?;
+        Ok(BlockRecord { lens, raw_lens, hashes })
+    }
+
+    /// A table of user or group names.
+    fn owners(&mut self, name: &str) -> Result<OwnerRecord> {
+        self.key(name)?;
+        self.map(2, &format!("index column {name}"))?;
+        Ok(OwnerRecord {
+            ids: self.column(&format!("{name}.ids"), ROW_COST, Self::u32)?,
+            names: self
+                .column(&format!("{name}.names"), 0, |p, column| p.string(column, MAX_OWNER_NAME, false))?,
+        })
+    }
+
+    fn u32(&mut self, column: &str) -> Result<u32> {
+        self.uint(column, u32::MAX.into()).map(|v| v as u32)
     }
 
     /// The next header; tags are refused wherever they stand.
@@ -307,7 +518,8 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         extra: u64,
         mut item: impl FnMut(&mut Self, &str) -> Result<T>,
     ) -> Result<Vec<T>> {
-        self.key(name)?;
+        // A column of a nested map is named `map.key` in messages; its key is `key`.
+        self.key(name.rsplit('.').next().unwrap_or(name))?;
         let column = format!("index column {name}");
         let len = match self.header(&column)? {
             Header::Array(Some(len)) => len,
@@ -351,12 +563,14 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         Ok(bytes)
     }
 
-    /// A text string of at most `max` bytes.
-    fn text(&mut self, column: &str, max: usize) -> Result<String> {
+    /// A byte string of at most `max` bytes; in version 1's text columns, a text string.
+    fn string(&mut self, column: &str, max: usize, text: bool) -> Result<Vec<u8>> {
         let len = match self.header(column)? {
-            Header::Text(Some(len)) => len,
+            Header::Text(Some(len)) if text => len,
+            Header::Bytes(Some(len)) if !text => len,
             other => {
-                return Err(self.error(column, &format!("expected a text string, found {}", describe(&other))))
+                let expected = if text { "a text string" } else { "a byte string" };
+                return Err(self.error(column, &format!("expected {expected}, found {}", describe(&other))));
             }
         };
         if len > max {
@@ -368,7 +582,10 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         self.budget.take((len as u64).max(STRING_MIN) + VALUE_COST, column)?;
         let mut bytes = vec![0; len];
         self.cbor.read_exact(&mut bytes).map_err(read_error)?;
-        String::from_utf8(bytes).map_err(|_| self.error(column, "a string is not UTF-8"))
+        if text && std::str::from_utf8(&bytes).is_err() {
+            return Err(self.error(column, "a string is not UTF-8"));
+        }
+        Ok(bytes)
     }
 
     /// An unsigned integer of at most `max`.
@@ -429,6 +646,7 @@ fn read_error(error: std::io::Error) -> FormatError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::VERSION;
 
     fn budget() -> Budget {
         Budget::for_archive(1 << 20)
@@ -449,9 +667,18 @@ mod tests {
             modes: vec![0o755, 0o644],
             mtime_secs: vec![1, -2],
             mtime_nanos: vec![3, 999_999_999],
+            uids: vec![0, 1000],
+            gids: vec![0, 100],
             sizes: vec![5],
-            targets: vec![],
+            xattrs: XattrRecord {
+                entries: vec![1],
+                counts: vec![1],
+                names: vec!["user.a".into()],
+                values: vec![b"\x00\xff".to_vec()],
+            },
+            users: OwnerRecord { ids: vec![0], names: vec!["root".into()] },
             blocks: BlockRecord { lens: vec![14], raw_lens: vec![5], hashes: vec![u64::MAX] },
+            ..IndexRecord::default()
         }
     }
 
@@ -459,9 +686,9 @@ mod tests {
     fn index_round_trip() {
         let record = record();
         let (frame, raw_len) = encode_index(&record, 3).expect("encode");
-        assert_eq!(decode_index(&frame, raw_len, &mut budget()), Ok(record));
-        assert!(decode_index(&frame, raw_len - 1, &mut budget()).is_err());
-        assert!(decode_index(&frame, raw_len + 1, &mut budget()).is_err());
+        assert_eq!(decode_index(&frame, raw_len, VERSION, &mut budget()), Ok(record));
+        assert!(decode_index(&frame, raw_len - 1, VERSION, &mut budget()).is_err());
+        assert!(decode_index(&frame, raw_len + 1, VERSION, &mut budget()).is_err());
     }
 
     #[test]
@@ -471,16 +698,19 @@ mod tests {
         let zeros = vec![0u8; 64 << 20];
         let frame = frame_of(&zeros);
         assert!(frame.len() < 10_000);
-        assert!(matches!(decode_index(&frame, 64 << 20, &mut budget()), Err(FormatError::Corrupt(_))));
+        assert!(matches!(
+            decode_index(&frame, 64 << 20, VERSION, &mut budget()),
+            Err(FormatError::Corrupt(_))
+        ));
         // A valid index followed by more bytes than the trailer says is refused too.
         let (frame, raw_len) = encode_index(&IndexRecord::default(), 3).expect("encode");
-        assert!(decode_index(&frame, raw_len, &mut budget()).is_ok());
-        assert!(decode_index(&frame, raw_len + 5, &mut budget()).is_err());
+        assert!(decode_index(&frame, raw_len, VERSION, &mut budget()).is_ok());
+        assert!(decode_index(&frame, raw_len + 5, VERSION, &mut budget()).is_err());
     }
 
     /// What decoding `cbor` says is wrong with it.
     fn refused(cbor: &[u8]) -> String {
-        match decode_index(&frame_of(cbor), cbor.len() as u64, &mut budget()) {
+        match decode_index(&frame_of(cbor), cbor.len() as u64, VERSION, &mut budget()) {
             Err(FormatError::Corrupt(why)) => why,
             other => panic!("expected corrupt, got {other:?}"),
         }
@@ -498,12 +728,12 @@ mod tests {
     #[test]
     fn cbor_errors_are_words() {
         // The map of columns, whose first key never comes.
-        assert_eq!(refused(&[0xa9]), "index: index ends early");
+        assert_eq!(refused(&[0xb2]), "index: index ends early");
         // 0x1c is a reserved additional-information value: not CBOR at all.
         assert_eq!(refused(&[0x1c]), "index: malformed CBOR at byte 0");
         // An integer where the map of columns should be.
-        assert_eq!(refused(&[0x05]), "index: expected a map of 9 columns, found the integer 5");
-        for why in [refused(&[0xa9]), refused(&[0x1c]), refused(&[0x05])] {
+        assert_eq!(refused(&[0x05]), "index: expected a map of 18 columns, found the integer 5");
+        for why in [refused(&[0xb2]), refused(&[0x1c]), refused(&[0x05])] {
             assert!(!why.contains("Error {") && !why.contains("Syntax("), "{why}");
         }
     }
@@ -511,7 +741,7 @@ mod tests {
     #[test]
     fn only_the_types_of_the_format_are_accepted() {
         // Keys as byte strings (0x45 "names" -> 0x65 is text; 0x45 is bytes).
-        let why = refused(&patched(b"\x65names", b"\x45names"));
+        let why = refused(&patched(b"\xb2\x65names", b"\xb2\x45names"));
         assert!(why.contains("index column names: expected the key \"names\""), "{why}");
         // kinds as an array of integers rather than a byte string.
         let why = refused(&patched(b"\x65kinds\x42\x00\x01", b"\x65kinds\x82\x00\x01"));
@@ -537,25 +767,57 @@ mod tests {
         ciborium::into_writer(&record(), &mut extra).expect("serialize");
         extra.push(0x00);
         assert_eq!(
-            decode_cbor(&extra, &mut budget()).expect_err("extra"),
+            decode_cbor(&extra, VERSION, &mut budget()).expect_err("extra"),
             corrupt("index: bytes follow the index map")
         );
         assert_eq!(refused(&extra), "index: bytes follow the index map");
     }
 
     #[test]
+    fn version_1_is_read_with_text_names() {
+        // Version 1's map: 9 columns, names and targets as text.
+        let mut v1 = Vec::new();
+        v1.push(0xa9);
+        for (key, value) in [
+            ("names", &b"\x81\x61r"[..]),
+            ("depths", b"\x81\x00"),
+            ("kinds", b"\x41\x00"),
+            ("modes", b"\x81\x19\x01\xed"),
+            ("mtime_secs", b"\x81\x00"),
+            ("mtime_nanos", b"\x81\x00"),
+            ("sizes", b"\x80"),
+            ("targets", b"\x80"),
+        ] {
+            v1.push(0x60 + key.len() as u8);
+            v1.extend_from_slice(key.as_bytes());
+            v1.extend_from_slice(value);
+        }
+        v1.extend_from_slice(b"\x66blocks\xa3\x64lens\x80\x68raw_lens\x80\x66hashes\x80");
+        let record = decode_cbor(&v1, 1, &mut budget()).expect("version 1");
+        assert_eq!((record.version, record.names.clone(), record.uids.len()), (1, vec![b"r".to_vec()], 0));
+        // The same bytes are not version 2, and version 2 is not version 1.
+        assert!(decode_cbor(&v1, 2, &mut budget()).is_err());
+        let mut v2 = Vec::new();
+        ciborium::into_writer(&super::tests::record(), &mut v2).expect("serialize");
+        assert!(decode_cbor(&v2, 1, &mut budget()).is_err());
+    }
+
+    #[test]
     fn declared_sizes_are_checked_before_allocating() {
         // An array declaring 2^24 names in a few bytes.
-        let why = refused(b"\xa9\x65names\x9a\x01\x00\x00\x00");
+        let why = refused(b"\xb2\x65names\x9a\x01\x00\x00\x00");
         assert_eq!(why, "index: index column names: declares 16777216 elements in fewer bytes");
         // A name of 1 GiB declared in a few bytes is refused by its length alone.
-        let why = refused(b"\xa9\x65names\x81\x7a\x40\x00\x00\x00");
+        let why = refused(b"\xb2\x65names\x81\x5a\x40\x00\x00\x00");
         assert_eq!(why, "index: index column names: a string of 1073741824 bytes is longer than 255");
+        // Names are byte strings in version 2; text is refused.
+        let why = refused(b"\xb2\x65names\x81\x61a");
+        assert_eq!(why, "index: index column names: expected a byte string, found a text string");
         // Many real entries in a tiny budget.
         let mut small = Budget::for_archive(0);
         small.take(Budget::BASE - 100, "a test").expect("room");
         let (frame, raw_len) = encode_index(&record(), 3).expect("encode");
-        let why = decode_index(&frame, raw_len, &mut small).expect_err("over budget");
+        let why = decode_index(&frame, raw_len, VERSION, &mut small).expect_err("over budget");
         assert!(why.to_string().contains("needs more memory than an archive of this size"), "{why}");
     }
 
@@ -577,7 +839,7 @@ mod tests {
         let before = budget.left();
         // The peak is reached with the frame, the window and every column held.
         budget.take(frame.len() as u64, "the index frame").expect("room");
-        let record_back = decode_index(&frame, raw_len, &mut budget).expect("decode");
+        let record_back = decode_index(&frame, raw_len, VERSION, &mut budget).expect("decode");
         // decode_index gave the window back; the frame is given back by its caller.
         let window = raw_len.min(1 << MAX_WINDOW_LOG);
         assert_eq!(before - budget.left() + window, reader_memory(&record_back, frame.len() as u64, raw_len));

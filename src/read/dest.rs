@@ -13,11 +13,14 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use std::os::fd::AsRawFd;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 
-use crate::format::Mtime;
+use crate::format::{Mtime, Xattr};
 
 /// A directory handle, borrowed from a cache or opened for one use.
 pub enum DirFd<'a> {
@@ -35,18 +38,18 @@ impl AsFd for DirFd<'_> {
 }
 
 /// Opens the directory `name` in `parent` without following a symlink there.
-pub fn open_dir(parent: impl AsFd, name: &str) -> io::Result<OwnedFd> {
+pub fn open_dir(parent: impl AsFd, name: &[u8]) -> io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     Ok(rustix::fs::openat(parent, name, flags, Mode::empty())?)
 }
 
 /// Creates directory `name` in `parent`, owner-writable until its mode is applied at the end.
-pub fn make_dir(parent: impl AsFd, name: &str) -> io::Result<()> {
+pub fn make_dir(parent: impl AsFd, name: &[u8]) -> io::Result<()> {
     Ok(rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))?)
 }
 
 /// What is at `name` in `parent` now, without following a symlink; `None` if nothing.
-pub fn probe(parent: impl AsFd, name: &str) -> io::Result<Option<FileType>> {
+pub fn probe(parent: impl AsFd, name: &[u8]) -> io::Result<Option<FileType>> {
     match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) => Ok(Some(FileType::from_raw_mode(stat.st_mode))),
         Err(rustix::io::Errno::NOENT) => Ok(None),
@@ -54,7 +57,7 @@ pub fn probe(parent: impl AsFd, name: &str) -> io::Result<Option<FileType>> {
     }
 }
 
-pub fn remove(parent: impl AsFd, name: &str, dir: bool) -> io::Result<()> {
+pub fn remove(parent: impl AsFd, name: &[u8], dir: bool) -> io::Result<()> {
     let flags = if dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
     Ok(rustix::fs::unlinkat(parent, name, flags)?)
 }
@@ -66,11 +69,153 @@ fn timestamps(mtime: Mtime) -> Timestamps {
     }
 }
 
-/// Applies mode and mtime through a descriptor, which cannot be a symlink.
-pub fn set_metadata(fd: impl AsFd, mode: u16, mtime: Mtime) -> io::Result<()> {
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode.into()))?;
-    rustix::fs::futimens(&fd, &timestamps(mtime))?;
-    Ok(())
+/// What is restored of an entry besides its contents, in this order: owner (chown clears
+/// setuid bits and file capabilities, so it comes first), mode, extended attributes (an
+/// access ACL agrees with the mode's group bits, which hold its mask), mtime.
+pub struct Attrs<'x> {
+    /// Owner and group to give, or `None` to leave them (not root, `--no-same-owner`).
+    pub owner: Option<(u32, u32)>,
+    pub mode: u16,
+    pub mtime: Mtime,
+    /// The attributes to restore (the caller leaves out what needs `--same-permissions`).
+    pub xattrs: Vec<&'x Xattr>,
+}
+
+/// Attributes the destination refused, with why: warnings for the caller, never silence.
+pub type Refused = Vec<(Vec<u8>, io::Error)>;
+
+/// Applies `attrs` through a descriptor, which cannot be a symlink.
+pub fn set_metadata(fd: impl AsFd, attrs: &Attrs) -> io::Result<Refused> {
+    if let Some((uid, gid)) = attrs.owner {
+        rustix::fs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid)))?;
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(attrs.mode.into()))?;
+    let refused = set_xattrs(attrs, |name, value| {
+        rustix::fs::fsetxattr(&fd, name, value, rustix::fs::XattrFlags::empty())
+    });
+    rustix::fs::futimens(&fd, &timestamps(attrs.mtime))?;
+    Ok(refused)
+}
+
+fn set_xattrs(attrs: &Attrs, mut set: impl FnMut(&[u8], &[u8]) -> rustix::io::Result<()>) -> Refused {
+    let mut refused = Vec::new();
+    for xattr in &attrs.xattrs {
+        if let Err(e) = set(&xattr.name, &xattr.value) {
+            refused.push((xattr.name.clone(), e.into()));
+        }
+    }
+    refused
+}
+
+fn uid_of(uid: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(uid)
+}
+
+fn gid_of(gid: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(gid)
+}
+
+/// The path that reaches `name` in `dir` through the directory's handle, without a path walk
+/// and without following `name` if the call does not: for the calls that have no
+/// descriptor-based form for symlinks and special files (lsetxattr).
+fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name);
+    path
+}
+
+/// Applies `attrs` to `name` in `dir` without following it: for symlinks (whose mode cannot
+/// be set and is not) and, through a handle opened with `O_PATH`, FIFOs and devices.
+pub fn set_metadata_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    attrs: &Attrs,
+    symlink: bool,
+) -> io::Result<Refused> {
+    if let Some((uid, gid)) = attrs.owner {
+        rustix::fs::chownat(dir, name, Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+    }
+    if !symlink {
+        // A handle on exactly the node made (O_PATH: a FIFO is not opened for reading, a
+        // device not touched); its /proc path reaches that inode and nothing else.
+        let fd =
+            rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        rustix::fs::chmod(own.as_str(), Mode::from_raw_mode(attrs.mode.into()))?;
+    }
+    let path = proc_path(dir, name);
+    let path = std::ffi::OsStr::from_bytes(&path);
+    let refused =
+        set_xattrs(attrs, |n, v| rustix::fs::lsetxattr(path, n, v, rustix::fs::XattrFlags::empty()));
+    rustix::fs::utimensat(dir, name, &timestamps(attrs.mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(refused)
+}
+
+/// What [`make_special`] makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Special {
+    Fifo,
+    Char(u32, u32),
+    Block(u32, u32),
+}
+
+/// Creates FIFO or device node `name` in `dir` (mode 0600 until [`set_metadata_at`]). Returns
+/// false if `name` exists and `replace` is [`Replace::Never`].
+pub fn make_special(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    special: Special,
+    replace: Replace,
+) -> io::Result<bool> {
+    let (kind, dev) = match special {
+        Special::Fifo => (FileType::Fifo, 0),
+        Special::Char(major, minor) => (FileType::CharacterDevice, rustix::fs::makedev(major, minor)),
+        Special::Block(major, minor) => (FileType::BlockDevice, rustix::fs::makedev(major, minor)),
+    };
+    let mode = Mode::from_raw_mode(0o600);
+    match replace {
+        Replace::Never => match rustix::fs::mknodat(dir, name, kind, mode, dev) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+        Replace::Always => {
+            let temp = temp_name();
+            rustix::fs::mknodat(dir, temp.as_str(), kind, mode, dev)?;
+            if let Err(e) = rename_into_place(dir, temp.as_bytes(), name, replace) {
+                let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Makes `name` in `dir` another name of `from` in `from_dir` (linkat, never following a
+/// symlink at `from`). Returns false if `name` exists and `replace` is [`Replace::Never`].
+pub fn hard_link(
+    from_dir: BorrowedFd<'_>,
+    from: &[u8],
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    replace: Replace,
+) -> io::Result<bool> {
+    match replace {
+        Replace::Never => match rustix::fs::linkat(from_dir, from, dir, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+        Replace::Always => {
+            let temp = temp_name();
+            rustix::fs::linkat(from_dir, from, dir, temp.as_str(), AtFlags::empty())?;
+            if let Err(e) = rename_into_place(dir, temp.as_bytes(), name, replace) {
+                let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+            Ok(true)
+        }
+    }
 }
 
 /// How a final rename treats an existing entry.
@@ -82,7 +227,7 @@ pub enum Replace {
     Always,
 }
 
-fn rename_into_place(dir: BorrowedFd<'_>, from: &str, to: &str, replace: Replace) -> io::Result<()> {
+fn rename_into_place(dir: BorrowedFd<'_>, from: &[u8], to: &[u8], replace: Replace) -> io::Result<()> {
     match replace {
         Replace::Always => Ok(rustix::fs::renameat(dir, from, dir, to)?),
         Replace::Never => match rustix::fs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
@@ -160,16 +305,17 @@ impl<'a> TempFile<'a> {
         }
     }
 
-    /// Applies mode and mtime, then renames the file to `name`. Returns false (and removes
-    /// the temporary file) if `name` exists and `replace` is [`Replace::Never`].
-    pub fn persist(&self, name: &str, mode: u16, mtime: Mtime, replace: Replace) -> io::Result<bool> {
-        set_metadata(&self.file, mode, mtime)?;
-        match rename_into_place(self.dir.as_fd(), &self.name, name, replace) {
+    /// Applies `attrs`, then renames the file to `name`. Returns false (and removes the
+    /// temporary file) if `name` exists and `replace` is [`Replace::Never`], and the
+    /// attributes the destination refused.
+    pub fn persist(&self, name: &[u8], attrs: &Attrs, replace: Replace) -> io::Result<(bool, Refused)> {
+        let refused = set_metadata(&self.file, attrs)?;
+        match rename_into_place(self.dir.as_fd(), self.name.as_bytes(), name, replace) {
             Ok(()) => {
                 self.persisted.store(true, Ordering::Relaxed);
-                Ok(true)
+                Ok((true, refused))
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((false, refused)),
             Err(e) => Err(e),
         }
     }
@@ -188,11 +334,11 @@ impl Drop for TempFile<'_> {
 /// `replace` is [`Replace::Never`].
 pub fn symlink(
     dir: BorrowedFd<'_>,
-    target: &str,
-    name: &str,
-    mtime: Mtime,
+    target: &[u8],
+    name: &[u8],
+    attrs: &Attrs,
     replace: Replace,
-) -> io::Result<bool> {
+) -> io::Result<(bool, Refused)> {
     let created = match replace {
         Replace::Never => match rustix::fs::symlinkat(target, dir, name) {
             Ok(()) => true,
@@ -202,15 +348,15 @@ pub fn symlink(
         Replace::Always => {
             let temp = temp_name();
             rustix::fs::symlinkat(target, dir, temp.as_str())?;
-            if let Err(e) = rename_into_place(dir, &temp, name, replace) {
+            if let Err(e) = rename_into_place(dir, temp.as_bytes(), name, replace) {
                 let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
                 return Err(e);
             }
             true
         }
     };
-    if created {
-        rustix::fs::utimensat(dir, name, &timestamps(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+    if !created {
+        return Ok((false, Vec::new()));
     }
-    Ok(created)
+    Ok((true, set_metadata_at(dir, name, attrs, true)?))
 }

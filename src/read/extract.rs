@@ -11,14 +11,14 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 
-use super::dest::{self, DirFd, Replace, TempFile};
-use super::plan::{self, Action, Decision, Plan};
-use super::{Existing, ReadOptions};
+use super::dest::{self, Attrs, DirFd, Refused, Replace, Special, TempFile};
+use super::plan::{self, creates, Action, Decision, Plan};
+use super::{Existing, Owners, ReadOptions};
 use crate::archive::Archive;
-use crate::format::{FilePiece, Index, Kind};
+use crate::format::{file_writes, FilePiece, Index, Kind};
 use crate::select::Selected;
 use crate::stop::{Failure, Stop};
-use crate::ui::{Console, Counters};
+use crate::ui::{text_of, Console, Counters};
 
 /// How many files of one block a thread creates before others may take the rest.
 const PIECES_PER_TASK: usize = 32;
@@ -39,6 +39,43 @@ pub(super) struct Extraction<'a> {
     /// Directories that land where an earlier directory of this run does (see
     /// `settle_duplicate`): opened, not made.
     merged: Vec<bool>,
+    /// The file work, once probed.
+    plan: Plan,
+    /// Owners to give, by the ids the archive stores: `None` when owners are not restored.
+    owners: Option<OwnerMap>,
+}
+
+/// The ids to give for the archive's ids: by name where the name exists here (tar's rule), else
+/// the same number.
+struct OwnerMap {
+    users: HashMap<u32, u32>,
+    groups: HashMap<u32, u32>,
+}
+
+impl OwnerMap {
+    fn new(index: &Index, by_name: bool) -> OwnerMap {
+        let mut map = OwnerMap { users: HashMap::new(), groups: HashMap::new() };
+        if !by_name {
+            return map;
+        }
+        for (id, name) in &index.tables.users {
+            let Ok(name) = std::str::from_utf8(name) else { continue };
+            if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+                map.users.insert(*id, user.uid.as_raw());
+            }
+        }
+        for (id, name) in &index.tables.groups {
+            let Ok(name) = std::str::from_utf8(name) else { continue };
+            if let Ok(Some(group)) = nix::unistd::Group::from_name(name) {
+                map.groups.insert(*id, group.gid.as_raw());
+            }
+        }
+        map
+    }
+
+    fn get(&self, uid: u32, gid: u32) -> (u32, u32) {
+        (*self.users.get(&uid).unwrap_or(&uid), *self.groups.get(&gid).unwrap_or(&gid))
+    }
 }
 
 /// What the block decoders of pass 3 share.
@@ -88,14 +125,24 @@ impl<'a> Extraction<'a> {
             replace: if options.existing == Existing::Overwrite { Replace::Always } else { Replace::Never },
             counters,
             merged: vec![false; count],
+            plan: Plan::default(),
+            owners: match options.owners {
+                // Only root can give files away; anyone else keeps them, which is no loss to
+                // warn about (tar's rule too).
+                _ if !rustix::process::geteuid().is_root() || !archive.index.tables.owners => None,
+                Owners::Skip => None,
+                Owners::ByName => Some(OwnerMap::new(&archive.index, true)),
+                Owners::Numeric => Some(OwnerMap::new(&archive.index, false)),
+            },
         })
     }
 
     /// Bytes of file contents the extraction will write, once probed.
     pub(super) fn data_to_write(&self) -> u64 {
         (0..self.index.entries.len())
-            .filter(|&i| plan::wanted_file(self.index, &self.actions, i))
-            .map(|i| self.index.entries[i].size())
+            .filter(|&i| self.plan.writes(self.index, &self.actions, i))
+            .filter_map(|i| self.index.data_entry(i))
+            .map(|d| self.index.entries[d].stored())
             .sum()
     }
 
@@ -104,8 +151,44 @@ impl<'a> Extraction<'a> {
     fn display(&self, i: usize) -> String {
         let path = self.index.path(i);
         let strip = self.options.strip_components as usize;
-        let kept = path.splitn(strip + 1, '/').nth(strip).unwrap_or(&path);
-        self.options.dest.join(kept).into_string()
+        let kept = path.splitn(strip + 1, |&b| b == b'/').nth(strip).unwrap_or(&path);
+        format!("{}/{}", self.options.dest.as_str().trim_end_matches('/'), text_of(kept))
+    }
+
+    /// The entry's path in the archive, for `-v`.
+    fn archive_path(&self, i: usize) -> String {
+        text_of(&self.index.path(i)).into_owned()
+    }
+
+    /// What is restored of entry `i` besides its contents. The extended attributes are those
+    /// of its data entry for a hard link that holds data (they are one inode).
+    fn attrs(&self, i: usize) -> Attrs<'a> {
+        let entry = &self.index.entries[i];
+        let index: &'a Index = self.index;
+        let all = self.options.same_permissions;
+        let xattrs = index
+            .xattrs(index.data_entry(i).unwrap_or(i))
+            .iter()
+            .filter(|x| all || restored_by_default(&x.name))
+            .collect();
+        Attrs {
+            owner: self.owners.as_ref().map(|map| map.get(entry.uid, entry.gid)),
+            mode: entry.mode & self.mode_mask,
+            mtime: entry.mtime,
+            xattrs,
+        }
+    }
+
+    /// Warns of the attributes the destination refused for entry `i`.
+    fn refused(&self, i: usize, refused: Refused) {
+        if let Some((_, why)) = refused.first() {
+            let names: Vec<_> = refused.iter().map(|(name, _)| text_of(name).into_owned()).collect();
+            self.console.warn(format!(
+                "setting extended attributes {} of {}: {why} (not restored)",
+                names.join(", "),
+                self.display(i)
+            ));
+        }
     }
 
     /// Whether entry `i` is one of the leading components `--strip-components` leaves out.
@@ -192,6 +275,7 @@ impl<'a> Extraction<'a> {
             };
             self.actions[i] = action;
         }
+        self.plan = Plan::new(self.index, &self.actions);
         if let Some(&first) = conflicts.first() {
             let more = match conflicts.len() {
                 1 => String::new(),
@@ -263,7 +347,7 @@ impl<'a> Extraction<'a> {
             let fd = dest::open_dir(&parent, &entry.name).with_context(|| format!("opening {}", path()))?;
             drop(parent);
             Counters::add(&self.counters.entries, 1);
-            self.console.path(|| self.index.path(i));
+            self.console.path(|| self.archive_path(i));
             self.cache_dir(i, fd);
         }
         Ok(())
@@ -277,7 +361,7 @@ impl<'a> Extraction<'a> {
     /// while it waits for the files of the first.
     pub(super) fn write_files(&self, stop: &Stop) -> Result<()> {
         let failure = Failure::new(stop);
-        let plan = Plan::new(self.index, &self.actions);
+        let plan = &self.plan;
         let spans: Vec<Span> = plan
             .spans
             .iter()
@@ -300,7 +384,7 @@ impl<'a> Extraction<'a> {
                     let (mut frame, mut data) = (Vec::new(), Vec::new());
                     while !failure.stopping() {
                         let Some(&b) = plan.blocks.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                        let work = FileWork { plan: &plan, spans: &spans, failure: &failure, pool: &pool };
+                        let work = FileWork { plan, spans: &spans, failure: &failure, pool: &pool };
                         let written = self.write_block(b, &work, &mut frame, &mut data);
                         if let Err(e) = written {
                             failure.record(e);
@@ -321,10 +405,10 @@ impl<'a> Extraction<'a> {
     ) -> Result<()> {
         let FileWork { plan, spans, failure, pool } = *work;
         let block = &self.index.blocks[b];
-        let pieces: Vec<FilePiece> = Plan::pieces(self.index, &self.actions, b).collect();
+        let pieces: Vec<FilePiece> = plan.pieces(self.index, &self.actions, b).collect();
         self.archive.read_block(block, frame, data).map_err(|e| {
             let mut names: Vec<String> =
-                pieces.iter().take(5).map(|p| self.index.path(p.entry as usize)).collect();
+                pieces.iter().take(5).map(|p| self.archive_path(p.entry as usize)).collect();
             if pieces.len() > 5 {
                 names.push(format!("and {} more", pieces.len() - 5));
             }
@@ -373,8 +457,7 @@ impl<'a> Extraction<'a> {
             *slot = Some(temp);
             file?
         };
-        file.write_all_at(bytes, piece.file_offset)
-            .with_context(|| format!("writing {}", self.display(i)))?;
+        self.write_at(i, &file, bytes, piece.file_offset)?;
         drop(file);
         // Every other piece has been written once the count reaches zero.
         if span.blocks_left.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -385,18 +468,40 @@ impl<'a> Extraction<'a> {
         Ok(())
     }
 
+    /// Writes the stored bytes of entry `i`'s file from `stored_offset` on where they belong:
+    /// at the same offset, or for a sparse file in its extents (the holes are never written).
+    fn write_at(&self, i: usize, file: &std::fs::File, bytes: &[u8], stored_offset: u64) -> Result<()> {
+        let extents = self.index.data_entry(i).and_then(|d| self.index.extents(d));
+        for (offset, range) in file_writes(extents, stored_offset, bytes.len()) {
+            file.write_all_at(&bytes[range], offset)
+                .with_context(|| format!("writing {}", self.display(i)))?;
+        }
+        Ok(())
+    }
+
     fn write_whole(&self, i: usize, bytes: &[u8]) -> Result<()> {
         let temp =
             TempFile::create(self.parent_dir(i)?).with_context(|| format!("creating {}", self.display(i)))?;
-        (&temp.file).write_all(bytes).with_context(|| format!("writing {}", self.display(i)))?;
+        if self.index.data_entry(i).and_then(|d| self.index.extents(d)).is_some() {
+            self.write_at(i, &temp.file, bytes, 0)?;
+        } else {
+            (&temp.file).write_all(bytes).with_context(|| format!("writing {}", self.display(i)))?;
+        }
         self.persist(i, &temp)
     }
 
     fn persist(&self, i: usize, temp: &TempFile) -> Result<()> {
         let entry = &self.index.entries[i];
-        let placed = temp
-            .persist(&entry.name, entry.mode & self.mode_mask, entry.mtime, self.replace)
+        if let Some(d) = self.index.data_entry(i).filter(|&d| self.index.extents(d).is_some()) {
+            // A sparse file ends in a hole, or may: its size makes it.
+            temp.file
+                .set_len(self.index.entries[d].size())
+                .with_context(|| format!("writing {}", self.display(i)))?;
+        }
+        let (placed, refused) = temp
+            .persist(&entry.name, &self.attrs(i), self.replace)
             .with_context(|| format!("writing {}", self.display(i)))?;
+        self.refused(i, refused);
         self.placed(i, placed)
     }
 
@@ -405,27 +510,83 @@ impl<'a> Extraction<'a> {
     fn placed(&self, i: usize, placed: bool) -> Result<()> {
         if placed {
             Counters::add(&self.counters.entries, 1);
-            self.console.path(|| self.index.path(i));
+            self.console.path(|| self.archive_path(i));
         } else if self.options.existing == Existing::Refuse {
             bail!("refusing to replace existing {}: it appeared during extraction", self.display(i));
         }
         Ok(())
     }
 
-    /// Pass 4: symlinks, once every file is in place.
-    pub(super) fn make_symlinks(&self, stop: &Stop) -> Result<()> {
+    /// Pass 4: hard links, FIFOs, devices and symlinks, once every file is in place.
+    pub(super) fn make_links(&self, stop: &Stop) -> Result<()> {
         for (i, entry) in self.index.entries.iter().enumerate() {
-            let Kind::Symlink { target } = &entry.kind else { continue };
-            if !matches!(self.actions[i], Action::Create | Action::Replace) {
+            if !creates(self.actions[i]) {
                 continue;
             }
             stop.check()?;
-            let parent = self.parent_dir(i)?;
-            let placed = dest::symlink(parent.as_fd(), target, &entry.name, entry.mtime, self.replace)
-                .with_context(|| format!("creating symlink {}", self.display(i)))?;
-            self.placed(i, placed)?;
+            match &entry.kind {
+                Kind::HardLink { .. } => {
+                    let Some(source) = plan::link_source(self.index, &self.actions, &self.plan.holders, i)
+                    else {
+                        continue;
+                    };
+                    let source = source as usize;
+                    let (from_dir, dir) = (self.parent_dir(source)?, self.parent_dir(i)?);
+                    let from = &self.index.entries[source].name;
+                    let placed =
+                        dest::hard_link(from_dir.as_fd(), from, dir.as_fd(), &entry.name, self.replace)
+                            .with_context(|| {
+                                format!("linking {} to {}", self.display(i), self.display(source))
+                            })?;
+                    self.placed(i, placed)?;
+                }
+                Kind::Symlink { target } => {
+                    let parent = self.parent_dir(i)?;
+                    let (placed, refused) =
+                        dest::symlink(parent.as_fd(), target, &entry.name, &self.attrs(i), self.replace)
+                            .with_context(|| format!("creating symlink {}", self.display(i)))?;
+                    self.refused(i, refused);
+                    self.placed(i, placed)?;
+                }
+                Kind::Fifo | Kind::CharDevice { .. } | Kind::BlockDevice { .. } => self.make_special(i)?,
+                _ => {}
+            }
         }
         Ok(())
+    }
+
+    /// A FIFO, for anyone; a device only with `--same-permissions` (a device node from an
+    /// archive is a privilege), else a warning. A device the system refuses (not root) is a
+    /// warning too: the rest of the archive is no less worth extracting.
+    fn make_special(&self, i: usize) -> Result<()> {
+        let entry = &self.index.entries[i];
+        let special = match entry.kind {
+            Kind::CharDevice { major, minor } => Special::Char(major, minor),
+            Kind::BlockDevice { major, minor } => Special::Block(major, minor),
+            _ => Special::Fifo,
+        };
+        let device = !matches!(special, Special::Fifo);
+        if device && !self.options.same_permissions {
+            self.console.warn(format!(
+                "skipping device {} (use --same-permissions to create devices)",
+                self.display(i)
+            ));
+            return Ok(());
+        }
+        let parent = self.parent_dir(i)?;
+        let placed = match dest::make_special(parent.as_fd(), &entry.name, special, self.replace) {
+            Err(e) if device && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                self.console.warn(format!("skipping device {}: {e}", self.display(i)));
+                return Ok(());
+            }
+            made => made.with_context(|| format!("creating {}", self.display(i)))?,
+        };
+        if placed {
+            let refused = dest::set_metadata_at(parent.as_fd(), &entry.name, &self.attrs(i), false)
+                .with_context(|| format!("setting the metadata of {}", self.display(i)))?;
+            self.refused(i, refused);
+        }
+        self.placed(i, placed)
     }
 
     /// Pass 5: directory modes and mtimes, children before parents so that creating entries
@@ -443,9 +604,17 @@ impl<'a> Extraction<'a> {
                 continue;
             }
             let fd = self.dir(i)?;
-            dest::set_metadata(&fd, entry.mode & self.mode_mask, entry.mtime)
-                .with_context(|| format!("setting mode and mtime of {}", self.display(i)))?;
+            let refused = dest::set_metadata(&fd, &self.attrs(i))
+                .with_context(|| format!("setting the metadata of {}", self.display(i)))?;
+            self.refused(i, refused);
         }
         Ok(())
     }
+}
+
+/// Extended attributes restored without `--same-permissions`: the user namespace and POSIX
+/// ACLs. The others (`security.*`: file capabilities, SELinux labels; `trusted.*`) are
+/// privileges, as setuid bits are.
+fn restored_by_default(name: &[u8]) -> bool {
+    name.starts_with(b"user.") || name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
 }

@@ -7,7 +7,8 @@
 //!    files in it are written under temporary names and renamed into place with their mode
 //!    and mtime already set. A file spanning blocks is written at its offsets by whichever
 //!    thread holds each block; the last one renames it;
-//! 4. symlinks, after all files, so no file is ever written through a link from the archive;
+//! 4. hard links, FIFOs, devices and symlinks, after all files, so no file is ever written
+//!    through a link from the archive;
 //! 5. directory modes and mtimes, deepest first, through handles opened without following
 //!    links.
 //!
@@ -45,6 +46,19 @@ pub struct ReadOptions {
     /// Leading path components left out of every entry's path, as tar's option of that name;
     /// entries with no more components than that are not extracted.
     pub strip_components: u32,
+    /// Whether and how owners are restored (only ever as root).
+    pub owners: Owners,
+}
+
+/// How `read` gives entries their owners, when it runs as root (as another user it cannot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owners {
+    /// By the stored user and group names where they exist here, else by the stored ids.
+    ByName,
+    /// By the stored ids only (`--numeric-owner`).
+    Numeric,
+    /// Not at all (`--no-same-owner`): entries belong to whoever extracts.
+    Skip,
 }
 
 /// What to do with an entry that already exists in DEST.
@@ -71,12 +85,12 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
             if !error.is::<Interrupted>() {
                 // As tar does: finish what can be finished (links, directory modes and
                 // times), then report the first error.
-                let _ = extraction.make_symlinks(stop);
+                let _ = extraction.make_links(stop);
                 let _ = extraction.finish_dirs(&selected);
             }
             return Err(error);
         }
-        extraction.make_symlinks(stop)?;
+        extraction.make_links(stop)?;
         extraction.finish_dirs(&selected)
     })?;
     Ok(console.outcome())

@@ -5,6 +5,8 @@
 //! the files that span blocks, and [`Plan::pieces`] lists a block's pieces when a worker
 //! takes that block, through the index's one block→files lookup.
 
+use std::collections::HashMap;
+
 use rustix::fs::FileType;
 
 use super::Existing;
@@ -59,27 +61,62 @@ pub fn inherited(parent: Option<Action>) -> Option<Action> {
     }
 }
 
+/// Whether `action` makes the entry.
+pub fn creates(action: Action) -> bool {
+    matches!(action, Action::Create | Action::Replace)
+}
+
+/// Files whose data goes to one of their hard links, by file entry: a file this extraction
+/// does not create (not selected, kept, stripped) has its data written to the first hard link
+/// to it that it creates; the later links are made to that one.
+pub fn holders(index: &Index, actions: &[Action]) -> HashMap<u32, u32> {
+    let mut holders = HashMap::new();
+    for (i, entry) in index.entries.iter().enumerate() {
+        if let Kind::HardLink { target } = entry.kind {
+            if creates(actions[i]) && !creates(actions[target as usize]) {
+                holders.entry(target).or_insert(i as u32);
+            }
+        }
+    }
+    holders
+}
+
+/// Where hard link `i` is made from: its file, or the link that holds the file's data.
+pub fn link_source(index: &Index, actions: &[Action], holders: &HashMap<u32, u32>, i: usize) -> Option<u32> {
+    let Kind::HardLink { target } = index.entries[i].kind else { return None };
+    match holders.get(&target) {
+        Some(&holder) if holder == i as u32 => None,
+        Some(&holder) => Some(holder),
+        None if creates(actions[target as usize]) => Some(target),
+        None => None,
+    }
+}
+
 /// The file work of an extraction.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Blocks that hold bytes of a wanted file, in archive order.
     pub blocks: Vec<usize>,
-    /// Wanted files without bytes: created empty, no block read.
+    /// Wanted files without bytes in the data stream: created empty (or all holes), no block
+    /// read.
     pub empty: Vec<u32>,
     /// Wanted files whose bytes span several blocks, by entry: (entry, number of blocks).
     pub spans: Vec<(u32, usize)>,
+    /// See [`holders`].
+    pub holders: HashMap<u32, u32>,
 }
 
 impl Plan {
-    /// The plan for the files whose action (`actions[i]`) creates or replaces them.
+    /// The plan for the files (and hard links holding data) whose action creates or replaces
+    /// them.
     pub fn new(index: &Index, actions: &[Action]) -> Plan {
-        let mut plan = Plan::default();
+        let mut plan = Plan { holders: holders(index, actions), ..Plan::default() };
         let mut needed = vec![false; index.blocks.len()];
         for i in 0..index.entries.len() {
-            if !wanted_file(index, actions, i) {
+            if !plan.writes(index, actions, i) {
                 continue;
             }
-            let range = index.blocks_of(i);
+            let range = index.data_entry(i).map_or(0..0, |d| index.blocks_of(d));
             match range.len() {
                 0 => plan.empty.push(i as u32),
                 1 => {}
@@ -91,25 +128,37 @@ impl Plan {
         plan
     }
 
-    /// The pieces of wanted files that block `b` holds.
+    /// Whether entry `i` gets file contents written: a regular file extraction creates, or a
+    /// hard link that holds its file's data.
+    pub fn writes(&self, index: &Index, actions: &[Action], i: usize) -> bool {
+        match index.entries[i].kind {
+            Kind::File { .. } => creates(actions[i]),
+            Kind::HardLink { target } => self.holders.get(&target) == Some(&(i as u32)),
+            _ => false,
+        }
+    }
+
+    /// The pieces of wanted files that block `b` holds, each for the entry that writes it.
     pub fn pieces<'a>(
+        &'a self,
         index: &'a Index,
         actions: &'a [Action],
         b: usize,
     ) -> impl Iterator<Item = FilePiece> + 'a {
-        index.files_in(b).filter(move |piece| wanted_file(index, actions, piece.entry as usize))
+        index.files_in(b).filter_map(move |piece| {
+            let file = piece.entry;
+            let writer = match creates(actions[file as usize]) {
+                true => file,
+                false => *self.holders.get(&file)?,
+            };
+            Some(FilePiece { entry: writer, ..piece })
+        })
     }
 
     /// Where `entry` is in [`Plan::spans`], if it spans blocks.
     pub fn span_of(&self, entry: u32) -> Option<usize> {
         self.spans.binary_search_by_key(&entry, |&(e, _)| e).ok()
     }
-}
-
-/// A regular file that extraction creates or replaces.
-pub fn wanted_file(index: &Index, actions: &[Action], i: usize) -> bool {
-    matches!(index.entries[i].kind, Kind::File { .. })
-        && matches!(actions[i], Action::Create | Action::Replace)
 }
 
 #[cfg(test)]
@@ -123,10 +172,13 @@ mod tests {
         let actions =
             [Action::Merge, Action::Create, Action::Create, Action::Create, Action::Replace, Action::Create];
         let plan = Plan::new(&index, &actions);
-        assert_eq!(plan, Plan { blocks: vec![0, 1, 2], empty: vec![2], spans: vec![(3, 3)] });
+        assert_eq!(
+            plan,
+            Plan { blocks: vec![0, 1, 2], empty: vec![2], spans: vec![(3, 3)], ..Plan::default() }
+        );
         assert_eq!(plan.span_of(3), Some(0));
         assert_eq!(plan.span_of(1), None);
-        let entries = |b| Plan::pieces(&index, &actions, b).map(|p| p.entry).collect::<Vec<_>>();
+        let entries = |b| plan.pieces(&index, &actions, b).map(|p| p.entry).collect::<Vec<_>>();
         assert_eq!((entries(0), entries(1), entries(2)), (vec![1, 3], vec![3], vec![3, 4]));
     }
 
@@ -137,8 +189,8 @@ mod tests {
         let mut actions = [Action::Skip; 6];
         actions[4] = Action::Create;
         let plan = Plan::new(&index, &actions);
-        assert_eq!(plan, Plan { blocks: vec![2], empty: vec![], spans: vec![] });
-        let pieces: Vec<FilePiece> = Plan::pieces(&index, &actions, 2).collect();
+        assert_eq!(plan, Plan { blocks: vec![2], ..Plan::default() });
+        let pieces: Vec<FilePiece> = plan.pieces(&index, &actions, 2).collect();
         assert_eq!(pieces.len(), 1);
         assert_eq!(
             (pieces[0].entry, pieces[0].start_in_block, pieces[0].len, pieces[0].whole),

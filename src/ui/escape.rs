@@ -11,15 +11,77 @@
 //! U+E0100–E01EF), all as `\u{...}`. So one entry is always one line, a
 //! terminal never interprets a name, and what is shown is every character there is.
 //!
+//! Names are bytes (Linux allows any but `/` and NUL), so a name that is not UTF-8 is carried
+//! in messages by [`text_of`], which stands each byte that is not part of valid UTF-8 for a
+//! marker character; [`escape`] prints a marker as `\xff`. Markers are the 128 private-use
+//! characters U+10FE80–U+10FEFF, one per byte 0x80–0xFF; a name that holds one of them really
+//! has it printed byte by byte (`\xf4\x8f\xba\x80`), so every printed name stands for one
+//! sequence of bytes.
+//!
 //! [`unescape`] is the inverse: a name as printed, typed back as a PATH argument, finds the
 //! entry. [`write_json`] applies the same rule to JSON output, with JSON's own escapes
-//! (`\u202e`), so that a JSON string decodes to exactly the name.
+//! (`\u202e`), so that a JSON string decodes to exactly the name; JSON cannot carry bytes, so
+//! a name that is not UTF-8 appears there in its printed form (see `arc list --json`).
 
 use std::borrow::Cow;
+
+/// The first marker: byte `b` (0x80..=0xFF) stands in text as `MARKER_BASE + b`.
+const MARKER_BASE: u32 = 0x10_FE00;
+
+/// The byte that marker `c` stands for, if it is one.
+fn marker_byte(c: char) -> Option<u8> {
+    let v = c as u32;
+    (MARKER_BASE + 0x80..=MARKER_BASE + 0xff).contains(&v).then(|| (v - MARKER_BASE) as u8)
+}
+
+fn push_marker(out: &mut String, byte: u8) {
+    out.push(char::from_u32(MARKER_BASE + u32::from(byte)).unwrap_or(char::REPLACEMENT_CHARACTER));
+}
+
+/// `bytes` as text for messages and listings: borrowed when they are UTF-8 (almost always),
+/// else with each byte outside valid UTF-8 (or inside a marker character) as a marker, which
+/// [`escape`] prints as `\xHH`. [`bytes_of`] is the inverse.
+pub fn text_of(bytes: &[u8]) -> Cow<'_, str> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        // The markers' UTF-8 form starts with 0xF4 (U+100000..): only then look further.
+        if !bytes.contains(&0xf4) || !s.chars().any(|c| marker_byte(c).is_some()) {
+            return Cow::Borrowed(s);
+        }
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if marker_byte(c).is_some() {
+                let mut buf = [0u8; 4];
+                c.encode_utf8(&mut buf).bytes().for_each(|b| push_marker(&mut out, b));
+            } else {
+                out.push(c);
+            }
+        }
+        chunk.invalid().iter().for_each(|&b| push_marker(&mut out, b));
+    }
+    Cow::Owned(out)
+}
+
+/// The bytes that [`text_of`] gave `text` for.
+pub fn bytes_of(text: &str) -> Cow<'_, [u8]> {
+    if !text.chars().any(|c| marker_byte(c).is_some()) {
+        return Cow::Borrowed(text.as_bytes());
+    }
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        match marker_byte(c) {
+            Some(b) => out.push(b),
+            None => out.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes()),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Whether `c` is printed as an escape rather than as itself.
 fn needs_escape(c: char) -> bool {
     c.is_control()
+        || marker_byte(c).is_some()
         || matches!(
             c,
             '\u{ad}'
@@ -50,9 +112,9 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     // Byte scan first: everything escaped is below 0x20, 0x7f, a backslash, or a character
     // whose UTF-8 form starts with one of these lead bytes (U+0080..U+00BF: 0xC2; U+061C:
     // 0xD8; U+115F.., U+180E: 0xE1; U+200B..U+206F: 0xE2; U+3164: 0xE3; U+FE00.., U+FEFF,
-    // U+FFA0, U+FFF9..: 0xEF; U+1BCA0.., U+1D173..: 0xF0; U+E0001..: 0xF3).
+    // U+FFA0, U+FFF9..: 0xEF; U+1BCA0.., U+1D173..: 0xF0; U+E0001..: 0xF3; markers: 0xF4).
     if !s.bytes().any(|b| {
-        b < 0x20 || matches!(b, 0x7f | b'\\' | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xe3 | 0xef | 0xf0 | 0xf3)
+        b < 0x20 || matches!(b, 0x7f | b'\\' | 0xc2 | 0xd8 | 0xe1 | 0xe2 | 0xe3 | 0xef | 0xf0 | 0xf3 | 0xf4)
     }) {
         return Cow::Borrowed(s);
     }
@@ -68,7 +130,10 @@ pub fn escape(s: &str) -> Cow<'_, str> {
             '\r' => out.push_str("\\r"),
             c if needs_escape(c) => {
                 use std::fmt::Write;
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                let _ = match marker_byte(c) {
+                    Some(b) => write!(out, "\\x{b:02x}"),
+                    None => write!(out, "\\u{{{:x}}}", c as u32),
+                };
             }
             c => out.push(c),
         }
@@ -94,6 +159,13 @@ pub fn unescape(s: &str) -> Option<Cow<'_, str>> {
             'n' => out.push('\n'),
             't' => out.push('\t'),
             'r' => out.push('\r'),
+            // A byte outside UTF-8, as text_of marks it; a byte below 0x80 is never printed so.
+            'x' => {
+                let hi = chars.next()?.to_digit(16)?;
+                let lo = chars.next()?.to_digit(16)?;
+                let byte = u8::try_from(hi * 16 + lo).ok().filter(|&b| b >= 0x80)?;
+                push_marker(&mut out, byte);
+            }
             'u' => {
                 if chars.next()? != '{' {
                     return None;
@@ -115,7 +187,8 @@ pub fn unescape(s: &str) -> Option<Cow<'_, str>> {
                 if digits == 0 {
                     return None;
                 }
-                out.push(char::from_u32(value)?);
+                // A marker is printed as the bytes it stands for, never as \u{...}.
+                out.push(char::from_u32(value).filter(|&c| marker_byte(c).is_none())?);
             }
             _ => return None,
         }
@@ -191,6 +264,25 @@ mod tests {
         assert_eq!(unescape("\\u{+41}"), None);
         assert_eq!(unescape("\\u{0000041}"), None, "more than six digits");
         assert_eq!(unescape("\\u{d800}"), None, "a surrogate is no character");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_print_as_hex_and_come_back() {
+        for bytes in [&b"caf\xe9"[..], b"\xff\xfe", b"ok", b"a\\xff", "\u{10fe80}".as_bytes(), b"\xf4\x8f"] {
+            let text = text_of(bytes);
+            assert_eq!(bytes_of(&text).as_ref(), bytes, "{bytes:?}");
+            let printed = escape(&text);
+            assert!(printed.is_ascii() || std::str::from_utf8(bytes).is_ok(), "{printed}");
+            let back = unescape(&printed).expect("printed by escape");
+            assert_eq!(bytes_of(&back).as_ref(), bytes, "{printed}");
+        }
+        assert_eq!(escape(&text_of(b"caf\xe9")), "caf\\xe9");
+        assert_eq!(escape(&text_of(b"a\\xff")), "a\\\\xff", "a real backslash is doubled");
+        assert_eq!(escape(&text_of("\u{10fe80}".as_bytes())), "\\xf4\\x8f\\xba\\x80");
+        assert!(matches!(text_of(b"plain"), Cow::Borrowed(_)));
+        assert_eq!(unescape("\\x41"), None, "ASCII is never printed as \\x");
+        assert_eq!(unescape("\\u{10fe80}"), None, "markers are printed as \\x");
+        assert_eq!(unescape("\\xg0"), None);
     }
 
     #[test]

@@ -11,14 +11,19 @@
 //! Invariant: ignore files are opened through the walker's directory handles, never by a
 //! path, so the traversal stays handle-relative; an excluded directory is not descended into.
 
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
 use rustix::fs::{Mode, OFlags};
+
+use crate::ui::text_of;
 
 /// What `--exclude`, `--exclude-from`, `--exclude-vcs` and `--gitignore` asked for.
 #[derive(Debug, Clone, Default)]
@@ -71,10 +76,11 @@ impl Excluder {
     }
 
     /// Whether the entry stored as `stored`, named `name`, is left out.
-    pub fn excludes(&self, stored: &str, name: &str, is_dir: bool) -> bool {
-        if self.vcs && VCS_DIRS.contains(&name) {
+    pub fn excludes(&self, stored: &[u8], name: &[u8], is_dir: bool) -> bool {
+        if self.vcs && VCS_DIRS.iter().any(|vcs| vcs.as_bytes() == name) {
             return true;
         }
+        let stored = Path::new(OsStr::from_bytes(stored));
         if let Some(patterns) = &self.patterns {
             if patterns.matched(stored, is_dir).is_ignore() {
                 return true;
@@ -93,11 +99,12 @@ impl Excluder {
     /// Entering directory `stored` (open as `dir`): with `--gitignore`, reads its ignore files.
     /// Returns whether rules were pushed, for [`Excluder::leave`]; problems with an ignore file
     /// are warnings for `warn`, never errors.
-    pub fn enter(&mut self, dir: BorrowedFd<'_>, stored: &str, warn: impl Fn(String)) -> bool {
+    pub fn enter(&mut self, dir: BorrowedFd<'_>, stored: &[u8], warn: impl Fn(String)) -> bool {
         if !self.gitignore {
             return false;
         }
-        let mut builder = GitignoreBuilder::new(stored);
+        let mut builder = GitignoreBuilder::new(Path::new(OsStr::from_bytes(stored)));
+        let stored = text_of(stored);
         let mut found = false;
         // A repository's own excludes, at its top.
         let files = std::iter::once(".git/info/exclude").chain(IGNORE_FILES);
@@ -187,13 +194,13 @@ mod tests {
             ..ExcludeOptions::default()
         };
         let excluder = Excluder::new(&options).expect("valid patterns");
-        assert!(excluder.excludes("proj/target", "target", true));
-        assert!(!excluder.excludes("proj/target", "target", false), "a trailing / means directories only");
-        assert!(excluder.excludes("proj/src/deep/x.o", "x.o", false));
-        assert!(excluder.excludes("proj/build", "build", true));
-        assert!(!excluder.excludes("proj/src/build", "build", true), "a / anchors the pattern");
-        assert!(excluder.excludes("proj/.git", ".git", true));
-        assert!(!excluder.excludes("proj/.gitignore", ".gitignore", false));
-        assert!(!excluder.excludes("proj/src/main.rs", "main.rs", false));
+        assert!(excluder.excludes(b"proj/target", b"target", true));
+        assert!(!excluder.excludes(b"proj/target", b"target", false), "a trailing / means directories only");
+        assert!(excluder.excludes(b"proj/src/deep/x.o", b"x.o", false));
+        assert!(excluder.excludes(b"proj/build", b"build", true));
+        assert!(!excluder.excludes(b"proj/src/build", b"build", true), "a / anchors the pattern");
+        assert!(excluder.excludes(b"proj/.git", b".git", true));
+        assert!(!excluder.excludes(b"proj/.gitignore", b".gitignore", false));
+        assert!(!excluder.excludes(b"proj/src/main.rs", b"main.rs", false));
     }
 }

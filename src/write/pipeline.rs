@@ -73,7 +73,7 @@ pub(super) fn run(
     });
     failure.take()?;
     match (entries, blocks) {
-        (Some(entries), Some(blocks)) => Ok(Index::from_parts(entries, blocks)),
+        (Some((entries, tables)), Some(blocks)) => Ok(Index::from_parts(entries, blocks, tables)),
         _ => bail!("the pipeline stopped without saying why"),
     }
 }

@@ -1,5 +1,7 @@
 //! The walker stage of `arc write`: visits the input trees in sorted order, records one index
-//! entry per directory, file and symlink, and packs file contents into blocks of `--block-size` bytes.
+//! entry per directory, file, symlink, hard link, FIFO and device, with owners and extended
+//! attributes, and packs file contents (only the data of sparse files) into blocks of
+//! `--block-size` bytes.
 //!
 //! Invariants:
 //! - entries are produced in pre-order with siblings sorted by name bytes, which is the order
@@ -8,27 +10,35 @@
 //! - the size recorded for a file is the number of bytes that went into the stream, even when
 //!   the file changed while it was read (that is a warning), so the archive stays consistent;
 //! - symlinks are recorded as links and never followed; only the top-level inputs are;
+//! - a file whose inode was stored already (same device and inode, more than one link) is a
+//!   hard link entry to the first, which is always an earlier regular file entry;
 //! - the walker hands finished blocks to a closure and knows nothing of threads or channels.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use camino::{Utf8Path, Utf8PathBuf};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use camino::Utf8PathBuf;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
 
-use crate::format::{self, Entry, Kind, Mtime};
+use crate::format::{self, Entry, Extent, Kind, Mtime, NameTable, Tables, Xattr};
 use crate::stop::{Failure, Stopped};
-use crate::ui::{Console, Counters};
+use crate::ui::{text_of, Console, Counters};
 
 use super::exclude::{ExcludeOptions, Excluder};
 
 /// A top-level input and the name its entry gets in the archive.
 #[derive(Debug)]
 pub struct Root {
-    pub name: String,
+    pub name: Vec<u8>,
     pub path: Utf8PathBuf,
 }
 
@@ -53,12 +63,16 @@ pub fn roots(inputs: &[Utf8PathBuf]) -> Result<Vec<Root>> {
                     .to_owned()
             }
         };
-        roots.push(Root { name, path: path.clone() });
+        roots.push(Root { name: name.into_bytes(), path: path.clone() });
     }
-    roots.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    roots.sort_by(|a, b| a.name.cmp(&b.name));
     for pair in roots.windows(2) {
         if pair[0].name == pair[1].name {
-            bail!("reading {}: two inputs are both named {:?} in the archive", pair[1].path, pair[1].name);
+            bail!(
+                "reading {}: two inputs are both named \"{}\" in the archive",
+                pair[1].path,
+                text_of(&pair[1].name)
+            );
         }
     }
     Ok(roots)
@@ -83,9 +97,14 @@ pub struct Walker<'a, F> {
     send_block: F,
     excluder: Excluder,
     /// The path of the entry being visited as the archive stores it (`root/dir/name`).
-    stored: String,
+    stored: Vec<u8>,
     block: Vec<u8>,
     entries: Vec<Entry>,
+    /// Sparse files' extents and entries' extended attributes, by entry.
+    tables: Tables,
+    owners: Owners,
+    /// The entry of each inode with more than one link stored so far, by (device, inode).
+    links: HashMap<(u64, u64), u32>,
     /// Next byte's offset in the data stream.
     offset: u64,
 }
@@ -105,14 +124,18 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             failure,
             send_block,
             excluder: Excluder::new(&settings.exclude)?,
-            stored: String::new(),
+            stored: Vec::new(),
             block: Vec::with_capacity(settings.block_size),
             entries: Vec::new(),
+            tables: Tables::default(),
+            owners: Owners::default(),
+            links: HashMap::new(),
             offset: 0,
         })
     }
 
-    pub fn walk(mut self, roots: &[Root]) -> Result<Vec<Entry>> {
+    /// Walks the trees; returns the entries and their tables, owner names included.
+    pub fn walk(mut self, roots: &[Root]) -> Result<(Vec<Entry>, Tables)> {
         for root in roots {
             // Top-level inputs are followed if they are symlinks; nothing below them is.
             let meta = Meta::of(rustix::fs::stat(root.path.as_str()))
@@ -123,7 +146,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             let place = Place::Root(&root.path);
             self.visit(Found {
                 place,
-                path: &root.path,
+                path: root.path.as_std_path(),
                 name: root.name.clone(),
                 parent: None,
                 depth: 0,
@@ -131,21 +154,22 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             })?;
         }
         self.flush()?;
-        Ok(self.entries)
+        (self.tables.users, self.tables.groups) = self.owners.tables();
+        Ok((self.entries, self.tables))
     }
 
     fn visit(&mut self, found: Found<'_>) -> Result<()> {
         let Found { path, depth, meta, .. } = found;
         self.failure.check()?;
         if depth > format::MAX_DEPTH {
-            bail!("reading {path}: nested deeper than {} directories", format::MAX_DEPTH);
+            bail!("reading {}: nested deeper than {} directories", shown(path), format::MAX_DEPTH);
         }
         let file_type = meta.file_type();
         let parent_len = self.stored.len();
         if depth > 0 {
-            self.stored.push('/');
+            self.stored.push(b'/');
         }
-        self.stored.push_str(&found.name);
+        self.stored.extend_from_slice(&found.name);
         let result = if self.excluder.excludes(&self.stored, &found.name, file_type == FileType::Directory) {
             Ok(())
         } else {
@@ -159,20 +183,6 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
     fn visit_kept(&mut self, found: Found<'_>) -> Result<()> {
         let Found { place, path, name, parent, depth, meta } = found;
         let file_type = meta.file_type();
-        match file_type {
-            FileType::RegularFile if self.settings.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
-            FileType::Directory | FileType::RegularFile | FileType::Symlink => {}
-            // A socket cannot be archived and is no loss: tar ignores it, saying so, exit 0.
-            FileType::Socket => {
-                self.console.notice(format!("{path}: socket ignored"));
-                return Ok(());
-            }
-            other => {
-                let what = if other == FileType::Fifo { "FIFO" } else { "device file" };
-                self.console.warn(format!("skipping {what} {path}"));
-                return Ok(());
-            }
-        }
         let mut entry = Entry {
             name,
             parent,
@@ -180,8 +190,17 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             kind: Kind::Dir,
             mode: (meta.mode & 0o7777) as u16,
             mtime: Mtime { secs: meta.mtime, nanos: meta.mtime_nanos },
+            uid: meta.uid,
+            gid: meta.gid,
         };
+        let me = self.entries.len() as u32;
         match file_type {
+            FileType::RegularFile if self.settings.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
+            // A socket cannot be archived and is no loss: tar ignores it, saying so, exit 0.
+            FileType::Socket => {
+                self.console.notice(format!("{}: socket ignored", shown(path)));
+                return Ok(());
+            }
             FileType::Directory => {
                 // Open and list first, so an unreadable directory can be left out whole.
                 let listed = place.open(&entry.name, DIR_FLAGS).and_then(|fd| Ok((list_dir(&fd)?, fd)));
@@ -189,13 +208,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     Ok(listed) => listed,
                     Err(e) => return self.failed_read(read_error(e, path)),
                 };
-                let children = children.map_err(|raw| {
-                    anyhow!(
-                        "reading {}: file name is not UTF-8 (arc stores names as UTF-8)",
-                        path.as_std_path().join(std::ffi::OsStr::from_bytes(&raw)).display()
-                    )
-                })?;
-                let me = self.entries.len() as u32;
+                self.read_xattrs(me, path, XattrSource::Fd(dir.as_fd()));
                 self.push(path, entry);
                 let console = self.console;
                 let pushed = self.excluder.enter(dir.as_fd(), &self.stored, |warning| console.warn(warning));
@@ -204,6 +217,13 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 result?;
             }
             FileType::RegularFile => {
+                let inode = (meta.dev, meta.ino);
+                if let Some(&target) = self.links.get(&inode).filter(|_| meta.nlink > 1) {
+                    // Another name of a file stored already: its data and attributes are there.
+                    entry.kind = Kind::HardLink { target };
+                    self.push(path, entry);
+                    return Ok(());
+                }
                 // O_NOFOLLOW: if the file was replaced by a symlink since it was listed, fail
                 // rather than archive whatever the link points at.
                 let file = match place.open(&entry.name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)
@@ -211,43 +231,87 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     Ok(fd) => File::from(fd),
                     Err(e) => return self.failed_read(read_error(e, path)),
                 };
+                self.read_xattrs(me, path, XattrSource::Fd(file.as_fd()));
                 let offset = self.offset;
-                let size = self.read_file(path, file, &meta)?;
-                entry.kind = Kind::File { size, offset };
+                let extents = if meta.looks_sparse() { data_extents(&file, meta.size) } else { None };
+                // A sparse file keeps its size (its holes are made again on read); a dense
+                // one's size is what went into the data stream.
+                let (size, stored) = match extents {
+                    Some(extents) => {
+                        let (stored, extents) = self.read_sparse(path, &file, &meta, extents)?;
+                        self.tables.sparse.push((me, extents));
+                        (meta.size, stored)
+                    }
+                    None => {
+                        let stored = self.read_file(path, file, &meta)?;
+                        (stored, stored)
+                    }
+                };
+                entry.kind = Kind::File { size, offset, stored };
+                if meta.nlink > 1 {
+                    self.links.insert(inode, me);
+                }
                 self.push(path, entry);
             }
-            _ => {
+            FileType::Symlink => {
                 let target = match place {
-                    Place::In(dir) => rustix::fs::readlinkat(dir, entry.name.as_str(), Vec::new()),
+                    Place::In(dir) => rustix::fs::readlinkat(dir, entry.name.as_slice(), Vec::new()),
                     Place::Root(root) => rustix::fs::readlink(root.as_str(), Vec::new()),
                 };
-                let target = target.map_err(|e| read_error(e.into(), path))?;
-                let target = target.into_string().map_err(|t| {
-                    anyhow!("reading {path}: symlink target {:?} is not UTF-8", t.into_cstring())
-                })?;
+                let target = target.map_err(|e| read_error(e.into(), path))?.into_bytes();
                 if target.len() > format::MAX_TARGET_LEN {
-                    bail!("reading {path}: symlink target longer than {} bytes", format::MAX_TARGET_LEN);
+                    bail!(
+                        "reading {}: symlink target longer than {} bytes",
+                        shown(path),
+                        format::MAX_TARGET_LEN
+                    );
                 }
+                self.read_xattrs(me, path, place.at_path(&entry.name));
                 entry.kind = Kind::Symlink { target };
                 self.push(path, entry);
             }
+            FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
+                let (major, minor) = (rustix::fs::major(meta.rdev), rustix::fs::minor(meta.rdev));
+                entry.kind = match file_type {
+                    FileType::Fifo => Kind::Fifo,
+                    FileType::CharacterDevice => Kind::CharDevice { major, minor },
+                    _ => Kind::BlockDevice { major, minor },
+                };
+                self.read_xattrs(me, path, place.at_path(&entry.name));
+                self.push(path, entry);
+            }
+            FileType::Unknown => {
+                self.console.warn(format!("skipping {}: a file of unknown type", shown(path)));
+                return Ok(());
+            }
         }
+        self.owners.note(meta.uid, meta.gid);
         Ok(())
+    }
+
+    /// Stores the extended attributes of entry `me`, if it has any. One that cannot be read is
+    /// a warning naming it: never a silent loss.
+    fn read_xattrs(&mut self, me: u32, path: &Path, source: XattrSource<'_>) {
+        match source.read() {
+            Ok(xattrs) if xattrs.is_empty() => {}
+            Ok(xattrs) => self.tables.xattrs.push((me, xattrs)),
+            Err(e) => self.console.warn(format!("reading extended attributes of {}: {e}", shown(path))),
+        }
     }
 
     /// Visits the children of directory entry `me` (open as `dir`), in sorted order.
     fn visit_children(
         &mut self,
         dir: &OwnedFd,
-        path: &Utf8Path,
-        children: Vec<String>,
+        path: &Path,
+        children: Vec<Vec<u8>>,
         me: u32,
         depth: u32,
     ) -> Result<()> {
         for child_name in children {
-            let child_path = path.join(&child_name);
+            let child_path = path.join(OsStr::from_bytes(&child_name));
             let child_meta =
-                match Meta::of(rustix::fs::statat(dir, child_name.as_str(), AtFlags::SYMLINK_NOFOLLOW)) {
+                match Meta::of(rustix::fs::statat(dir, child_name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)) {
                     Ok(m) => m,
                     // Gone since the listing: nothing to archive, as with tar.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -270,8 +334,8 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         Ok(())
     }
 
-    fn push(&mut self, path: &Utf8Path, entry: Entry) {
-        self.console.path(|| path);
+    fn push(&mut self, path: &Path, entry: Entry) {
+        self.console.path(|| shown(path));
         Counters::add(&self.counters.entries, 1);
         self.entries.push(entry);
     }
@@ -289,7 +353,8 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
 
     /// Reads a file into the data stream and returns how many bytes went in. Reads one byte
     /// past the expected size to notice a file that grew; the extra byte is dropped.
-    fn read_file(&mut self, path: &Utf8Path, mut file: File, listed: &Meta) -> Result<u64> {
+    fn read_file(&mut self, path: &Path, mut file: File, listed: &Meta) -> Result<u64> {
+        let path = shown(path);
         let expected = listed.size;
         let mut done: u64 = 0;
         loop {
@@ -336,6 +401,62 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         }
     }
 
+    /// Reads the data extents of a sparse file into the data stream, as [`Walker::read_file`]
+    /// does a dense one. Returns the bytes stored and the extents they fill: fewer if the file
+    /// shrank while it was read (a warning), so that the archive stays consistent.
+    fn read_sparse(
+        &mut self,
+        path: &Path,
+        file: &File,
+        listed: &Meta,
+        extents: Vec<Extent>,
+    ) -> Result<(u64, Vec<Extent>)> {
+        let mut stored = 0u64;
+        let mut kept = Vec::with_capacity(extents.len());
+        for extent in extents {
+            let mut done = 0u64;
+            while done < extent.len {
+                if self.block.len() == self.settings.block_size {
+                    self.flush()?;
+                }
+                let want = ((self.settings.block_size - self.block.len()) as u64).min(extent.len - done);
+                let before = self.block.len();
+                self.block.resize(before + want as usize, 0);
+                let read = read_at_most(file, &mut self.block[before..], extent.offset + done);
+                let got = *read.as_ref().unwrap_or(&0) as u64;
+                self.block.truncate(before + got as usize);
+                done += got;
+                self.offset += got;
+                Counters::add(&self.counters.data, got);
+                if got < want {
+                    if done > 0 {
+                        kept.push(Extent { offset: extent.offset, len: done });
+                    }
+                    let why = match read {
+                        Err(e) if !self.settings.ignore_failed_read => {
+                            return Err(anyhow::Error::new(e).context(format!("reading {}", shown(path))))
+                        }
+                        Err(e) => format!("{e}"),
+                        Ok(_) => "file shrank while it was read".to_owned(),
+                    };
+                    self.console.warn(format!(
+                        "reading {}: {why} (archived {} of its {} data bytes)",
+                        shown(path),
+                        stored + done,
+                        listed.size
+                    ));
+                    return Ok((stored + done, kept));
+                }
+            }
+            stored += extent.len;
+            kept.push(extent);
+        }
+        if Meta::of(rustix::fs::fstat(file)).is_ok_and(|now| listed.changed_since(&now)) {
+            self.console.warn(format!("reading {}: file changed while it was read", shown(path)));
+        }
+        Ok((stored, kept))
+    }
+
     /// Hands the current block on.
     fn flush(&mut self) -> Result<()> {
         if self.block.is_empty() {
@@ -351,8 +472,8 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
 struct Found<'p> {
     place: Place<'p>,
     /// Its path on the filesystem, for messages.
-    path: &'p Utf8Path,
-    name: String,
+    path: &'p Path,
+    name: Vec<u8>,
     parent: Option<u32>,
     depth: u32,
     meta: Meta,
@@ -366,13 +487,27 @@ const DIR_FLAGS: OFlags =
 /// every lookup one component long, so trees deeper than PATH_MAX are archived too.
 #[derive(Clone, Copy)]
 enum Place<'a> {
-    Root(&'a Utf8Path),
+    Root(&'a camino::Utf8Path),
     In(BorrowedFd<'a>),
 }
 
-impl Place<'_> {
+impl<'a> Place<'a> {
+    /// Where the extended attributes of `name` are read without following it, for entries
+    /// that cannot be opened for that (symlinks, FIFOs, devices).
+    fn at_path(self, name: &[u8]) -> XattrSource<'a> {
+        match self {
+            Place::In(dir) => {
+                // The directory by its handle, then one component: never a path walk.
+                let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+                path.extend_from_slice(name);
+                XattrSource::Path(path)
+            }
+            Place::Root(root) => XattrSource::Path(root.as_str().as_bytes().to_vec()),
+        }
+    }
+
     /// Opens the entry: `name` inside the directory, or the root by `path`.
-    fn open(self, name: &str, flags: OFlags) -> std::io::Result<OwnedFd> {
+    fn open(self, name: &[u8], flags: OFlags) -> std::io::Result<OwnedFd> {
         Ok(match self {
             Place::In(dir) => rustix::fs::openat(dir, name, flags, Mode::empty())?,
             // A root is followed if it is a symlink: the user named what it points at.
@@ -389,7 +524,13 @@ struct Meta {
     dev: u64,
     ino: u64,
     mode: u32,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    rdev: u64,
     size: u64,
+    /// Allocated 512-byte blocks.
+    blocks: u64,
     mtime: i64,
     mtime_nanos: u32,
     /// Status change time, (seconds, nanoseconds): any write, chmod or rename moves it.
@@ -405,7 +546,12 @@ impl Meta {
             dev: stat.st_dev as u64,
             ino: stat.st_ino as u64,
             mode: stat.st_mode as u32,
+            nlink: stat.st_nlink as u64,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            rdev: stat.st_rdev as u64,
             size: stat.st_size.max(0) as u64,
+            blocks: stat.st_blocks.max(0) as u64,
             mtime: stat.st_mtime as i64,
             mtime_nanos: (stat.st_mtime_nsec as u32).min(999_999_999),
             ctime: (stat.st_ctime as i64, stat.st_ctime_nsec as i64),
@@ -421,26 +567,180 @@ impl Meta {
     fn file_type(&self) -> FileType {
         FileType::from_raw_mode(self.mode)
     }
+
+    /// Fewer bytes allocated than the size: holes, most likely (or compression, which
+    /// [`data_extents`] tells apart).
+    fn looks_sparse(&self) -> bool {
+        self.size > 0 && self.blocks.saturating_mul(512) < self.size
+    }
 }
 
-/// Names in a directory, sorted by bytes; `Err(name)` for the first name that is not UTF-8.
-fn list_dir(dir: &OwnedFd) -> std::io::Result<std::result::Result<Vec<String>, Vec<u8>>> {
+/// More extents than this in one file are stored as a dense file: an index of millions of
+/// extents would cost more than the zeros, which compress to almost nothing.
+const MAX_EXTENTS: usize = 1 << 16;
+
+/// The data extents of a file with holes, found with SEEK_DATA and SEEK_HOLE; `None` for a file
+/// that turns out to be dense (one extent, all of it), that the filesystem cannot tell about,
+/// or that has too many extents.
+fn data_extents(file: &File, size: u64) -> Option<Vec<Extent>> {
+    let mut extents = Vec::new();
+    let mut at = 0u64;
+    while at < size {
+        let start = match rustix::fs::seek(file, SeekFrom::Data(at)) {
+            Ok(start) => start,
+            // No data past `at`: the rest is a hole.
+            Err(Errno::NXIO) => break,
+            Err(_) => return None,
+        };
+        if start >= size {
+            break;
+        }
+        let end = rustix::fs::seek(file, SeekFrom::Hole(start)).ok()?.min(size);
+        if end <= start || extents.len() == MAX_EXTENTS {
+            return None;
+        }
+        extents.push(Extent { offset: start, len: end - start });
+        at = end;
+    }
+    // Reading starts at the beginning again (dense files are read sequentially).
+    rustix::fs::seek(file, SeekFrom::Start(0)).ok()?;
+    match extents.as_slice() {
+        [only] if only.offset == 0 && only.len == size => None,
+        _ => Some(extents),
+    }
+}
+
+/// Fills `buf` from `offset` of `file`, short only at the end of the file.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Where extended attributes are read from: an open file or directory, or a path that is
+/// not followed if it is a symlink.
+enum XattrSource<'a> {
+    Fd(BorrowedFd<'a>),
+    Path(Vec<u8>),
+}
+
+impl XattrSource<'_> {
+    /// Every attribute, sorted by name; none where the filesystem has no attributes at all.
+    fn read(&self) -> std::io::Result<Vec<Xattr>> {
+        let list = |buf: &mut [u8]| match self {
+            XattrSource::Fd(fd) => rustix::fs::flistxattr(fd, buf),
+            XattrSource::Path(path) => rustix::fs::llistxattr(OsStr::from_bytes(path), buf),
+        };
+        let get = |name: &[u8], buf: &mut [u8]| match self {
+            XattrSource::Fd(fd) => rustix::fs::fgetxattr(fd, name, buf),
+            XattrSource::Path(path) => rustix::fs::lgetxattr(OsStr::from_bytes(path), name, buf),
+        };
+        let names = match grow(|buf| list(buf)) {
+            Ok(names) => names,
+            Err(Errno::OPNOTSUPP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut xattrs = Vec::new();
+        for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            match grow(|buf| get(name, buf)) {
+                Ok(value) => xattrs.push(Xattr { name: name.to_vec(), value }),
+                // Removed since it was listed.
+                Err(Errno::NODATA) => {}
+                Err(e) => {
+                    return Err(std::io::Error::other(format!(
+                        "{}: {}",
+                        String::from_utf8_lossy(name),
+                        std::io::Error::from(e)
+                    )))
+                }
+            }
+        }
+        xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(xattrs)
+    }
+}
+
+/// Calls `fill` with a buffer that grows until what it returns fits (xattr calls say ERANGE
+/// when the buffer is too small, and a size query can be stale by the next call).
+fn grow(mut fill: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match fill(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) if buf.len() < format::MAX_XATTR_VALUE.max(format::MAX_XATTR_LIST) => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// User and group names by id, each looked up once (getpwuid_r reads /etc/passwd or asks NSS).
+#[derive(Default)]
+struct Owners {
+    users: HashMap<u32, Option<Vec<u8>>>,
+    groups: HashMap<u32, Option<Vec<u8>>>,
+}
+
+impl Owners {
+    fn note(&mut self, uid: u32, gid: u32) {
+        self.users.entry(uid).or_insert_with(|| {
+            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid));
+            user.ok().flatten().map(|u| u.name.into_bytes())
+        });
+        self.groups.entry(gid).or_insert_with(|| {
+            let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid));
+            group.ok().flatten().map(|g| g.name.into_bytes())
+        });
+    }
+
+    /// The name tables of the index, sorted by id.
+    fn tables(&mut self) -> (NameTable, NameTable) {
+        let table = |names: &mut HashMap<u32, Option<Vec<u8>>>| {
+            let mut table: NameTable = names
+                .drain()
+                .filter_map(|(id, name)| {
+                    name.filter(|n| !n.is_empty() && n.len() <= format::MAX_OWNER_NAME && !n.contains(&0))
+                        .map(|n| (id, n))
+                })
+                .collect();
+            table.sort_unstable();
+            table
+        };
+        (table(&mut self.users), table(&mut self.groups))
+    }
+}
+
+/// A path on the filesystem as text for messages (bytes that are not UTF-8 print as `\xff`).
+fn shown(path: &Path) -> Cow<'_, str> {
+    text_of(path.as_os_str().as_bytes())
+}
+
+/// Names in a directory, sorted by bytes.
+fn list_dir(dir: &OwnedFd) -> std::io::Result<Vec<Vec<u8>>> {
     let mut names = Vec::new();
     for item in rustix::fs::Dir::read_from(dir)? {
         let item = item?;
         let name = item.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        match String::from_utf8(name.to_vec()) {
-            Ok(name) => names.push(name),
-            Err(raw) => return Ok(Err(raw.into_bytes())),
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
         }
     }
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    Ok(Ok(names))
+    names.sort_unstable();
+    Ok(names)
 }
 
-fn read_error(error: std::io::Error, path: &Utf8Path) -> anyhow::Error {
-    anyhow::Error::new(error).context(format!("reading {path}"))
+fn read_error(error: std::io::Error, path: &Path) -> anyhow::Error {
+    anyhow::Error::new(error).context(format!("reading {}", shown(path)))
 }

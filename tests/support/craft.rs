@@ -188,8 +188,10 @@ impl Spec {
         let mut record = IndexRecord::default();
         let mut data = Vec::new();
         for entry in &self.entries {
-            record.names.push(entry.name.clone());
+            record.names.push(entry.name.clone().into_bytes());
             record.depths.push(entry.depth);
+            record.uids.push(0);
+            record.gids.push(0);
             record.modes.push(entry.mode);
             record.mtime_secs.push(entry.mtime.0);
             record.mtime_nanos.push(entry.mtime.1);
@@ -202,7 +204,7 @@ impl Spec {
                 }
                 What::Symlink(target) => {
                     record.kinds.push(format::KIND_SYMLINK);
-                    record.targets.push(target.clone());
+                    record.targets.push(target.clone().into_bytes());
                 }
             }
         }

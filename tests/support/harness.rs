@@ -20,6 +20,8 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use arc::format::{Index, Kind};
@@ -71,6 +73,7 @@ pub fn read_in_process(
         existing,
         same_permissions,
         strip_components: 0,
+        owners: arc::read::Owners::ByName,
     };
     arc::read::run(&options, &Stop::default())
 }
@@ -99,7 +102,7 @@ fn split(rest: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 fn unpacked_archive(cbor: &[u8], tail: &[u8], compress_data: bool) -> Vec<u8> {
-    let Ok(mut record) = format::decode_cbor(cbor, &mut fuzz_budget()) else {
+    let Ok(mut record) = format::decode_cbor(cbor, format::VERSION, &mut fuzz_budget()) else {
         // Not an index: still worth a trip through the trailer and the index decoder.
         return assemble_cbor(tail, cbor);
     };
@@ -163,7 +166,8 @@ fn parse(archive: &[u8]) -> Option<(IndexRecord, &[u8])> {
     let trailer = craft::trailer(archive)?;
     let index_offset = trailer.index_offset(len);
     let frame = archive.get(index_offset as usize..(len - TRAILER_LEN) as usize)?;
-    let record = format::decode_index(frame, trailer.index_raw_len, &mut fuzz_budget()).ok()?;
+    let record =
+        format::decode_index(frame, trailer.index_raw_len, version(archive), &mut fuzz_budget()).ok()?;
     Some((record, archive.get(HEADER_LEN as usize..index_offset as usize)?))
 }
 
@@ -174,30 +178,40 @@ pub fn check_index(data: &[u8]) -> bool {
     if first % 2 == 0 {
         // A whole archive. The checksum is checked but not required, so that the fuzzer's
         // changes reach the decoder.
-        let _ = format::decode_header(rest);
+        let version = format::decode_header(rest).unwrap_or(format::VERSION);
         let Some(trailer) = craft::trailer(rest) else { return false };
         let index_offset = trailer.index_offset(rest.len() as u64);
         let frame = &rest[index_offset as usize..rest.len() - TRAILER_LEN as usize];
         let _ = trailer.check(frame);
-        let Ok(record) = format::decode_index(frame, trailer.index_raw_len, &mut fuzz_budget()) else {
+        let Ok(record) = format::decode_index(frame, trailer.index_raw_len, version, &mut fuzz_budget())
+        else {
             return false;
         };
         check_record(record, index_offset)
     } else {
         // CBOR alone, compressed here so that the fuzzer works on the index's own bytes.
         let frame = compress(rest);
-        let Ok(record) = format::decode_index(&frame, rest.len() as u64, &mut fuzz_budget()) else {
+        let Ok(record) = format::decode_index(&frame, rest.len() as u64, format::VERSION, &mut fuzz_budget())
+        else {
             return false;
         };
         // The frame changes nothing, and serializing and parsing again gives the same record.
-        assert_eq!(format::decode_cbor(rest, &mut fuzz_budget()).as_ref(), Ok(&record));
+        assert_eq!(format::decode_cbor(rest, format::VERSION, &mut fuzz_budget()).as_ref(), Ok(&record));
         let (again, raw_len) = format::encode_index(&record, 1).expect("encoding an index");
-        assert_eq!(format::decode_index(&again, raw_len, &mut fuzz_budget()).as_ref(), Ok(&record));
+        assert_eq!(
+            format::decode_index(&again, raw_len, format::VERSION, &mut fuzz_budget()).as_ref(),
+            Ok(&record)
+        );
         // Where the blocks end if they are laid out as declared, so that the tiling check can
         // pass and the rest of the index is checked too.
         let data_end = record.blocks.lens.iter().fold(HEADER_LEN, |end, &len| end.saturating_add(len));
         check_record(record, data_end)
     }
+}
+
+/// The format version an archive's header declares (the current one if it declares none).
+fn version(archive: &[u8]) -> u16 {
+    format::decode_header(archive).unwrap_or(format::VERSION)
 }
 
 /// The budget the harness parses indexes with: what a 1 MiB archive may use, so that an input
@@ -222,9 +236,9 @@ pub fn check_invariants(index: &Index, data_end: u64) {
     assert!(!entries.is_empty());
     let mut offset = 0u64;
     for (i, entry) in entries.iter().enumerate() {
-        let name = entry.name.as_str();
-        assert!(!name.is_empty() && name != "." && name != "..", "entry {i}: name {name:?}");
-        assert!(!name.contains('/') && !name.contains('\0') && name.len() <= format::MAX_NAME_LEN);
+        let name = entry.name.as_slice();
+        assert!(!name.is_empty() && name != b"." && name != b"..", "entry {i}: name {name:?}");
+        assert!(!name.contains(&b'/') && !name.contains(&0) && name.len() <= format::MAX_NAME_LEN);
         assert!(entry.depth <= format::MAX_DEPTH);
         match entry.parent {
             None => assert_eq!(entry.depth, 0),
@@ -237,25 +251,36 @@ pub fn check_invariants(index: &Index, data_end: u64) {
         if let Some(prev) = entries[..i].iter().rev().find(|e| e.depth <= entry.depth) {
             if prev.depth == entry.depth {
                 assert_eq!(prev.parent, entry.parent);
-                assert!(prev.name.as_bytes() < name.as_bytes(), "{:?} then {name:?}", prev.name);
+                assert!(prev.name.as_slice() < name, "{:?} then {name:?}", prev.name);
             }
         }
         let end = index.subtree_end(i);
         assert!(end > i && entries[i + 1..end].iter().all(|e| e.depth > entry.depth));
         match &entry.kind {
-            &Kind::File { size, offset: start } => {
+            &Kind::File { size, offset: start, stored } => {
                 assert_eq!(start, offset);
-                offset += size;
+                offset += stored;
+                match index.extents(i) {
+                    None => assert_eq!(stored, size),
+                    Some(extents) => {
+                        assert_eq!(extents.iter().map(|x| x.len).sum::<u64>(), stored);
+                        assert!(extents.windows(2).all(|w| w[0].offset + w[0].len <= w[1].offset));
+                        assert!(extents.last().map_or(true, |x| x.offset + x.len <= size));
+                    }
+                }
                 for b in index.blocks_of(i) {
                     let block = &index.blocks[b];
-                    assert!(block.raw_offset < start + size);
+                    assert!(block.raw_offset < start + stored);
                     assert!(start < block.raw_offset + block.raw_len);
                     // The block->files lookup finds the file in each of its blocks.
                     assert!(index.files_in(b).any(|piece| piece.entry as usize == i));
                 }
             }
-            Kind::Dir => {}
-            Kind::Symlink { target } => assert!(!target.is_empty() && !target.contains('\0')),
+            Kind::Dir | Kind::Fifo | Kind::CharDevice { .. } | Kind::BlockDevice { .. } => {}
+            Kind::Symlink { target } => assert!(!target.is_empty() && !target.contains(&0)),
+            &Kind::HardLink { target } => {
+                assert!((target as usize) < i && matches!(entries[target as usize].kind, Kind::File { .. }))
+            }
         }
     }
     assert_eq!(offset, index.data_len());
@@ -268,10 +293,13 @@ pub fn check_invariants(index: &Index, data_end: u64) {
         raw += block.raw_len;
     }
     assert_eq!(at, data_end);
-    assert_eq!(Index::from_record(index.clone().into_record(), data_end).as_ref(), Ok(index));
+    // Serialized again, an index is version 2, which stores owners (version 1's read as 0).
+    let mut expected = index.clone();
+    expected.tables.owners = true;
+    assert_eq!(Index::from_record(index.clone().into_record(), data_end), Ok(expected));
     if entries.len() <= 500 {
         for i in 0..entries.len() {
-            assert_eq!(arc::select::find(index, &index.path(i)), Some(i), "path {:?}", index.path(i));
+            assert_eq!(arc::select::find(index, &index.path(i)), Some(i), "path {:?}", lossy(&index.path(i)));
         }
     }
 }
@@ -280,7 +308,12 @@ pub fn check_invariants(index: &Index, data_end: u64) {
 /// open (then arc must not create anything at all).
 fn entry_paths(archive: &Path) -> Option<BTreeSet<String>> {
     let index = open(archive).ok()?.index;
-    Some((0..index.entries.len()).map(|i| index.path(i)).collect())
+    Some((0..index.entries.len()).map(|i| lossy(&index.path(i))).collect())
+}
+
+/// A path as [`paths_under`] gives it.
+fn lossy(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
 }
 
 /// DEST holds only entries of the archive: no temporary file, nothing anywhere else.
@@ -333,17 +366,30 @@ fn check_extracted(archive: &Path, dest: &Path) {
     let index = open(archive).expect("an archive that extracted opens").index;
     let mut expected = BTreeSet::new();
     for (i, entry) in index.entries.iter().enumerate() {
-        let rel = index.path(i);
-        let meta = fs::symlink_metadata(dest.join(&rel)).unwrap_or_else(|e| panic!("{rel} missing: {e}"));
+        let raw = index.path(i);
+        let at = dest.join(std::ffi::OsStr::from_bytes(&raw));
+        let rel = lossy(&raw);
+        let Ok(meta) = fs::symlink_metadata(&at) else {
+            // Devices are made only with --same-permissions, and as root.
+            assert!(
+                matches!(entry.kind, Kind::CharDevice { .. } | Kind::BlockDevice { .. }),
+                "{rel} missing"
+            );
+            continue;
+        };
         match &entry.kind {
             Kind::Dir => assert!(meta.is_dir(), "{rel} is not a directory"),
-            &Kind::File { size, .. } => {
+            Kind::File { .. } | Kind::HardLink { .. } => {
+                let size = index.data_entry(i).map_or(0, |d| index.entries[d].size());
                 assert!(meta.is_file() && meta.len() == size, "{rel}: not a file of {size}")
             }
             Kind::Symlink { target } => {
-                let found = fs::read_link(dest.join(&rel)).expect("readlink");
-                assert_eq!(found.to_str(), Some(target.as_str()), "{rel}: wrong target");
+                let found = fs::read_link(&at).expect("readlink");
+                assert_eq!(found.as_os_str().as_bytes(), target.as_slice(), "{rel}: wrong target");
             }
+            Kind::Fifo => assert!(meta.file_type().is_fifo(), "{rel} is not a FIFO"),
+            Kind::CharDevice { .. } => assert!(meta.file_type().is_char_device(), "{rel}"),
+            Kind::BlockDevice { .. } => assert!(meta.file_type().is_block_device(), "{rel}"),
         }
         expected.insert(rel);
     }
