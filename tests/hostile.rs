@@ -913,3 +913,143 @@ fn control_characters_in_names_never_reach_the_terminal() {
     run.refused("refusing to replace existing");
     assert!(!run.stderr.contains('\x1b') && !run.stderr.contains('\x07'), "{:?}", run.stderr);
 }
+
+// --- the entry kinds of format version 2 ---
+
+#[test]
+fn hard_links_to_anything_but_an_earlier_file_are_refused() {
+    let scene = Scene::new();
+    // r, r/a (dir), r/f (file), r/l (symlink), then a link to each candidate.
+    let base = || Spec::new().dir(0, "r").dir(1, "a").file(1, "f", "data").symlink(1, "l", "/etc/passwd");
+    for target in [0, 1, 3, 4, 5, 99] {
+        let archive = base().hard_link(1, "z", target).archive();
+        scene.refuses(&archive, "does not refer to an earlier regular file");
+    }
+    // A link to a link is refused too, even when that one is good.
+    let archive = base().hard_link(1, "y", 2).hard_link(1, "z", 4).archive();
+    scene.refuses(&archive, "does not refer to an earlier regular file");
+    // The good one extracts as one inode.
+    let run = scene.read(&base().hard_link(1, "y", 2).archive(), &[]);
+    run.success();
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &str| fs::symlink_metadata(scene.dest().join(p)).expect("stat").ino();
+    assert_eq!(ino("r/f"), ino("r/y"));
+}
+
+#[test]
+fn a_hard_link_never_reaches_what_dest_held_before() {
+    // DEST holds r/f as a symlink to the sentinel outside; with --keep-existing, r/f is kept, and
+    // the link r/y to it must get the archive's data, not become a name of the sentinel.
+    let scene = Scene::new();
+    let archive = Spec::new().dir(0, "r").file(1, "f", "archive data").hard_link(1, "y", 1).archive();
+    fs::create_dir_all(scene.dest().join("r")).expect("mkdir");
+    std::os::unix::fs::symlink(scene.sentinel(), scene.dest().join("r/f")).expect("plant a symlink");
+    let before = fs::read(scene.sentinel()).expect("the sentinel");
+    scene.read(&archive, &["--keep-existing"]).success();
+    assert_eq!(fs::read(scene.dest().join("r/y")).expect("r/y"), b"archive data");
+    let y = fs::symlink_metadata(scene.dest().join("r/y")).expect("stat");
+    assert!(y.is_file(), "r/y is a file of its own");
+    assert_eq!(fs::read(scene.sentinel()).expect("the sentinel"), before);
+    // Only the link selected: it gets the data.
+    scene.clear_dest();
+    scene.read(&archive, &["r/y"]).success();
+    assert_eq!(fs::read(scene.dest().join("r/y")).expect("r/y"), b"archive data");
+    assert!(!scene.dest().join("r/f").exists());
+}
+
+#[test]
+fn devices_from_an_archive_need_same_permissions() {
+    let scene = Scene::new();
+    let archive = Spec::new()
+        .dir(0, "r")
+        .device(1, "disk", false, 8, 0)
+        .device(1, "kmem", true, 1, 2)
+        .fifo(1, "pipe")
+        .file(1, "z", "after")
+        .archive();
+    let run = scene.read(&archive, &[]);
+    run.code(1);
+    for name in ["r/kmem", "r/disk"] {
+        assert!(
+            run.stderr.contains(&format!("skipping device {}/{name}", scene.dest().display())),
+            "{}",
+            run.describe()
+        );
+        assert!(fs::symlink_metadata(scene.dest().join(name)).is_err(), "{name} was made");
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(scene.dest().join("r/pipe")).expect("the FIFO").file_type().is_fifo());
+    assert_eq!(fs::read(scene.dest().join("r/z")).expect("r/z"), b"after");
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: making devices with --same-permissions needs root");
+        return;
+    }
+    scene.clear_dest();
+    scene.read(&archive, &["--same-permissions"]).success();
+    let kmem = fs::symlink_metadata(scene.dest().join("r/kmem")).expect("made with -p");
+    assert!(kmem.file_type().is_char_device());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((rustix::fs::major(kmem.rdev()), rustix::fs::minor(kmem.rdev())), (1, 2));
+}
+
+#[test]
+fn privileged_attributes_and_bits_need_same_permissions() {
+    let scene = Scene::new();
+    let archive = Spec::new()
+        .dir(0, "r")
+        .file(1, "tool", "#!/bin/sh\n")
+        .mode(0o4755)
+        .owner(0, 0)
+        .xattr("security.capability", &[1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        .xattr("trusted.evil", b"x")
+        .xattr("user.ok", b"fine")
+        .archive();
+    scene.read(&archive, &[]).success();
+    let tool = scene.dest().join("r/tool");
+    let names = |p: &Path| {
+        let mut buf = vec![0u8; 4096];
+        let n = rustix::fs::listxattr(p, &mut buf[..]).expect("listxattr");
+        buf.truncate(n);
+        buf.split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&tool), ["user.ok"], "only user.* without -p");
+    assert_eq!(fs::symlink_metadata(&tool).expect("stat").permissions().mode() & 0o7777, 0o755);
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: restoring security.* and trusted.* attributes needs root");
+        return;
+    }
+    scene.clear_dest();
+    scene.read(&archive, &["-p"]).success();
+    let mut all = names(&tool);
+    all.sort();
+    assert_eq!(all, ["security.capability", "trusted.evil", "user.ok"]);
+    assert_eq!(fs::symlink_metadata(&tool).expect("stat").permissions().mode() & 0o7777, 0o4755);
+}
+
+#[test]
+fn hostile_sparse_extents_are_refused() {
+    let scene = Scene::new();
+    let (mut record, frame) = Spec::new().dir(0, "r").file(1, "s", "abcdef").record_in_one_block();
+    record.sizes[0] = 1 << 40;
+    for (offsets, lens, why) in [
+        (vec![10, 12], vec![3, 3], "overlapping"),
+        (vec![(1 << 40) - 2], vec![6], "past its end"),
+        (vec![u64::MAX - 1], vec![6], "overlapping or empty"),
+        (vec![0, 100], vec![6, 0], "overlapping or empty"),
+        (vec![0], vec![5], "blocks hold"),
+    ] {
+        record.sparse =
+            format::SparseRecord { files: vec![1], counts: vec![offsets.len() as u32], offsets, lens };
+        scene.refuses(&assemble(&frame, &record), why);
+    }
+    // The same file, sane: 6 bytes at the end of a terabyte of hole, which costs nothing.
+    record.sparse =
+        format::SparseRecord { files: vec![1], counts: vec![1], offsets: vec![(1 << 40) - 6], lens: vec![6] };
+    scene.read(&assemble(&frame, &record), &[]).success();
+    let s = fs::symlink_metadata(scene.dest().join("r/s")).expect("r/s");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((s.len(), s.blocks() * 512 <= 64 << 10), (1 << 40, true));
+}

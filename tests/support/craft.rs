@@ -131,6 +131,11 @@ enum What {
     Dir,
     File(Vec<u8>),
     Symlink(String),
+    /// A hard link to entry number N.
+    Link(u32),
+    Fifo,
+    /// A character (true) or block device, with its numbers.
+    Device(bool, u32, u32),
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +145,8 @@ struct SpecEntry {
     what: What,
     mode: u16,
     mtime: (i64, u32),
+    owner: (u32, u32),
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// A tree to craft an archive of, entries given in the order they are to be stored (which a
@@ -155,7 +162,43 @@ impl Spec {
     }
 
     fn push(mut self, depth: u32, name: &str, what: What, mode: u16) -> Spec {
-        self.entries.push(SpecEntry { depth, name: name.to_owned(), what, mode, mtime: (1_000_000_000, 0) });
+        let entry = SpecEntry {
+            depth,
+            name: name.to_owned(),
+            what,
+            mode,
+            mtime: (1_000_000_000, 0),
+            owner: (0, 0),
+            xattrs: Vec::new(),
+        };
+        self.entries.push(entry);
+        self
+    }
+
+    /// A hard link to the entry numbered `target` (whatever it is: a hostile archive may
+    /// point anywhere).
+    pub fn hard_link(self, depth: u32, name: &str, target: u32) -> Spec {
+        self.push(depth, name, What::Link(target), 0o644)
+    }
+
+    pub fn fifo(self, depth: u32, name: &str) -> Spec {
+        self.push(depth, name, What::Fifo, 0o644)
+    }
+
+    pub fn device(self, depth: u32, name: &str, char: bool, major: u32, minor: u32) -> Spec {
+        self.push(depth, name, What::Device(char, major, minor), 0o666)
+    }
+
+    /// Sets the owner of the entry added last.
+    pub fn owner(mut self, uid: u32, gid: u32) -> Spec {
+        self.entries.last_mut().expect("an entry to set the owner of").owner = (uid, gid);
+        self
+    }
+
+    /// Gives the entry added last an extended attribute (call in name order).
+    pub fn xattr(mut self, name: &str, value: &[u8]) -> Spec {
+        let entry = self.entries.last_mut().expect("an entry to give an attribute");
+        entry.xattrs.push((name.to_owned(), value.to_vec()));
         self
     }
 
@@ -190,8 +233,16 @@ impl Spec {
         for entry in &self.entries {
             record.names.push(entry.name.clone().into_bytes());
             record.depths.push(entry.depth);
-            record.uids.push(0);
-            record.gids.push(0);
+            record.uids.push(entry.owner.0);
+            record.gids.push(entry.owner.1);
+            if !entry.xattrs.is_empty() {
+                record.xattrs.entries.push(record.kinds.len() as u32);
+                record.xattrs.counts.push(entry.xattrs.len() as u32);
+                for (name, value) in &entry.xattrs {
+                    record.xattrs.names.push(name.clone().into_bytes());
+                    record.xattrs.values.push(value.clone());
+                }
+            }
             record.modes.push(entry.mode);
             record.mtime_secs.push(entry.mtime.0);
             record.mtime_nanos.push(entry.mtime.1);
@@ -205,6 +256,16 @@ impl Spec {
                 What::Symlink(target) => {
                     record.kinds.push(format::KIND_SYMLINK);
                     record.targets.push(target.clone().into_bytes());
+                }
+                What::Link(target) => {
+                    record.kinds.push(format::KIND_LINK);
+                    record.links.push(*target);
+                }
+                What::Fifo => record.kinds.push(format::KIND_FIFO),
+                What::Device(char, major, minor) => {
+                    record.kinds.push(if *char { format::KIND_CHAR } else { format::KIND_BLOCK });
+                    record.dev_majors.push(*major);
+                    record.dev_minors.push(*minor);
                 }
             }
         }
