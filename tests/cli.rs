@@ -32,6 +32,30 @@ fn cat_writes_files_in_the_order_given() {
 }
 
 #[test]
+fn cat_writes_holes_as_zeros_and_hard_links_as_their_file() {
+    let env = TestEnv::new();
+    // Data pieces spanning 64 KiB blocks, holes between, at the start and at the end.
+    let sparse = env.path("t/sparse");
+    env.mkdir("t");
+    let file = fs::File::create(&sparse).expect("create");
+    file.set_len(3 << 20).expect("set_len");
+    let piece = crate::support::pseudo_random(100_000, 9);
+    for at in [200_000u64, 1 << 20, (3 << 20) - 100_000] {
+        std::os::unix::fs::FileExt::write_all_at(&file, &piece, at).expect("write");
+    }
+    drop(file);
+    fs::hard_link(&sparse, env.path("t/again")).expect("link");
+    env.arc(["write", "--block-size", "64KiB", "-o", "t.arc", "t"]).success();
+    let json = env.arc(["list", "--json", "t.arc"]).success().stdout_str();
+    assert!(json.contains("\"extents\":[["), "stored sparse: {json}");
+    let expected = fs::read(&sparse).expect("read");
+    assert_eq!(env.arc(["cat", "t.arc", "t/sparse"]).success().stdout, expected);
+    assert_eq!(env.arc(["cat", "t.arc", "t/again"]).success().stdout, expected);
+    // A directory: each name's contents, in archive order (`again` first).
+    assert_eq!(env.arc(["cat", "t.arc", "t"]).success().stdout, [&expected[..], &expected[..]].concat());
+}
+
+#[test]
 fn cat_refuses_what_it_cannot_write_before_writing_anything() {
     let env = TestEnv::new();
     archived(&env);

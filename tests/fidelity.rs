@@ -421,6 +421,48 @@ fn read_as_unprivileged_user() {
     assert!(acl.contains_key(ACL_DEFAULT.as_bytes()), "nobody's copy lost the default ACL: {acl:?}");
 }
 
+/// A user may not set attributes on a file it has made read-only: `read` sets them before the
+/// mode, so that nobody's copy of a read-only file and a read-only directory keeps its
+/// `user.*` attributes.
+#[test]
+fn unprivileged_read_keeps_attributes_of_read_only_entries() {
+    if !is_root() {
+        eprintln!(
+            "skipped: unprivileged_read_keeps_attributes_of_read_only_entries needs root (to become nobody)"
+        );
+        return;
+    }
+    let env = TestEnv::new_in(&base_keeping(&[Feature::UserXattrs]));
+    let file = env.file("src/ro/file", "read only\n");
+    set_xattr(&file, "user.note", b"kept");
+    set_mode(&file, 0o444);
+    let dir = env.path("src/ro");
+    set_xattr(&dir, "user.note", b"kept too");
+    set_mode(&dir, 0o555);
+    env.arc([OsStr::new("write"), OsStr::new("-o"), OsStr::new("ro.arc"), dir.as_os_str()]).success();
+    set_mode(env.root(), 0o755);
+    set_mode(&env.path("ro.arc"), 0o644);
+    let dest = env.path("out");
+    fs::create_dir(&dest).expect("mkdir out");
+    std::os::unix::fs::lchown(&dest, Some(NOBODY), Some(NOBODY)).expect("chown out");
+    let nobody = format!("--reuid={NOBODY}");
+    let nogroup = format!("--regid={NOBODY}");
+    let setpriv = ["/usr/bin/setpriv", &nobody, &nogroup, "--clear-groups", "--inh-caps=-all", ARC];
+    let archive = env.path("ro.arc");
+    let run =
+        run_program(&setpriv, [OsStr::new("read"), archive.as_os_str(), OsStr::new("-C"), dest.as_os_str()]);
+    assert_eq!(run.code(0).stderr, "");
+    assert_eq!(
+        xattrs(&dest.join("ro/file")).get(b"user.note".as_slice()).map(Vec::as_slice),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(
+        xattrs(&dest.join("ro")).get(b"user.note".as_slice()).map(Vec::as_slice),
+        Some(&b"kept too"[..])
+    );
+    set_mode(&dest.join("ro"), 0o755);
+}
+
 /// Three names of one 2 MiB file that does not compress are stored once: the archive is at
 /// most 10% larger than that of one name, `arc list -l` says `link to`, and the copy has one
 /// inode with three names.

@@ -70,8 +70,9 @@ fn timestamps(mtime: Mtime) -> Timestamps {
 }
 
 /// What is restored of an entry besides its contents, in this order: owner (chown clears
-/// setuid bits and file capabilities, so it comes first), mode, extended attributes (an
-/// access ACL agrees with the mode's group bits, which hold its mask), mtime.
+/// setuid bits and file capabilities, so it comes first), extended attributes (before the
+/// mode, which may make the file read-only; an access ACL agrees with the mode's group bits,
+/// which hold its mask, so the chmod after it keeps it), mode, mtime.
 pub struct Attrs<'x> {
     /// Owner and group to give, or `None` to leave them (not root, `--no-same-owner`).
     pub owner: Option<(u32, u32)>,
@@ -89,10 +90,12 @@ pub fn set_metadata(fd: impl AsFd, attrs: &Attrs) -> io::Result<Refused> {
     if let Some((uid, gid)) = attrs.owner {
         rustix::fs::fchown(&fd, Some(uid_of(uid)), Some(gid_of(gid)))?;
     }
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(attrs.mode.into()))?;
+    // Attributes before the mode: a user may not set `user.*` attributes on a file it has
+    // made read-only. (An access ACL and the mode agree: chmod after it keeps its mask.)
     let refused = set_xattrs(attrs, |name, value| {
         rustix::fs::fsetxattr(&fd, name, value, rustix::fs::XattrFlags::empty())
     });
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(attrs.mode.into()))?;
     rustix::fs::futimens(&fd, &timestamps(attrs.mtime))?;
     Ok(refused)
 }

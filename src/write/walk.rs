@@ -194,6 +194,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             gid: meta.gid,
         };
         let me = self.entries.len() as u32;
+        self.owners.note(meta.uid, meta.gid);
         match file_type {
             FileType::RegularFile if self.settings.skip.contains(&(meta.dev, meta.ino)) => return Ok(()),
             // A socket cannot be archived and is no loss: tar ignores it, saying so, exit 0.
@@ -285,7 +286,6 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 return Ok(());
             }
         }
-        self.owners.note(meta.uid, meta.gid);
         Ok(())
     }
 
