@@ -88,6 +88,24 @@ fn seed_spec() -> Spec {
         .mode(0o4755)
 }
 
+/// A tree with every entry kind of version 2, owners and extended attributes.
+fn version_2_spec() -> Spec {
+    Spec::new()
+        .dir(0, "r")
+        .owner(1000, 1000)
+        .xattr("system.posix_acl_default", b"\x02\x00\x00\x00\x01\x00\x07\x00\xff\xff\xff\xff")
+        .file(1, "a", "alpha\n")
+        .owner(33, 34)
+        .xattr("security.capability", &[1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        .xattr("user.x", b"1")
+        .device(1, "b", false, 8, 1)
+        .device(1, "c", true, 1, 3)
+        .fifo(1, "f")
+        .hard_link(1, "h", 1)
+        .file(1, "z", "zulu\n")
+        .mode(0o4755)
+}
+
 #[test]
 #[ignore = "rewrites fuzz/corpus; run by hand: cargo test --test tests -- --ignored regenerate_seed_corpus"]
 fn regenerate_seed_corpus() {
@@ -124,6 +142,9 @@ fn regenerate_seed_corpus() {
         ("one-file", write("one.arc", &[&src.join("a")])),
         ("two-roots", write("two.arc", &[&src.join("d"), &src.join("a")])),
         ("small-blocks", craft(seed_spec().record().0, &seed_spec().record().1, 64)),
+        // Every kind of version 2, owners and attributes, crafted (devices too, which a tree
+        // made here without root could not hold).
+        ("kinds", version_2_spec().archive_with_blocks(64)),
         // Version 1, as the last arc of that format wrote it.
         ("v1-golden", include_bytes!("golden/small-v1.arc").to_vec()),
     ];
