@@ -108,7 +108,7 @@ fn write_options(dir: &Utf8Path, output: &Utf8Path) -> WriteOptions {
     WriteOptions {
         block_size: arc::format::BLOCK_SIZE,
         output: output.to_owned(),
-        inputs: vec![dir.to_owned()],
+        inputs: vec![arc::write::Input::new(dir)],
         level: LEVEL,
         threads: threads(),
         verbose: false,

@@ -10,7 +10,7 @@ use crate::cat::CatOptions;
 use crate::list::ListOptions;
 use crate::read::{Existing, Owners, ReadOptions};
 use crate::verify::VerifyOptions;
-use crate::write::WriteOptions;
+use crate::write::{Input, WriteOptions};
 
 const EXIT_CODES: &str = "\
 Exit status: 0 success; 1 done with warnings; 2 error; 130 or 143 stopped by SIGINT or
@@ -51,8 +51,9 @@ pub struct Cli {
 enum Command {
     /// Pack directories (or files) into an archive.
     ///
-    /// Each input is stored under its last path component: `arc write -o x.arc src/linux`
-    /// makes an archive whose root is `linux`.
+    /// A relative input is stored under its path (`arc write -o x.arc proj/src` makes
+    /// `proj/src/...`); an absolute one under its last component (`/home/me/linux` makes
+    /// `linux/...`); `-C DIR` reads the inputs after it from DIR.
     #[command(after_help = WRITE_EXIT)]
     Write(WriteArgs),
     /// Extract an archive, or only the named entries, into a directory.
@@ -109,7 +110,8 @@ struct WriteArgs {
     /// place on success, so a failed write leaves an existing archive untouched.
     #[arg(short, long, value_name = "OUT")]
     output: Utf8PathBuf,
-    /// Directories or files to pack.
+    /// Directories or files to pack. A relative path is stored as given (`proj/src`), an
+    /// absolute one under its last component (`/usr/share/doc` as `doc`).
     #[arg(value_name = "DIR", required = true)]
     inputs: Vec<Utf8PathBuf>,
     /// Read the inputs that follow from DIR (`-C /usr/share doc` packs /usr/share/doc as
@@ -253,8 +255,8 @@ pub fn parse() -> Result<Config, clap::Error> {
     Ok(cli.into_config(inputs))
 }
 
-/// The inputs of `write`, each joined to the `-C` directories given before it.
-fn inputs_with_directories(matches: &clap::ArgMatches) -> Vec<Utf8PathBuf> {
+/// The inputs of `write`, each with the `-C` directories given before it.
+fn inputs_with_directories(matches: &clap::ArgMatches) -> Vec<Input> {
     let positioned = |id: &str| -> Vec<(usize, Utf8PathBuf)> {
         match (matches.indices_of(id), matches.get_many::<Utf8PathBuf>(id)) {
             (Some(indices), Some(values)) => indices.zip(values.cloned()).collect(),
@@ -264,13 +266,12 @@ fn inputs_with_directories(matches: &clap::ArgMatches) -> Vec<Utf8PathBuf> {
     let directories = positioned("directories");
     positioned("inputs")
         .into_iter()
-        .map(|(at, input)| {
-            let mut path = Utf8PathBuf::new();
+        .map(|(at, path)| {
+            let mut base = Utf8PathBuf::new();
             for (_, dir) in directories.iter().filter(|(d, _)| *d < at) {
-                path.push(dir);
+                base.push(dir);
             }
-            path.push(input);
-            path
+            Input { base, path }
         })
         .collect()
 }
@@ -278,13 +279,13 @@ fn inputs_with_directories(matches: &clap::ArgMatches) -> Vec<Utf8PathBuf> {
 impl Cli {
     /// The plain options of the command; `write_inputs` replaces `write`'s inputs (with their
     /// `-C` directories applied).
-    pub fn into_config(self, write_inputs: Option<Vec<Utf8PathBuf>>) -> Config {
+    pub fn into_config(self, write_inputs: Option<Vec<Input>>) -> Config {
         match self.command {
             Command::Write(a) => Config::Write(WriteOptions {
                 threads: a.common.threads(),
                 quiet: a.common.quiet,
                 output: a.output,
-                inputs: write_inputs.unwrap_or(a.inputs),
+                inputs: write_inputs.unwrap_or_else(|| a.inputs.into_iter().map(Input::new).collect()),
                 level: a.level,
                 block_size: a.block_size,
                 verbose: a.verbose,

@@ -1,7 +1,9 @@
 //! The command line a tar user expects: `arc cat`, completions and the man page, `list -v`,
 //! usage errors with clap's suggestions. (Their exact text is pinned by tests/ui_text.rs.)
 
+use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use crate::support::{run, TestEnv, ARC};
@@ -255,6 +257,67 @@ fn write_reads_inputs_from_the_directories_given_before_them() {
     let listed = env.arc(["list", "x.arc"]).success().stdout_lines();
     assert_eq!(listed, ["other/", "other/y", "proj/", "proj/x", "top"]);
     assert!(!env.path("a/x.arc").exists() && env.path("x.arc").exists());
+}
+
+#[test]
+fn relative_inputs_keep_their_path_and_absolute_ones_their_name() {
+    let env = TestEnv::new();
+    env.file("proj1/src/a.rs", "one");
+    env.file("proj1/src/sub/b.rs", "one b");
+    env.file("proj1/README", "not archived: only proj1/src was named");
+    env.file("proj2/src/a.rs", "two");
+    env.file("proj1/lib/c.rs", "lib");
+    // Two inputs with the same last name, given in any order: stored under their paths, the
+    // directory on the way (proj1) once, with only what was named inside it.
+    env.arc(["write", "-o", "x.arc", "proj2/src", "./proj1/src", "proj1/lib/"]).success();
+    let listed = env.arc(["list", "x.arc"]).success().stdout_lines();
+    assert_eq!(
+        listed,
+        [
+            "proj1/",
+            "proj1/lib/",
+            "proj1/lib/c.rs",
+            "proj1/src/",
+            "proj1/src/a.rs",
+            "proj1/src/sub/",
+            "proj1/src/sub/b.rs",
+            "proj2/",
+            "proj2/src/",
+            "proj2/src/a.rs"
+        ]
+    );
+    env.arc(["read", "x.arc", "-C", "out"]).success();
+    for path in ["proj1/src/a.rs", "proj1/src/sub/b.rs", "proj2/src/a.rs", "proj1/lib/c.rs"] {
+        assert_eq!(fs::read(env.path("out").join(path)).expect(path), fs::read(env.path(path)).expect(path));
+    }
+    assert!(!env.path("out/proj1/README").exists());
+    // The directory on the way keeps its own mode and mtime.
+    crate::support::set_mode(&env.path("proj1"), 0o750);
+    env.arc(["write", "-o", "y.arc", "proj1/src"]).success();
+    env.arc(["read", "y.arc", "-C", "out2"]).success();
+    let mode = fs::metadata(env.path("out2/proj1")).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o750);
+    // An absolute input is stored under its last component (DEST/<name of DIR>).
+    let absolute = env.path("proj1/src");
+    env.arc([OsStr::new("write"), OsStr::new("-o"), OsStr::new("z.arc"), absolute.as_os_str()]).success();
+    assert_eq!(env.arc(["list", "z.arc"]).success().stdout_lines()[0], "src/");
+    // Leading `..` is removed, with a notice; an input inside another is archived once.
+    let run = env.arc_in(&env.path("proj1"), ["write", "-o", "../w.arc", "../proj2/src", "src", "src/sub"]);
+    assert_eq!(
+        run.code(0).stderr.lines().collect::<Vec<_>>(),
+        [
+            "arc: notice: ../proj2/src: stored as proj2/src (leading \"..\" removed)",
+            "arc: notice: src/sub: inside src, archived once"
+        ]
+    );
+    let listed = env.arc(["list", "w.arc"]).success().stdout_lines();
+    assert_eq!(
+        listed,
+        ["proj2/", "proj2/src/", "proj2/src/a.rs", "src/", "src/a.rs", "src/sub/", "src/sub/b.rs"]
+    );
+    // Two inputs stored under one path are refused.
+    let run = env.arc(["write", "-o", "v.arc", "-C", "proj1", "src", "-C", "../proj2", "src"]);
+    assert!(run.error().contains("two inputs are both stored as \"src\""), "{}", run.describe());
 }
 
 /// Runs arc with `args` in `env`, failing the test if it has not ended after 30 s. Its

@@ -20,7 +20,7 @@ fn make_archive(env: &TestEnv) -> Vec<u8> {
     env.symlink("a-first", "src/tree/link");
     env.mkdir("src/tree/empty");
     stamp_mtimes(&src, 1);
-    env.arc(["write", "-o", "x.arc", "src/tree"]).success();
+    env.arc(["write", "-o", "x.arc", "-C", "src", "tree"]).success();
     fs::read(env.path("x.arc")).expect("reading x.arc")
 }
 
@@ -52,7 +52,7 @@ fn out_of_range_levels_and_thread_counts_are_rejected() {
         ["--level", "100"],
         ["--threads", "0"],
     ] {
-        let mut command = vec!["write", "-o", "x.arc", "src/t"];
+        let mut command = vec!["write", "-o", "x.arc", "-C", "src", "t"];
         command.extend_from_slice(&args);
         let run = env.arc(&command);
         run.code(2);
@@ -61,7 +61,7 @@ fn out_of_range_levels_and_thread_counts_are_rejected() {
         assert!(!env.path("x.arc").exists(), "{args:?} wrote an archive");
     }
     for level in ["1", "22"] {
-        env.arc(["write", "-l", level, "-o", &format!("l{level}.arc"), "src/t"]).success();
+        env.arc(["write", "-l", level, "-o", &format!("l{level}.arc"), "-C", "src", "t"]).success();
     }
     env.arc(["read", "-j", "0", "l1.arc", "-C", "out"]).code(2);
     assert!(!env.path("out").exists());
@@ -72,8 +72,8 @@ fn duplicate_input_names_are_refused() {
     let env = TestEnv::new();
     env.file("one/same/a", "a\n");
     env.file("two/same/b", "b\n");
-    let error = env.arc(["write", "-o", "x.arc", "one/same", "two/same"]).error();
-    assert!(error.contains("two inputs are both named \"same\""), "{error}");
+    let error = env.arc(["write", "-o", "x.arc", "-C", "one", "same", "-C", "../two", "same"]).error();
+    assert!(error.contains("two inputs are both stored as \"same\""), "{error}");
     assert!(!env.path("x.arc").exists());
 }
 
@@ -83,7 +83,7 @@ fn duplicate_input_names_are_refused() {
 fn missing_input_is_an_error_naming_it() {
     let env = TestEnv::new();
     env.file("src/t/a", "a\n");
-    let error = env.arc(["write", "-o", "x.arc", "src/t", "src/no-such-input"]).error();
+    let error = env.arc(["write", "-o", "x.arc", "-C", "src", "t", "no-such-input"]).error();
     assert!(error.contains("src/no-such-input"), "{error}");
     assert!(error.contains("No such file or directory"), "{error}");
     assert!(!env.path("x.arc").exists());
@@ -111,7 +111,7 @@ fn names_and_targets_that_are_not_utf8_round_trip() {
     )
     .expect("symlink");
     fs::write(env.path("src/t").join(std::ffi::OsStr::from_bytes(b"caf\xe9 \\x")), "bytes\n").expect("write");
-    env.arc(["write", "-o", "x.arc", "src/t"]).success();
+    env.arc(["write", "-o", "x.arc", "-C", "src", "t"]).success();
     let listing = env.arc(["list", "-l", "x.arc"]).success().stdout_str();
     assert!(listing.contains("t/links/l\u{e9} -> bad \\xff target"), "{listing}");
     assert!(listing.contains("t/caf\\xe9 \\\\x"), "a real backslash is doubled: {listing}");
@@ -142,7 +142,7 @@ fn unusable_output_paths_are_errors_naming_them() {
         ("/proc/x.arc", "/proc"),
         ("/proc/self/x.arc", "/proc/self"),
     ] {
-        let error = env.arc(["write", "-o", out, "src/t"]).error();
+        let error = env.arc(["write", "-o", out, "-C", "src", "t"]).error();
         assert!(error.contains(named), "{error} does not name {named}");
     }
     assert_eq!(fs::read_to_string(env.path("a-file")).expect("read"), "not a directory\n");
@@ -162,14 +162,17 @@ fn archive_given_as_its_own_input_is_refused() {
 fn full_device_is_an_error_naming_the_output() {
     let env = TestEnv::new();
     env.file("src/t/a", pseudo_random(100_000, 3));
-    let error = env.arc(["write", "-o", "/dev/full", "src/t"]).error();
+    let error = env.arc(["write", "-o", "/dev/full", "-C", "src", "t"]).error();
     assert!(error.contains("writing /dev/full") && error.contains("No space left on device"), "{error}");
     // A device is written in place, and /dev/null takes anything.
-    env.arc(["write", "-o", "/dev/null", "src/t"]).success();
+    env.arc(["write", "-o", "/dev/null", "-C", "src", "t"]).success();
 
-    env.arc(["write", "-o", "t.arc", "src/t"]).success();
-    for args in [&["write", "-o", "-", "src/t"][..], &["list", "t.arc"][..], &["list", "--json", "t.arc"][..]]
-    {
+    env.arc(["write", "-o", "t.arc", "-C", "src", "t"]).success();
+    for args in [
+        &["write", "-o", "-", "-C", "src", "t"][..],
+        &["list", "t.arc"][..],
+        &["list", "--json", "t.arc"][..],
+    ] {
         // Exit status 2 and one error line.
         let error = env.arc_into_full_device(args).error();
         assert!(error.contains("No space left on device"), "{args:?}: {error}");
@@ -180,7 +183,7 @@ fn full_device_is_an_error_naming_the_output() {
 fn failed_listing_says_it_was_writing_stdout() {
     let env = TestEnv::new();
     env.file("src/t/a", "a\n");
-    env.arc(["write", "-o", "t.arc", "src/t"]).success();
+    env.arc(["write", "-o", "t.arc", "-C", "src", "t"]).success();
     let run = env.arc_into_full_device(["list", "t.arc"]);
     assert!(run.stderr.contains("writing"), "{}", run.describe());
 }
@@ -191,10 +194,10 @@ fn output_that_is_a_directory_is_refused() {
     env.file("src/t/a", "a\n");
     env.file("out-dir/keep", "keep\n");
     let before = snapshot(&env.path("out-dir"));
-    let error = env.arc(["write", "-o", "out-dir", "src/t"]).error();
+    let error = env.arc(["write", "-o", "out-dir", "-C", "src", "t"]).error();
     assert!(error.contains("out-dir") && error.contains("is a directory"), "{error}");
     assert_eq!(snapshot(&env.path("out-dir")), before);
-    let error = env.arc(["write", "-o", "out-dir/", "src/t"]).error();
+    let error = env.arc(["write", "-o", "out-dir/", "-C", "src", "t"]).error();
     assert!(error.contains("out-dir"), "{error}");
     assert_eq!(snapshot(&env.path("out-dir")), before);
 }

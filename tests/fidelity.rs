@@ -421,6 +421,32 @@ fn read_as_unprivileged_user() {
     assert!(acl.contains_key(ACL_DEFAULT.as_bytes()), "nobody's copy lost the default ACL: {acl:?}");
 }
 
+/// As root, arc skips a chown that would change nothing; a directory in DEST with the setgid
+/// bit gives new entries its group, so there the chown is needed, also in the directories
+/// made inside it (which inherit the bit).
+#[test]
+fn owners_are_exact_inside_setgid_directories() {
+    if !is_root() {
+        eprintln!("skipped: owners_are_exact_inside_setgid_directories needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    env.file("src/t/file", "root's\n");
+    env.file("src/t/sub/deeper", "root's too\n");
+    env.arc(["write", "-o", "t.arc", "-C", "src", "t"]).success();
+    let shared = env.mkdir("out/t");
+    std::os::unix::fs::chown(&shared, Some(1234), Some(5678)).expect("chown");
+    set_mode(&shared, 0o2775);
+    env.arc(["read", "t.arc", "-C", "out"]).success();
+    for path in ["out/t/file", "out/t/sub", "out/t/sub/deeper"] {
+        let meta = fs::symlink_metadata(env.path(path)).expect(path);
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "{path}");
+    }
+    // The merged directory itself is given the archive's owner and mode, as tar does.
+    let meta = fs::symlink_metadata(&shared).expect("out/t");
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+}
+
 /// A user may not set attributes on a file it has made read-only: `read` sets them before the
 /// mode, so that nobody's copy of a read-only file and a read-only directory keeps its
 /// `user.*` attributes.

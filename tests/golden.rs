@@ -150,7 +150,7 @@ fn writing_the_golden_tree_gives_the_golden_bytes() {
     let Some((env, _)) = golden_env() else { return };
     for threads in ["1", "2"] {
         let out = format!("now-{threads}.arc");
-        env.arc(["write", "-j", threads, "-o", &out, "src/golden"]).success();
+        env.arc(["write", "-j", threads, "-o", &out, "-C", "src", "golden"]).success();
         let now = fs::read(env.path(&out)).expect("read");
         if now != GOLDEN_ARCHIVE {
             let at = now.iter().zip(GOLDEN_ARCHIVE).position(|(a, b)| a != b);
@@ -236,7 +236,7 @@ fn regenerate_golden() {
         return;
     }
     let (env, _) = golden_env().expect("a filesystem that keeps pre-1970 mtimes is needed");
-    env.arc(["write", "-o", "golden.arc", "src/golden"]).success();
+    env.arc(["write", "-o", "golden.arc", "-C", "src", "golden"]).success();
     let listed = env.arc(["list", "-l", "--bytes", "golden.arc"]).success().stdout_str();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     fs::create_dir_all(&dir).expect("mkdir tests/golden");

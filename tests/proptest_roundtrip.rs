@@ -113,7 +113,7 @@ proptest! {
         let env = TestEnv::new();
         let src = env.mkdir("src").join("root tree");
         build(&src, &tree);
-        env.arc(["write", "-o", "t.arc", "src/root tree"]).success();
+        env.arc(["write", "-o", "t.arc", "-C", "src", "root tree"]).success();
         env.arc(["read", "t.arc", "-C", "out"]).success();
         assert_same_tree(&src, &env.path("out/root tree"));
         let listed = env.arc(["list", "t.arc"]).success().stdout_lines();

@@ -4,6 +4,7 @@
 //! `verify`, and the exit status and warnings for special files.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -197,7 +198,7 @@ fn file_of_exactly_one_block_fills_one_block() {
 
     // A tree of exactly one block's bytes makes exactly one block.
     fs::remove_file(src.join("c")).expect("rm");
-    env.arc(["write", "-o", "one.arc", "src/exact"]).success();
+    env.arc(["write", "-o", "one.arc", "-C", "src", "exact"]).success();
     assert_eq!(blocks_of(&env.path("one.arc")), [BLOCK_SIZE as u64]);
     env.arc(["read", "one.arc", "-C", "one"]).success();
     assert_same_tree(&src, &env.path("one/exact"));
@@ -256,14 +257,14 @@ fn archives_do_not_depend_on_thread_count_or_output_kind() {
     let env = TestEnv::new();
     build_multi_block_tree(&env);
     for threads in ["1", "2", "4"] {
-        env.arc(["write", "-j", threads, "-o", &format!("j{threads}.arc"), "src/blocks"]).success();
+        env.arc(["write", "-j", threads, "-o", &format!("j{threads}.arc"), "-C", "src", "blocks"]).success();
     }
     let reference = fs::read(env.path("j1.arc")).expect("read j1.arc");
     assert!(blocks_of(&env.path("j1.arc")).len() >= 3);
     for other in ["j2.arc", "j4.arc"] {
         assert!(fs::read(env.path(other)).expect("read") == reference, "{other} differs from j1.arc");
     }
-    let to_stdout = env.arc(["write", "-j", "2", "-o", "-", "src/blocks"]);
+    let to_stdout = env.arc(["write", "-j", "2", "-o", "-", "-C", "src", "blocks"]);
     to_stdout.success();
     assert!(to_stdout.stdout == reference, "`write -o -` differs from writing a file");
 }
@@ -272,7 +273,7 @@ fn archives_do_not_depend_on_thread_count_or_output_kind() {
 fn reading_does_not_depend_on_thread_count() {
     let env = TestEnv::new();
     let src = build_multi_block_tree(&env);
-    env.arc(["write", "-o", "blocks.arc", "src/blocks"]).success();
+    env.arc(["write", "-o", "blocks.arc", "-C", "src", "blocks"]).success();
     for threads in ["1", "2", "4"] {
         let dest = format!("out-{threads}");
         env.arc(["read", "-j", threads, "blocks.arc", "-C", &dest]).success();
@@ -288,7 +289,7 @@ fn read_without_directory_extracts_into_the_working_directory() {
     env.file("src/here/file", "here\n");
     env.symlink("file", "src/here/link");
     stamp_mtimes(&src, 7);
-    env.arc(["write", "-o", "here.arc", "src/here"]).success();
+    env.arc(["write", "-o", "here.arc", "-C", "src", "here"]).success();
     let work = env.mkdir("work");
     env.arc_in(&work, ["read", "../here.arc"]).success();
     assert_same_tree(&src, &work.join("here"));
@@ -309,26 +310,14 @@ fn several_inputs_become_several_roots() {
     for path in [&one, &two, &single, &empty] {
         stamp_mtimes(path, 8);
     }
-    env.arc([
-        "write",
-        "-o",
-        "forward.arc",
-        "first/place/one",
-        "second/two/",
-        "third/single.txt",
-        "third/zero",
-    ])
-    .success();
-    env.arc([
-        "write",
-        "-o",
-        "backward.arc",
-        "third/zero",
-        "third/single.txt",
-        "second/two",
-        "first/place/one",
-    ])
-    .success();
+    // Absolute inputs are stored under their last component; the order given does not matter.
+    let write = |out: &str, inputs: [&PathBuf; 4]| {
+        let mut args = vec![OsStr::new("write"), OsStr::new("-o"), OsStr::new(out)];
+        args.extend(inputs.iter().map(|p| p.as_os_str()));
+        env.arc(args).success();
+    };
+    write("forward.arc", [&one, &two, &single, &empty]);
+    write("backward.arc", [&empty, &single, &two, &one]);
     assert!(
         fs::read(env.path("forward.arc")).expect("read") == fs::read(env.path("backward.arc")).expect("read"),
         "the order of the inputs changed the archive"
@@ -349,7 +338,7 @@ fn archive_inside_the_tree_leaves_itself_out() {
     env.file("src/self/a", "a\n");
     env.file("src/self/b/c", "c\n");
     for round in ["first", "second, over the first"] {
-        env.arc(["write", "-o", "src/self/b/self.arc", "src/self"]).success();
+        env.arc(["write", "-o", "src/self/b/self.arc", "-C", "src", "self"]).success();
         let listed = env.arc(["list", "src/self/b/self.arc"]).success().stdout_lines();
         assert_eq!(listed, ["self/", "self/a", "self/b/", "self/b/c"], "{round} write");
         assert_eq!(temp_files(env.root()), Vec::<PathBuf>::new());
@@ -374,7 +363,7 @@ fn paths_longer_than_path_max_round_trip() {
         openat(&dir, "leaf", OFlags::WRONLY | OFlags::CREATE, Mode::from_raw_mode(0o644)).expect("create");
     rustix::io::write(&leaf, b"at the bottom\n").expect("write");
 
-    env.arc(["write", "-o", "deep.arc", "src/deep"]).success();
+    env.arc(["write", "-o", "deep.arc", "-C", "src", "deep"]).success();
     let listed = env.arc(["list", "deep.arc"]).success().stdout_lines();
     assert_eq!(listed.len(), 42);
     assert!(listed[41].ends_with("/leaf") && listed[41].len() > 4096);
@@ -415,7 +404,7 @@ fn fifos_are_stored_and_sockets_ignored_with_a_notice() {
     stamp_mtimes(&src, 10);
 
     // A socket cannot be archived and is no loss: a notice, exit status 0, as tar does.
-    let run = env.arc(["write", "-o", "special.arc", "src/special"]);
+    let run = env.arc(["write", "-o", "special.arc", "-C", "src", "special"]);
     assert_eq!(run.code(0).stderr, "arc: notice: src/special/sub/b-socket: socket ignored\n");
     let listed = env.arc(["list", "special.arc"]).success().stdout_lines();
     assert_eq!(
@@ -425,7 +414,7 @@ fn fifos_are_stored_and_sockets_ignored_with_a_notice() {
     let long = env.arc(["list", "-l", "special.arc"]).success().stdout_str();
     assert!(long.lines().any(|l| l.starts_with("prw-") && l.ends_with(" special/sub/a-fifo")), "{long}");
     // -q silences notices.
-    let quiet = env.arc(["write", "-q", "-o", "quiet.arc", "src/special"]);
+    let quiet = env.arc(["write", "-q", "-o", "quiet.arc", "-C", "src", "special"]);
     assert_eq!(quiet.code(0).stderr, "");
 
     // The FIFO comes back, for anyone; the socket does not.
@@ -452,7 +441,7 @@ fn setuid_and_setgid_bits_come_back_only_with_same_permissions() {
     let mode = |p: PathBuf| fs::symlink_metadata(p).expect("stat").mode() & 0o7777;
     assert_eq!(mode(program.clone()), 0o4755, "cannot make setuid files here");
 
-    env.arc(["write", "-o", "suid.arc", "src/suid"]).success();
+    env.arc(["write", "-o", "suid.arc", "-C", "src", "suid"]).success();
     let long = env.arc(["list", "-l", "suid.arc"]).success().stdout_str();
     assert!(long.contains("-rwsr-xr-x"), "{long}");
     assert!(long.contains("drwxrwsr-x"), "{long}");
@@ -494,7 +483,7 @@ fn reading_again_overwrites_or_keeps_as_asked() {
 fn modes_do_not_depend_on_the_umask() {
     let env = TestEnv::new();
     let src = build_list_tree(&env);
-    env.arc(["write", "-o", "ls.arc", "src/ls"]).success();
+    env.arc(["write", "-o", "ls.arc", "-C", "src", "ls"]).success();
     for umask in ["077", "000", "277"] {
         let dest = format!("out-{umask}");
         let status = std::process::Command::new("sh")
@@ -511,7 +500,7 @@ fn modes_do_not_depend_on_the_umask() {
 fn verbose_read_prints_every_path() {
     let env = TestEnv::new();
     let src = build_varied_tree(&env);
-    env.arc(["write", "-q", "-o", "tree.arc", "src/tree"]).success();
+    env.arc(["write", "-q", "-o", "tree.arc", "-C", "src", "tree"]).success();
     let printed: BTreeSet<String> =
         env.arc(["read", "-v", "tree.arc", "-C", "out"]).success().stdout_lines().into_iter().collect();
     let listed: BTreeSet<String> = env
@@ -532,7 +521,7 @@ fn verbose_write_prints_each_input_path_in_archive_order() {
     env.file("src/v/b", "b\n");
     env.file("src/v/a/x", "x\n");
     env.symlink("b", "src/v/c");
-    let printed = env.arc(["write", "-v", "-o", "v.arc", "src/v"]).success().stdout_lines();
+    let printed = env.arc(["write", "-v", "-o", "v.arc", "-C", "src", "v"]).success().stdout_lines();
     assert_eq!(printed, ["src/v", "src/v/a", "src/v/a/x", "src/v/b", "src/v/c"]);
     let listed = expected_listing(&src, "v");
     assert_eq!(env.arc(["list", "v.arc"]).success().stdout_lines(), listed);
@@ -542,8 +531,8 @@ fn verbose_write_prints_each_input_path_in_archive_order() {
 fn verbose_write_to_stdout_keeps_the_archive_clean() {
     let env = TestEnv::new();
     env.file("src/v/a", "a\n");
-    env.arc(["write", "-o", "plain.arc", "src/v"]).success();
-    let run = env.arc(["write", "-v", "-o", "-", "src/v"]);
+    env.arc(["write", "-o", "plain.arc", "-C", "src", "v"]).success();
+    let run = env.arc(["write", "-v", "-o", "-", "-C", "src", "v"]);
     run.code(0);
     assert!(run.stdout == fs::read(env.path("plain.arc")).expect("read"), "stdout is not the archive");
 }
@@ -552,7 +541,7 @@ fn verbose_write_to_stdout_keeps_the_archive_clean() {
 fn verify_accepts_a_good_archive() {
     let env = TestEnv::new();
     build_multi_block_tree(&env);
-    env.arc(["write", "-o", "good.arc", "src/blocks"]).success();
+    env.arc(["write", "-o", "good.arc", "-C", "src", "blocks"]).success();
     let run = env.arc(["verify", "good.arc"]);
     run.success();
     assert!(run.stdout.is_empty());
@@ -582,7 +571,7 @@ fn build_list_tree(env: &TestEnv) -> PathBuf {
 fn list_prints_the_tree() {
     let env = TestEnv::new();
     let src = build_list_tree(&env);
-    env.arc(["write", "-o", "ls.arc", "src/ls"]).success();
+    env.arc(["write", "-o", "ls.arc", "-C", "src", "ls"]).success();
     let listed = env.arc(["list", "ls.arc"]).success().stdout_lines();
     assert_eq!(listed, expected_listing(&src, "ls"));
     assert_eq!(listed[0], "ls/");
@@ -621,7 +610,7 @@ fn utc(secs: i64) -> String {
 fn list_long_describes_each_entry() {
     let env = TestEnv::new();
     let src = build_list_tree(&env);
-    env.arc(["write", "-o", "ls.arc", "src/ls"]).success();
+    env.arc(["write", "-o", "ls.arc", "-C", "src", "ls"]).success();
     let listed = env.arc(["list", "-l", "--bytes", "ls.arc"]).success().stdout_lines();
     let names = expected_listing(&src, "ls");
     assert_eq!(listed.len(), names.len());
@@ -664,7 +653,7 @@ fn list_long_describes_each_entry() {
 fn list_json_has_one_object_per_entry() {
     let env = TestEnv::new();
     let src = build_list_tree(&env);
-    env.arc(["write", "-o", "ls.arc", "src/ls"]).success();
+    env.arc(["write", "-o", "ls.arc", "-C", "src", "ls"]).success();
     let lines = env.arc(["list", "--json", "ls.arc"]).success().stdout_lines();
     let tree = snapshot(&src);
     assert_eq!(lines.len(), tree.len());
@@ -702,7 +691,7 @@ fn list_escapes_control_characters_one_entry_per_line() {
     env.file("src/esc/back\\slash", "");
     env.file("src/esc/escape\x1b[31mred", "");
     env.symlink("target\nwith newline", "src/esc/link");
-    env.arc(["write", "-o", "esc.arc", "src/esc"]).success();
+    env.arc(["write", "-o", "esc.arc", "-C", "src", "esc"]).success();
     let listed = env.arc(["list", "esc.arc"]).success().stdout_lines();
     assert_eq!(
         listed,
@@ -743,7 +732,7 @@ fn list_into_a_closed_pipe_ends_quietly() {
     for i in 0..2000 {
         env.file(format!("src/pipe/{long}-{i:04}"), "");
     }
-    env.arc(["write", "-o", "pipe.arc", "src/pipe"]).success();
+    env.arc(["write", "-o", "pipe.arc", "-C", "src", "pipe"]).success();
     let script = r#""$0" list "$1" 2>"$2" | head -n 1; echo "status ${PIPESTATUS[0]}""#;
     let out = std::process::Command::new("bash")
         .args(["-c", script, ARC, "pipe.arc", "stderr.txt"])
@@ -771,7 +760,7 @@ fn build_selection_tree(env: &TestEnv) -> PathBuf {
     env.file("src/sel/other/z.txt", "z\n");
     env.file("src/sel/other/big", pseudo_random(300_000, 14));
     stamp_mtimes(&src, 15);
-    env.arc(["write", "-o", "sel.arc", "src/sel"]).success();
+    env.arc(["write", "-o", "sel.arc", "-C", "src", "sel"]).success();
     src
 }
 

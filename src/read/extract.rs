@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -43,6 +43,13 @@ pub(super) struct Extraction<'a> {
     plan: Plan,
     /// Owners to give, by the ids the archive stores: `None` when owners are not restored.
     owners: Option<OwnerMap>,
+    /// arc's effective uid and gid.
+    ids: (u32, u32),
+    /// When owners are restored, the group a new entry gets in each directory this run writes
+    /// into (Linux's rule: the directory's group if it is setgid, else arc's; new directories
+    /// inherit the rule), by directory entry, `None` for DEST: so that a chown that would
+    /// change nothing (root extracting root's files) is not made, one system call a file.
+    new_group: HashMap<Option<u32>, u32>,
 }
 
 /// The ids to give for the archive's ids: by name where the name exists here (tar's rule), else
@@ -126,6 +133,8 @@ impl<'a> Extraction<'a> {
             counters,
             merged: vec![false; count],
             plan: Plan::default(),
+            ids: (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()),
+            new_group: HashMap::new(),
             owners: match options.owners {
                 // Only root can give files away; anyone else keeps them, which is no loss to
                 // warn about (tar's rule too).
@@ -135,6 +144,31 @@ impl<'a> Extraction<'a> {
                 Owners::Numeric => Some(OwnerMap::new(&archive.index, false)),
             },
         })
+        .map(|mut extraction| {
+            let dest = extraction.dest_fd.try_clone();
+            if let Ok(dest) = dest {
+                extraction.note_new_group(None, dest.as_fd());
+            }
+            extraction
+        })
+    }
+
+    /// Records the group new entries get in directory `key` (open as `dir`), if owners are
+    /// restored. A directory that cannot be looked at gets no entry: its entries are always
+    /// given their owners.
+    fn note_new_group(&mut self, key: Option<u32>, dir: BorrowedFd<'_>) {
+        if self.owners.is_none() {
+            return;
+        }
+        if let Ok(stat) = rustix::fs::fstat(dir) {
+            let setgid = stat.st_mode & 0o2000 != 0;
+            self.new_group.insert(key, if setgid { stat.st_gid } else { self.ids.1 });
+        }
+    }
+
+    /// The directory entry that holds entry `i` as extraction sees it (`None`: DEST).
+    fn parent_key(&self, i: usize) -> Option<u32> {
+        self.index.entries[i].parent.filter(|&p| !self.stripped(p as usize))
     }
 
     /// Bytes of file contents the extraction will write, once probed.
@@ -171,8 +205,18 @@ impl<'a> Extraction<'a> {
             .iter()
             .filter(|x| all || restored_by_default(&x.name))
             .collect();
+        // An entry this run made is arc's, in the group of its directory's rule: no chown is
+        // needed when that is the owner wanted.
+        let made_here = self.actions[i] != Action::Merge;
+        let unchanged = |&(uid, gid): &(u32, u32)| {
+            made_here && uid == self.ids.0 && self.new_group.get(&self.parent_key(i)) == Some(&gid)
+        };
         Attrs {
-            owner: self.owners.as_ref().map(|map| map.get(entry.uid, entry.gid)),
+            owner: self
+                .owners
+                .as_ref()
+                .map(|map| map.get(entry.uid, entry.gid))
+                .filter(|ids| !unchanged(ids)),
             mode: entry.mode & self.mode_mask,
             mtime: entry.mtime,
             xattrs,
@@ -251,8 +295,15 @@ impl<'a> Extraction<'a> {
                     drop(parent);
                     match plan::decide(entry.is_dir(), found, self.options.existing) {
                         Decision::Act(Action::Merge) => {
-                            if let DirFd::Owned(fd) = self.dir(i)? {
-                                self.cache_dir(i, fd);
+                            match self.dir(i)? {
+                                DirFd::Owned(fd) => {
+                                    self.note_new_group(Some(i as u32), fd.as_fd());
+                                    self.cache_dir(i, fd);
+                                }
+                                DirFd::Borrowed(fd) => {
+                                    let fd = fd.try_clone_to_owned()?;
+                                    self.note_new_group(Some(i as u32), fd.as_fd());
+                                }
                             }
                             Action::Merge
                         }
@@ -346,6 +397,9 @@ impl<'a> Extraction<'a> {
             }
             let fd = dest::open_dir(&parent, &entry.name).with_context(|| format!("opening {}", path()))?;
             drop(parent);
+            if let Some(&group) = self.new_group.get(&self.parent_key(i)) {
+                self.new_group.insert(Some(i as u32), group);
+            }
             Counters::add(&self.counters.entries, 1);
             self.console.path(|| self.archive_path(i));
             self.cache_dir(i, fd);

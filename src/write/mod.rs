@@ -28,6 +28,7 @@ mod sink;
 mod walk;
 
 pub use exclude::ExcludeOptions;
+pub use walk::Input;
 
 use std::os::unix::fs::MetadataExt;
 
@@ -42,7 +43,7 @@ use sink::Sink;
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
     pub output: Utf8PathBuf,
-    pub inputs: Vec<Utf8PathBuf>,
+    pub inputs: Vec<Input>,
     pub level: i32,
     /// Uncompressed bytes per block ([`format::BLOCK_SIZE`] by default).
     pub block_size: usize,
@@ -54,13 +55,13 @@ pub struct WriteOptions {
 }
 
 pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
-    let roots = walk::roots(&options.inputs)?;
-    // The walker holds a handle per directory level of the deepest path.
-    crate::sys::raise_fd_limit();
     let mut console = Console::new(options.quiet, options.verbose);
     if options.output.as_str() == "-" {
         console = console.paths_on_stderr();
     }
+    let roots = walk::roots(&options.inputs, &console)?;
+    // The walker holds a handle per directory level of the deepest path.
+    crate::sys::raise_fd_limit();
     let mut sink = Sink::open(&options.output)?;
     // Never archive the archive: leave out the file being written, and an old OUT if it is
     // inside the tree.

@@ -35,47 +35,107 @@ use crate::ui::{text_of, Console, Counters};
 
 use super::exclude::{ExcludeOptions, Excluder};
 
-/// A top-level input and the name its entry gets in the archive.
-#[derive(Debug)]
-pub struct Root {
-    pub name: Vec<u8>,
+/// What the command line names to archive: `path` as typed, read from `base` (the `-C`
+/// directories given before it, joined; empty for the working directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub base: Utf8PathBuf,
     pub path: Utf8PathBuf,
 }
 
-/// Names the inputs: the last component of each path (as `tar -C parent -cf x name` would),
-/// sorted, so that the archive does not depend on argument order.
-pub fn roots(inputs: &[Utf8PathBuf]) -> Result<Vec<Root>> {
+impl Input {
+    /// An input read from the working directory.
+    pub fn new(path: impl Into<Utf8PathBuf>) -> Input {
+        Input { base: Utf8PathBuf::new(), path: path.into() }
+    }
+}
+
+/// A top-level input: where it is read from, and the path the archive stores it under, one
+/// component or more. `dirs[k]` is where the directory stored as `stored[..=k]` is read from.
+#[derive(Debug)]
+pub struct Root {
+    pub path: Utf8PathBuf,
+    pub stored: Vec<Vec<u8>>,
+    dirs: Vec<Utf8PathBuf>,
+}
+
+/// Where each input goes in the archive, as tar does for relative paths: an input given as a
+/// relative path is stored under that path (`proj1/src`, with `.` components dropped and
+/// everything up to a `..` removed, with a notice); an absolute path is stored under its last
+/// component, so that `arc write -o x.arc /usr/share/doc` and `arc read x.arc -C DEST` make
+/// `DEST/doc`; `.` is named after the directory it is. The roots are sorted (the index keeps
+/// siblings sorted); two inputs stored under one path are refused, and an input stored inside
+/// another is archived once, with a notice.
+pub fn roots(inputs: &[Input], console: &Console) -> Result<Vec<Root>> {
+    use camino::Utf8Component;
     let mut roots = Vec::new();
-    for path in inputs {
-        let meta = fs::metadata(path).with_context(|| format!("reading {path}"))?;
+    for input in inputs {
+        let path = input.base.join(&input.path);
+        let meta = fs::metadata(&path).with_context(|| format!("reading {path}"))?;
         if !meta.is_dir() && !meta.is_file() {
             bail!("reading {path}: not a directory or regular file");
         }
-        let name = match path.file_name() {
-            Some(name) => name.to_owned(),
-            None => {
-                // `.`, `..` or `/`: name the input after what it resolves to.
-                let real = path.canonicalize_utf8().with_context(|| format!("reading {path}"))?;
-                real.file_name()
-                    .ok_or_else(|| {
-                        anyhow!("reading {path}: the root directory has no name to archive it under")
-                    })?
-                    .to_owned()
+        let mut parts: Vec<&str> = Vec::new();
+        let mut dropped = false;
+        for component in input.path.components() {
+            match component {
+                Utf8Component::Normal(part) => parts.push(part),
+                Utf8Component::CurDir => {}
+                Utf8Component::ParentDir => {
+                    parts.clear();
+                    dropped = true;
+                }
+                Utf8Component::RootDir | Utf8Component::Prefix(_) => {}
             }
-        };
-        roots.push(Root { name: name.into_bytes(), path: path.clone() });
-    }
-    roots.sort_by(|a, b| a.name.cmp(&b.name));
-    for pair in roots.windows(2) {
-        if pair[0].name == pair[1].name {
-            bail!(
-                "reading {}: two inputs are both named \"{}\" in the archive",
-                pair[1].path,
-                text_of(&pair[1].name)
-            );
         }
+        if input.path.is_absolute() {
+            parts = parts.split_off(parts.len().saturating_sub(1));
+        }
+        let (stored, dirs): (Vec<Vec<u8>>, Vec<Utf8PathBuf>) = if parts.is_empty() {
+            // `.`, `..` or `/`: name the input after what it resolves to.
+            let real = path.canonicalize_utf8().with_context(|| format!("reading {path}"))?;
+            let name = real.file_name().ok_or_else(|| {
+                anyhow!("reading {path}: the root directory has no name to archive it under")
+            })?;
+            (vec![name.as_bytes().to_vec()], vec![path.clone()])
+        } else {
+            // The directories on the way down, read from where the input is.
+            let top = path.ancestors().nth(parts.len() - 1).unwrap_or(&path).to_owned();
+            let mut dirs = vec![top];
+            for part in &parts[1..] {
+                let next = dirs.last().map(|d| d.join(part)).unwrap_or_default();
+                dirs.push(next);
+            }
+            (parts.iter().map(|p| p.as_bytes().to_vec()).collect(), dirs)
+        };
+        if dropped && !input.path.is_absolute() {
+            let shown: Vec<_> = stored.iter().map(|c| text_of(c).into_owned()).collect();
+            console.notice(format!("{}: stored as {} (leading \"..\" removed)", input.path, shown.join("/")));
+        }
+        roots.push(Root { path, stored, dirs });
     }
-    Ok(roots)
+    roots.sort_by(|a, b| a.stored.cmp(&b.stored));
+    let shown =
+        |root: &Root| root.stored.iter().map(|c| text_of(c).into_owned()).collect::<Vec<_>>().join("/");
+    let mut kept: Vec<Root> = Vec::with_capacity(roots.len());
+    for root in roots {
+        if let Some(outer) = kept.iter().rev().find(|k| root.stored.starts_with(&k.stored)) {
+            if outer.stored.len() == root.stored.len() {
+                bail!(
+                    "reading {}: two inputs are both stored as \"{}\" in the archive",
+                    root.path,
+                    shown(&root)
+                );
+            }
+            if !fs::metadata(&outer.path).is_ok_and(|m| m.is_dir()) {
+                bail!("reading {}: it would be stored inside {}, which is a file", root.path, outer.path);
+            }
+            console.notice(format!("{}: inside {}, archived once", root.path, outer.path));
+            continue;
+        }
+        kept.push(root);
+    }
+    Ok(kept)
 }
 
 /// What the walker needs to know of the command line.
@@ -136,26 +196,72 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
 
     /// Walks the trees; returns the entries and their tables, owner names included.
     pub fn walk(mut self, roots: &[Root]) -> Result<(Vec<Entry>, Tables)> {
-        for root in roots {
-            // Top-level inputs are followed if they are symlinks; nothing below them is.
-            let meta = Meta::of(rustix::fs::stat(root.path.as_str()))
-                .with_context(|| format!("reading {}", root.path))?;
-            if self.settings.skip.contains(&(meta.dev, meta.ino)) {
-                bail!("reading {}: this is the archive being written", root.path);
-            }
-            let place = Place::Root(&root.path);
-            self.visit(Found {
-                place,
-                path: root.path.as_std_path(),
-                name: root.name.clone(),
-                parent: None,
-                depth: 0,
-                meta,
-            })?;
-        }
+        self.walk_level(roots, 0, None)?;
         self.flush()?;
         (self.tables.users, self.tables.groups) = self.owners.tables();
         Ok((self.entries, self.tables))
+    }
+
+    /// The entries at `depth` of `roots` (sorted, sharing their stored path above `depth`),
+    /// under entry `parent`: an input is visited whole, a directory on the way down to inputs
+    /// is stored with only them inside.
+    fn walk_level(&mut self, roots: &[Root], depth: usize, parent: Option<u32>) -> Result<()> {
+        let mut i = 0;
+        while i < roots.len() {
+            let name = &roots[i].stored[depth];
+            let group = roots[i..].iter().take_while(|r| &r.stored[depth] == name).count();
+            let (first, group) = (&roots[i], &roots[i..i + group]);
+            i += group.len();
+            // Top-level inputs and the directories above them are followed if they are
+            // symlinks; nothing below them is.
+            let path = &first.dirs[depth];
+            let meta =
+                Meta::of(rustix::fs::stat(path.as_str())).with_context(|| format!("reading {path}"))?;
+            if first.stored.len() == depth + 1 {
+                if self.settings.skip.contains(&(meta.dev, meta.ino)) {
+                    bail!("reading {path}: this is the archive being written");
+                }
+                let place = Place::Root(path);
+                let name = name.clone();
+                let found =
+                    Found { place, path: path.as_std_path(), name, parent, depth: depth as u32, meta };
+                self.visit(found)?;
+                continue;
+            }
+            // A directory named on the way to an input: its metadata, and only the inputs
+            // inside it; its ignore files apply to them (--gitignore).
+            if meta.file_type() != FileType::Directory {
+                bail!("reading {path}: not a directory");
+            }
+            let dir =
+                Place::Root(path).open(name, DIR_FLAGS).map_err(|e| read_error(e, path.as_std_path()))?;
+            let me = self.entries.len() as u32;
+            self.owners.note(meta.uid, meta.gid);
+            self.read_xattrs(me, path.as_std_path(), XattrSource::Fd(dir.as_fd()));
+            let entry = Entry {
+                name: name.clone(),
+                parent,
+                depth: depth as u32,
+                kind: Kind::Dir,
+                mode: (meta.mode & 0o7777) as u16,
+                mtime: Mtime { secs: meta.mtime, nanos: meta.mtime_nanos },
+                uid: meta.uid,
+                gid: meta.gid,
+            };
+            let stored_len = self.stored.len();
+            if depth > 0 {
+                self.stored.push(b'/');
+            }
+            self.stored.extend_from_slice(name);
+            self.push(path.as_std_path(), entry);
+            let console = self.console;
+            let pushed = self.excluder.enter(dir.as_fd(), &self.stored, |warning| console.warn(warning));
+            let result = self.walk_level(group, depth + 1, Some(me));
+            self.excluder.leave(pushed);
+            self.stored.truncate(stored_len);
+            result?;
+        }
+        Ok(())
     }
 
     fn visit(&mut self, found: Found<'_>) -> Result<()> {
