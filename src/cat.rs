@@ -2,10 +2,13 @@
 //!
 //! Only the blocks of the files asked for are read and decompressed, a few at a time in
 //! parallel (as many as [`Archive::decode_threads`] allows) and written in order, each once
-//! while files that share it are written. Nothing is written to disk; stdout carries the bytes
+//! while files that share it are written. Where stdout is a regular file (`> file`), each
+//! block's bytes are written at their offset by the thread that decoded it, as `read` writes a
+//! file, and the holes of sparse files past the file's end are not written at all. Nothing is written to disk; stdout carries the bytes
 //! alone. A broken pipe (`arc cat x.arc big | head`) ends quietly.
 
 use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
@@ -68,6 +71,16 @@ enum Piece {
     Zeros(u64),
 }
 
+impl Piece {
+    /// Bytes it writes.
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Data(range) => range.len() as u64,
+            Piece::Zeros(n) => *n,
+        }
+    }
+}
+
 /// The blocks and pieces that write the files of `chosen` (each a file or hard link, or a
 /// directory and its subtree), in order; a block shared by consecutive files is one run.
 fn runs(index: &crate::format::Index, chosen: &[usize]) -> Vec<Run> {
@@ -104,10 +117,47 @@ fn runs(index: &crate::format::Index, chosen: &[usize]) -> Vec<Run> {
     runs
 }
 
-/// Decodes the runs a few at a time in parallel on one side and writes them in order on the
-/// other, so that decoding the next blocks overlaps writing these. Blocks in memory: a batch
-/// being decoded, one waiting and one being written, all within the archive's budget (with
-/// room for fewer than three, one at a time, decoded then written).
+/// Decodes runs into buffers that go round (decoded, written, reused: fresh ones of megabytes
+/// each cost page faults and zeroing for every block), never keeping more buffers than may be
+/// in memory at once. Frames stay with their decoding thread.
+struct Decoder<'a> {
+    archive: &'a Archive,
+    stop: &'a Stop,
+    in_memory: usize,
+    spare: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+thread_local! {
+    static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Decoder<'_> {
+    fn decode(&self, run: &Run) -> Result<Vec<u8>> {
+        self.stop.check()?;
+        let mut data = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let Some(block) = run.block else { return Ok(data) };
+        let index = &self.archive.index;
+        let read = FRAME
+            .with(|frame| self.archive.read_block(&index.blocks[block], &mut frame.borrow_mut(), &mut data));
+        read.with_context(|| {
+            let entry = run.pieces.first().map_or(0, |(i, _)| *i);
+            format!("reading {}: damaged data of {}", self.archive.path, text_of(&index.path(entry)))
+        })?;
+        Ok(data)
+    }
+
+    fn give(&self, buffer: Vec<u8>) {
+        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < self.in_memory {
+            spare.push(buffer);
+        }
+    }
+}
+
+static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+
+/// Writes the files of `chosen` to stdout: at their offsets, in parallel, where stdout is a
+/// regular file arc may write anywhere in; else in order.
 fn write_files(
     archive: &Archive,
     chosen: &[usize],
@@ -115,37 +165,87 @@ fn write_files(
     stop: &Stop,
     out: &mut impl Write,
 ) -> Result<()> {
-    let index = &archive.index;
-    let runs = runs(index, chosen);
-    // Contents buffers go round (decoded, written, reused): fresh ones of megabytes each cost
-    // page faults and zeroing for every block. Frames stay with their decoding thread. Never
-    // more buffers are kept than may be in memory at once.
+    let runs = runs(&archive.index, chosen);
     let in_memory = archive.decode_threads(threads + 2);
-    let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
-    let take = || spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-    let give = |buffer: Vec<u8>| {
-        let mut spare = spare.lock().unwrap_or_else(|e| e.into_inner());
-        if spare.len() < in_memory {
-            spare.push(buffer);
-        }
-    };
-    thread_local! {
-        static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    let decoder = Decoder { archive, stop, in_memory, spare: Default::default() };
+    match seekable_stdout() {
+        Some(place) => write_at(&decoder, &runs, threads, place),
+        None => write_in_order(&decoder, &runs, out),
     }
-    let decode = |run: &Run| -> Result<Vec<u8>> {
-        stop.check()?;
-        let mut data = take();
-        let Some(block) = run.block else { return Ok(data) };
-        let read =
-            FRAME.with(|frame| archive.read_block(&index.blocks[block], &mut frame.borrow_mut(), &mut data));
-        read.with_context(|| {
-            let entry = run.pieces.first().map_or(0, |(i, _)| *i);
-            format!("reading {}: damaged data of {}", archive.path, text_of(&index.path(entry)))
-        })?;
-        Ok(data)
-    };
+}
+
+/// Where stdout is a regular file not opened for appending (`arc cat ... > file`): the offset
+/// writing starts at, and whether everything from there on is past the file's end (so holes
+/// need not be written: they read as zeros).
+fn seekable_stdout() -> Option<(u64, bool)> {
+    use rustix::fs::{FileType, OFlags, SeekFrom};
+    let stdout = std::io::stdout();
+    let fd = stdout.as_fd();
+    let stat = rustix::fs::fstat(fd).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    if rustix::fs::fcntl_getfl(fd).ok()?.contains(OFlags::APPEND) {
+        return None;
+    }
+    let at = rustix::fs::seek(fd, SeekFrom::Current(0)).ok()?;
+    Some((at, at >= stat.st_size.max(0) as u64))
+}
+
+/// Decodes and writes the runs on all threads, each at its offset in stdout (a regular file),
+/// as `read` writes a file; then leaves stdout's offset at the end of what was written, as
+/// sequential writes would have.
+fn write_at(decoder: &Decoder<'_>, runs: &[Run], threads: usize, (base, fresh): (u64, bool)) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let out =
+        std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned().context("writing to stdout")?);
+    let mut starts = Vec::with_capacity(runs.len());
+    let mut end = base;
+    for run in runs {
+        starts.push(end);
+        end += run.pieces.iter().map(|(_, piece)| piece.len()).sum::<u64>();
+    }
+    let pool = crate::sys::thread_pool(decoder.archive.decode_threads(threads))?;
+    pool.install(|| {
+        runs.par_iter().zip(starts).try_for_each(|(run, start)| -> Result<()> {
+            let data = decoder.decode(run)?;
+            let mut at = start;
+            for (_, piece) in &run.pieces {
+                match piece {
+                    Piece::Data(range) => {
+                        out.write_all_at(&data[range.clone()], at).context("writing to stdout")?
+                    }
+                    // Past the file's end a hole reads as zeros already.
+                    Piece::Zeros(_) if fresh => {}
+                    Piece::Zeros(n) => {
+                        let mut done = 0;
+                        while done < *n {
+                            let now = (*n - done).min(ZEROS.len() as u64) as usize;
+                            out.write_all_at(&ZEROS[..now], at + done).context("writing to stdout")?;
+                            done += now as u64;
+                        }
+                    }
+                }
+                at += piece.len();
+            }
+            decoder.give(data);
+            Ok(())
+        })
+    })?;
+    // Holes at the end make the file longer without a write.
+    if out.metadata().context("writing to stdout")?.len() < end {
+        out.set_len(end).context("writing to stdout")?;
+    }
+    rustix::fs::seek(&out, rustix::fs::SeekFrom::Start(end)).context("writing to stdout")?;
+    Ok(())
+}
+
+/// Decodes the runs a few at a time in parallel on one side and writes them in order on the
+/// other, so that decoding the next blocks overlaps writing these. Blocks in memory: a batch
+/// being decoded, one waiting and one being written, all within the archive's budget (with
+/// room for fewer than three, one at a time, decoded then written).
+fn write_in_order(decoder: &Decoder<'_>, runs: &[Run], out: &mut impl Write) -> Result<()> {
     let write = |out: &mut dyn Write, run: &Run, data: &[u8]| -> Result<()> {
-        static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
         for (_, piece) in &run.pieces {
             match piece {
                 Piece::Data(range) => out.write_all(&data[range.clone()]).context("writing to stdout")?,
@@ -160,22 +260,23 @@ fn write_files(
         }
         Ok(())
     };
-    if in_memory < 3 {
-        for run in &runs {
-            let data = decode(run)?;
+    if decoder.in_memory < 3 {
+        for run in runs {
+            let data = decoder.decode(run)?;
             write(out, run, &data)?;
-            give(data);
+            decoder.give(data);
         }
         return Ok(());
     }
-    let batch = in_memory - 2;
+    let batch = decoder.in_memory - 2;
     let pool = crate::sys::thread_pool(batch)?;
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>>>(1);
     std::thread::scope(|scope| {
-        let (runs, pool, decode) = (&runs, &pool, &decode);
+        let pool = &pool;
         scope.spawn(move || {
             for chunk in runs.chunks(batch) {
-                let decoded: Vec<Result<Vec<u8>>> = pool.install(|| chunk.par_iter().map(decode).collect());
+                let decoded: Vec<Result<Vec<u8>>> =
+                    pool.install(|| chunk.par_iter().map(|run| decoder.decode(run)).collect());
                 for data in decoded {
                     // The writer stopped (an error, a closed pipe): nothing more to do.
                     if decoded_tx.send(data).is_err() {
@@ -186,10 +287,10 @@ fn write_files(
         });
         let written = (|| -> Result<()> {
             for run in runs {
-                stop.check()?;
+                decoder.stop.check()?;
                 let data = decoded_rx.recv().context("a decoder stopped")??;
                 write(out, run, &data)?;
-                give(data);
+                decoder.give(data);
             }
             Ok(())
         })();

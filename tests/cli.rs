@@ -57,6 +57,55 @@ fn cat_writes_holes_as_zeros_and_hard_links_as_their_file() {
     assert_eq!(env.arc(["cat", "t.arc", "t"]).success().stdout, [&expected[..], &expected[..]].concat());
 }
 
+/// `arc cat` into a regular file (`> file`) writes blocks at their offsets in parallel; the
+/// file must hold exactly what a pipe gets, after what was there, with the offset left at the
+/// end; opened for appending (`>> file`) it writes in order.
+#[test]
+fn cat_into_a_file_is_what_a_pipe_gets() {
+    use std::io::{Seek, Write};
+    let env = TestEnv::new();
+    env.mkdir("t");
+    let sparse = fs::File::create(env.path("t/sparse")).expect("create");
+    sparse.set_len(5 << 20).expect("set_len");
+    std::os::unix::fs::FileExt::write_all_at(&sparse, &crate::support::pseudo_random(300_000, 7), 1 << 20)
+        .expect("write");
+    drop(sparse);
+    env.file("t/big", crate::support::pseudo_random(3 << 20, 8));
+    env.arc(["write", "--block-size", "64KiB", "-o", "t.arc", "t"]).success();
+    let piped = env.arc(["cat", "t.arc", "t/sparse", "t/big", "t/sparse"]).success().stdout.clone();
+    assert_eq!(piped.len(), (13 << 20) as usize);
+    let cat_into = |file: fs::File| {
+        let run = crate::support::run(
+            Command::new(crate::support::ARC)
+                .args(["cat", "t.arc", "t/sparse", "t/big", "t/sparse"])
+                .current_dir(env.root())
+                .stdout(file),
+        );
+        run.success();
+    };
+    // A fresh file, with something before arc's bytes and after them (the offset moved on).
+    let mut out = fs::File::create(env.path("out")).expect("create");
+    out.write_all(b"before\n").expect("write");
+    cat_into(out.try_clone().expect("dup"));
+    assert_eq!(
+        out.stream_position().expect("offset"),
+        7 + piped.len() as u64,
+        "the offset is left at the end"
+    );
+    out.write_all(b"after\n").expect("write");
+    assert_eq!(fs::read(env.path("out")).expect("read"), [&b"before\n"[..], &piped, b"after\n"].concat());
+    // Over older, longer contents (no O_TRUNC): the holes are written as zeros.
+    fs::write(env.path("over"), vec![b'x'; 20 << 20]).expect("write");
+    cat_into(fs::OpenOptions::new().write(true).open(env.path("over")).expect("open"));
+    let over = fs::read(env.path("over")).expect("read");
+    assert_eq!(&over[..piped.len()], &piped[..]);
+    assert!(over[piped.len()..].iter().all(|&b| b == b'x'));
+    // Appending.
+    fs::write(env.path("appended"), b"head\n").expect("write");
+    cat_into(fs::OpenOptions::new().append(true).open(env.path("appended")).expect("open"));
+    assert_eq!(fs::read(env.path("appended")).expect("read"), [&b"head\n"[..], &piped].concat());
+}
+
 #[test]
 fn cat_refuses_what_it_cannot_write_before_writing_anything() {
     let env = TestEnv::new();
