@@ -108,7 +108,7 @@ pub fn roots(inputs: &[Input], console: &Console) -> Result<Vec<Root>> {
             }
             (parts.iter().map(|p| p.as_bytes().to_vec()).collect(), dirs)
         };
-        if dropped && !input.path.is_absolute() {
+        if dropped && !parts.is_empty() && !input.path.is_absolute() {
             let shown: Vec<_> = stored.iter().map(|c| text_of(c).into_owned()).collect();
             console.notice(format!("{}: stored as {} (leading \"..\" removed)", input.path, shown.join("/")));
         }
