@@ -25,6 +25,15 @@ use crate::support::{
 /// The uid and gid arc runs as in [`read_as_unprivileged_user`] (`nobody`).
 const NOBODY: u32 = 65534;
 
+/// Whether `test` cannot run here because it needs root; says so on stderr.
+fn skipped_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("skipped: {test} needs root");
+    true
+}
+
 /// What `arc read` leaves out as root without `--same-permissions`.
 fn without_same_permissions() -> Expect {
     Expect {
@@ -206,8 +215,7 @@ fn the_comparison_notices_each_kind_of_difference() {
 /// change; and an allowance is a requirement: what should be gone but is there is reported.
 #[test]
 fn the_comparison_of_fidelity_trees_allows_only_what_is_expected() {
-    if !is_root() {
-        eprintln!("skipped: the_comparison_of_fidelity_trees_allows_only_what_is_expected needs root");
+    if skipped_unless_root("the_comparison_of_fidelity_trees_allows_only_what_is_expected") {
         return;
     }
     let env = TestEnv::new_in(&base_keeping(EVERYTHING));
@@ -278,8 +286,7 @@ fn chown_tree(path: &Path, id: u32) {
 /// write` leaves out with a notice naming it and exit status 0.
 #[test]
 fn round_trip_as_root_is_exact() {
-    if !is_root() {
-        eprintln!("skipped: round_trip_as_root_is_exact needs root");
+    if skipped_unless_root("round_trip_as_root_is_exact") {
         return;
     }
     let env = TestEnv::new_in(&base_keeping(EVERYTHING));
@@ -293,8 +300,7 @@ fn round_trip_as_root_is_exact() {
 /// setuid and setgid bits; everything else is exact, owners and ACLs included.
 #[test]
 fn read_without_same_permissions() {
-    if !is_root() {
-        eprintln!("skipped: read_without_same_permissions needs root");
+    if skipped_unless_root("read_without_same_permissions") {
         return;
     }
     let env = TestEnv::new_in(&base_keeping(EVERYTHING));
@@ -309,8 +315,7 @@ fn read_without_same_permissions() {
 /// on the reading side, their files get the new ids; files of ids without names keep them.
 #[test]
 fn owners_are_restored_by_name() {
-    if !is_root() {
-        eprintln!("skipped: owners_are_restored_by_name needs root");
+    if skipped_unless_root("owners_are_restored_by_name") {
         return;
     }
     // Where the names of the archive stand for other ids than on the machine that wrote it,
@@ -346,8 +351,7 @@ fn read_renumbered(wrapper: &[String], env: &TestEnv, dest: &Path, args: &[&str]
 /// on the reading side.
 #[test]
 fn numeric_owner() {
-    if !is_root() {
-        eprintln!("skipped: numeric_owner needs root");
+    if skipped_unless_root("numeric_owner") {
         return;
     }
     // With --numeric-owner the ids of the archive win over its names: to tell one from the
@@ -371,8 +375,7 @@ fn numeric_owner() {
 /// exact.
 #[test]
 fn no_same_owner() {
-    if !is_root() {
-        eprintln!("skipped: no_same_owner needs root");
+    if skipped_unless_root("no_same_owner") {
         return;
     }
     let env = TestEnv::new_in(&base_keeping(EVERYTHING));
@@ -389,8 +392,7 @@ fn no_same_owner() {
 /// mtimes are.
 #[test]
 fn read_as_unprivileged_user() {
-    if !is_root() {
-        eprintln!("skipped: read_as_unprivileged_user needs root (to become nobody)");
+    if skipped_unless_root("read_as_unprivileged_user") {
         return;
     }
     let env = TestEnv::new_in(&base_keeping(EVERYTHING));
@@ -426,8 +428,7 @@ fn read_as_unprivileged_user() {
 /// made inside it (which inherit the bit).
 #[test]
 fn owners_are_exact_inside_setgid_directories() {
-    if !is_root() {
-        eprintln!("skipped: owners_are_exact_inside_setgid_directories needs root");
+    if skipped_unless_root("owners_are_exact_inside_setgid_directories") {
         return;
     }
     let env = TestEnv::new();
@@ -452,10 +453,7 @@ fn owners_are_exact_inside_setgid_directories() {
 /// `user.*` attributes.
 #[test]
 fn unprivileged_read_keeps_attributes_of_read_only_entries() {
-    if !is_root() {
-        eprintln!(
-            "skipped: unprivileged_read_keeps_attributes_of_read_only_entries needs root (to become nobody)"
-        );
+    if skipped_unless_root("unprivileged_read_keeps_attributes_of_read_only_entries") {
         return;
     }
     let env = TestEnv::new_in(&base_keeping(&[Feature::UserXattrs]));

@@ -341,14 +341,8 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
             return self.record_v1();
         }
         self.map(18, "")?;
-        // Each name stands for an entry: what every entry costs once read and checked is
-        // charged with the names, before anything else is read.
-        let names = self.column("names", ENTRY_COST, |p, column| p.string(column, MAX_NAME_LEN, false))?;
-        let depths = self.column("depths", 0, Self::u32)?;
-        let kinds = self.byte_string("kinds")?;
-        let modes = self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?;
-        let mtime_secs = self.column("mtime_secs", 0, Self::int)?;
-        let mtime_nanos = self.column("mtime_nanos", 0, Self::u32)?;
+        let EntryColumns { names, depths, kinds, modes, mtime_secs, mtime_nanos } =
+            self.entry_columns(false)?;
         let uids = self.column("uids", 0, Self::u32)?;
         let gids = self.column("gids", 0, Self::u32)?;
         let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
@@ -403,12 +397,8 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
     /// or attributes.
     fn record_v1(mut self) -> Result<IndexRecord> {
         self.map(9, "")?;
-        let names = self.column("names", ENTRY_COST, |p, column| p.string(column, MAX_NAME_LEN, true))?;
-        let depths = self.column("depths", 0, Self::u32)?;
-        let kinds = self.byte_string("kinds")?;
-        let modes = self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?;
-        let mtime_secs = self.column("mtime_secs", 0, Self::int)?;
-        let mtime_nanos = self.column("mtime_nanos", 0, Self::u32)?;
+        let EntryColumns { names, depths, kinds, modes, mtime_secs, mtime_nanos } =
+            self.entry_columns(true)?;
         let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
         let targets = self.column("targets", 0, |p, column| p.string(column, MAX_TARGET_LEN, true))?;
         let blocks = self.blocks()?;
@@ -424,6 +414,21 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
             targets,
             blocks,
             ..IndexRecord::default()
+        })
+    }
+
+    /// The first six columns, the same in every version but for the type of the names (text
+    /// in version 1, `text`).
+    fn entry_columns(&mut self, text: bool) -> Result<EntryColumns> {
+        // Each name stands for an entry: what every entry costs once read and checked is
+        // charged with the names, before anything else is read.
+        Ok(EntryColumns {
+            names: self.column("names", ENTRY_COST, |p, column| p.string(column, MAX_NAME_LEN, text))?,
+            depths: self.column("depths", 0, Self::u32)?,
+            kinds: self.byte_string("kinds")?,
+            modes: self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?,
+            mtime_secs: self.column("mtime_secs", 0, Self::int)?,
+            mtime_nanos: self.column("mtime_nanos", 0, Self::u32)?,
         })
     }
 
@@ -612,6 +617,16 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
             other => Err(self.error(column, &format!("expected an integer, found {}", describe(&other)))),
         }
     }
+}
+
+/// The columns every version starts with.
+struct EntryColumns {
+    names: Vec<Vec<u8>>,
+    depths: Vec<u32>,
+    kinds: Vec<u8>,
+    modes: Vec<u16>,
+    mtime_secs: Vec<i64>,
+    mtime_nanos: Vec<u32>,
 }
 
 /// A header in words, for messages.
