@@ -93,7 +93,11 @@ fn version_2_spec() -> Spec {
     Spec::new()
         .dir(0, "r")
         .owner(1000, 1000)
-        .xattr("system.posix_acl_default", b"\x02\x00\x00\x00\x01\x00\x07\x00\xff\xff\xff\xff")
+        // A default ACL of user::rwx group::r-x other::r-x (posix_acl_xattr, version 2).
+        .xattr(
+            "system.posix_acl_default",
+            b"\x02\x00\x00\x00\x01\x00\x07\x00\xff\xff\xff\xff\x04\x00\x05\x00\xff\xff\xff\xff\x20\x00\x05\x00\xff\xff\xff\xff",
+        )
         .file(1, "a", "alpha\n")
         .owner(33, 34)
         .xattr("security.capability", &[1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
