@@ -18,6 +18,7 @@ mod block;
 mod frame;
 mod header;
 mod index;
+mod packed;
 mod record;
 mod trailer;
 

@@ -13,6 +13,8 @@ use ciborium_io::Read as _;
 use ciborium_ll::{Decoder, Header};
 use serde::Serialize;
 
+use super::packed::{self, Unpack};
+
 use super::{corrupt, FormatError, Result, MAX_ENTRIES, MAX_NAME_LEN, MAX_TARGET_LEN, MAX_WINDOW_LOG};
 use super::{MAX_OWNER_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE};
 
@@ -43,22 +45,32 @@ pub const KIND_BLOCK: u8 = 6;
 pub struct IndexRecord {
     #[serde(skip)]
     pub version: u16,
-    #[serde(serialize_with = "byte_strings")]
+    #[serde(serialize_with = "packed::strings")]
     pub names: Vec<Vec<u8>>,
+    #[serde(serialize_with = "packed::uints")]
     pub depths: Vec<u32>,
     #[serde(with = "serde_bytes")]
     pub kinds: Vec<u8>,
+    #[serde(serialize_with = "packed::uints")]
     pub modes: Vec<u16>,
+    #[serde(serialize_with = "packed::deltas")]
     pub mtime_secs: Vec<i64>,
+    #[serde(serialize_with = "packed::uints")]
     pub mtime_nanos: Vec<u32>,
+    #[serde(serialize_with = "packed::uints")]
     pub uids: Vec<u32>,
+    #[serde(serialize_with = "packed::uints")]
     pub gids: Vec<u32>,
+    #[serde(serialize_with = "packed::uints")]
     pub sizes: Vec<u64>,
-    #[serde(serialize_with = "byte_strings")]
+    #[serde(serialize_with = "packed::strings")]
     pub targets: Vec<Vec<u8>>,
     /// Per hard link: the entry number of the regular file it is a name of.
+    #[serde(serialize_with = "packed::uints")]
     pub links: Vec<u32>,
+    #[serde(serialize_with = "packed::uints")]
     pub dev_majors: Vec<u32>,
+    #[serde(serialize_with = "packed::uints")]
     pub dev_minors: Vec<u32>,
     pub sparse: SparseRecord,
     pub xattrs: XattrRecord,
@@ -97,11 +109,15 @@ impl Default for IndexRecord {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SparseRecord {
     /// Entry numbers of the sparse regular files, increasing.
+    #[serde(serialize_with = "packed::uints")]
     pub files: Vec<u32>,
     /// Per sparse file: how many of the extents below are its.
+    #[serde(serialize_with = "packed::uints")]
     pub counts: Vec<u32>,
     /// Per extent: where its bytes go in the file, and how many.
+    #[serde(serialize_with = "packed::uints")]
     pub offsets: Vec<u64>,
+    #[serde(serialize_with = "packed::uints")]
     pub lens: Vec<u64>,
 }
 
@@ -109,12 +125,14 @@ pub struct SparseRecord {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct XattrRecord {
     /// Entry numbers, increasing.
+    #[serde(serialize_with = "packed::uints")]
     pub entries: Vec<u32>,
     /// Per listed entry: how many of the attributes below are its.
+    #[serde(serialize_with = "packed::uints")]
     pub counts: Vec<u32>,
-    #[serde(serialize_with = "byte_strings")]
+    #[serde(serialize_with = "packed::strings")]
     pub names: Vec<Vec<u8>>,
-    #[serde(serialize_with = "byte_strings")]
+    #[serde(serialize_with = "packed::strings")]
     pub values: Vec<Vec<u8>>,
 }
 
@@ -123,33 +141,27 @@ pub struct XattrRecord {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct OwnerRecord {
     /// Increasing.
+    #[serde(serialize_with = "packed::uints")]
     pub ids: Vec<u32>,
-    #[serde(serialize_with = "byte_strings")]
+    #[serde(serialize_with = "packed::strings")]
     pub names: Vec<Vec<u8>>,
 }
 
 /// FORMAT.md §4.3: the block table, one element per block in archive order.
+///
+/// Version 1 serialized it as arrays (its parser reads those); this struct serializes the
+/// packed columns of version 2.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockRecord {
     /// Compressed length: the zstd frame's bytes in the archive.
+    #[serde(serialize_with = "packed::uints")]
     pub lens: Vec<u64>,
     /// Decompressed length: the block's share of the data stream.
+    #[serde(serialize_with = "packed::uints")]
     pub raw_lens: Vec<u64>,
     /// [`super::block_hash`] of the frame.
+    #[serde(serialize_with = "packed::fixed64")]
     pub hashes: Vec<u64>,
-}
-
-/// Serializes a column of byte strings as CBOR byte strings (serde would write arrays).
-fn byte_strings<S: serde::Serializer>(
-    column: &[Vec<u8>],
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = serializer.serialize_seq(Some(column.len()))?;
-    for bytes in column {
-        seq.serialize_element(serde_bytes::Bytes::new(bytes))?;
-    }
-    seq.end()
 }
 
 /// Serializes and compresses the index. Returns the zstd frame and the CBOR length.
@@ -257,6 +269,7 @@ pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 
     let (sparse, xattrs) = (&record.sparse, &record.xattrs);
     index_len
         + window
+        + raw_len
         + strings(&record.names)
         + n * ENTRY_COST
         + n * (4 + 1 + 2 + 8 + 4 + 4 + 4)
@@ -295,6 +308,7 @@ pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budge
     // back when the index is decoded.
     let window = super::frame::parse_header(frame).map_or(0, |h| h.window_size).min(raw_len);
     budget.take(window, "the index's zstd window")?;
+    charge_cbor(raw_len, version, budget)?;
     let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| index_error(&e))?;
     decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
     let mut cbor = std::io::BufReader::new(decoder.single_frame().take(raw_len.saturating_add(1)));
@@ -314,9 +328,19 @@ pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budge
     Ok(record)
 }
 
+/// Version 2 reads each packed column whole before decoding it: the CBOR's size is charged
+/// up front for that (more than one column holds, and simpler to state).
+fn charge_cbor(raw_len: u64, version: u16, budget: &mut Budget) -> Result<()> {
+    if version >= 2 {
+        budget.take(raw_len, "the index's packed columns")?;
+    }
+    Ok(())
+}
+
 /// Parses CBOR that is already decompressed, as [`decode_index`] does (for tools and tests
 /// that work on the index's own bytes).
 pub fn decode_cbor(cbor: &[u8], version: u16, budget: &mut Budget) -> Result<IndexRecord> {
+    charge_cbor(cbor.len() as u64, version, budget)?;
     let mut reader = cbor;
     let record =
         Parser { cbor: Decoder::from(&mut reader), raw_len: cbor.len() as u64, budget }.record(version)?;
@@ -341,35 +365,47 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
             return self.record_v1();
         }
         self.map(18, "")?;
-        let EntryColumns { names, depths, kinds, modes, mtime_secs, mtime_nanos } =
-            self.entry_columns(false)?;
-        let uids = self.column("uids", 0, Self::u32)?;
-        let gids = self.column("gids", 0, Self::u32)?;
-        let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
-        let targets = self.column("targets", 0, |p, column| p.string(column, MAX_TARGET_LEN, false))?;
-        let links = self.column("links", 0, Self::u32)?;
-        let dev_majors = self.column("dev_majors", 0, Self::u32)?;
-        let dev_minors = self.column("dev_minors", 0, Self::u32)?;
+        // Each name stands for an entry: what every entry costs once read and checked is
+        // charged with the names, before anything else is read.
+        let names = self.strings("names", ENTRY_COST, MAX_NAME_LEN)?;
+        let depths = self.uints("depths", 0, u32::MAX.into(), |v| v as u32)?;
+        let kinds = self.byte_string("kinds")?;
+        let modes = self.uints("modes", 0, u16::MAX.into(), |v| v as u16)?;
+        let mtime_secs = self.deltas("mtime_secs")?;
+        let mtime_nanos = self.uints("mtime_nanos", 0, u32::MAX.into(), |v| v as u32)?;
+        let uids = self.uints("uids", 0, u32::MAX.into(), |v| v as u32)?;
+        let gids = self.uints("gids", 0, u32::MAX.into(), |v| v as u32)?;
+        let sizes = self.uints("sizes", 0, u64::MAX, |v| v)?;
+        let targets = self.strings("targets", 0, MAX_TARGET_LEN)?;
+        let links = self.uints("links", 0, u32::MAX.into(), |v| v as u32)?;
+        let dev_majors = self.uints("dev_majors", 0, u32::MAX.into(), |v| v as u32)?;
+        let dev_minors = self.uints("dev_minors", 0, u32::MAX.into(), |v| v as u32)?;
         self.key("sparse")?;
         self.map(4, "index column sparse")?;
         let sparse = SparseRecord {
-            files: self.column("sparse.files", ROW_COST, Self::u32)?,
-            counts: self.column("sparse.counts", 0, Self::u32)?,
-            offsets: self.column("sparse.offsets", 0, |p, column| p.uint(column, u64::MAX))?,
-            lens: self.column("sparse.lens", EXTENT_COST, |p, column| p.uint(column, u64::MAX))?,
+            files: self.uints("sparse.files", ROW_COST, u32::MAX.into(), |v| v as u32)?,
+            counts: self.uints("sparse.counts", 0, u32::MAX.into(), |v| v as u32)?,
+            offsets: self.uints("sparse.offsets", 0, u64::MAX, |v| v)?,
+            lens: self.uints("sparse.lens", EXTENT_COST, u64::MAX, |v| v)?,
         };
         self.key("xattrs")?;
         self.map(4, "index column xattrs")?;
         let xattrs = XattrRecord {
-            entries: self.column("xattrs.entries", ROW_COST, Self::u32)?,
-            counts: self.column("xattrs.counts", 0, Self::u32)?,
-            names: self
-                .column("xattrs.names", XATTR_COST, |p, column| p.string(column, MAX_XATTR_NAME, false))?,
-            values: self.column("xattrs.values", 0, |p, column| p.string(column, MAX_XATTR_VALUE, false))?,
+            entries: self.uints("xattrs.entries", ROW_COST, u32::MAX.into(), |v| v as u32)?,
+            counts: self.uints("xattrs.counts", 0, u32::MAX.into(), |v| v as u32)?,
+            names: self.strings("xattrs.names", XATTR_COST, MAX_XATTR_NAME)?,
+            values: self.strings("xattrs.values", 0, MAX_XATTR_VALUE)?,
         };
         let users = self.owners("users")?;
         let groups = self.owners("groups")?;
-        let blocks = self.blocks()?;
+        self.key("blocks")?;
+        self.map(3, "index column blocks")?;
+        // What every block costs once read and checked is charged with its first column.
+        let blocks = BlockRecord {
+            lens: self.uints("lens", BLOCK_COST, u64::MAX, |v| v)?,
+            raw_lens: self.uints("raw_lens", 0, u64::MAX, |v| v)?,
+            hashes: self.fixed64("hashes")?,
+        };
         Ok(IndexRecord {
             version,
             names,
@@ -393,15 +429,109 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         })
     }
 
+    /// The packed column `name` (FORMAT.md §4.7): its key, then one byte string, read whole.
+    fn packed(&mut self, name: &str) -> Result<(String, Vec<u8>)> {
+        // A column of a nested map is named `map.key` in messages; its key is `key`.
+        self.key(name.rsplit('.').next().unwrap_or(name))?;
+        let column = format!("index column {name}");
+        let len = match self.header(&column)? {
+            Header::Bytes(Some(len)) => len,
+            other => {
+                return Err(
+                    self.error(&column, &format!("expected a byte string, found {}", describe(&other)))
+                )
+            }
+        };
+        // The CBOR's bytes were charged as a whole before parsing began.
+        if len as u64 > self.remaining() {
+            return Err(corrupt("index: index ends early"));
+        }
+        let mut bytes = vec![0; len];
+        self.cbor.read_exact(&mut bytes).map_err(read_error)?;
+        Ok((column, bytes))
+    }
+
+    /// Charges `count` elements of `size` bytes each to the budget, after checking the count
+    /// against the cap on elements.
+    fn charge(&mut self, column: &str, count: usize, size: u64) -> Result<()> {
+        if count > MAX_ENTRIES {
+            return Err(self.error(column, &format!("{count} elements is over the limit of {MAX_ENTRIES}")));
+        }
+        self.budget.take((count as u64).saturating_mul(size), column)
+    }
+
+    /// A packed column of unsigned integers of at most `max`, each made a `T` by `convert`.
+    fn uints<T>(&mut self, name: &str, extra: u64, max: u64, convert: impl Fn(u64) -> T) -> Result<Vec<T>> {
+        let (column, bytes) = self.packed(name)?;
+        // Every integer ends with the one byte whose high bit is clear.
+        let count = bytes.iter().filter(|&&b| b & 0x80 == 0).count();
+        self.charge(&column, count, std::mem::size_of::<T>() as u64 + extra)?;
+        let mut unpack = Unpack::new(&bytes);
+        let mut values = Vec::with_capacity(count);
+        while !unpack.is_done() {
+            values.push(convert(unpack.uint(max).map_err(|why: String| self.error(&column, &why))?));
+        }
+        Ok(values)
+    }
+
+    /// The packed column of mtimes (differences).
+    fn deltas(&mut self, name: &str) -> Result<Vec<i64>> {
+        let (column, bytes) = self.packed(name)?;
+        let count = bytes.iter().filter(|&&b| b & 0x80 == 0).count();
+        self.charge(&column, count, std::mem::size_of::<i64>() as u64)?;
+        let mut unpack = Unpack::new(&bytes);
+        let mut values = Vec::with_capacity(count);
+        while !unpack.is_done() {
+            values.push(unpack.delta().map_err(|why: String| self.error(&column, &why))?);
+        }
+        Ok(values)
+    }
+
+    /// A packed column of 64-bit values.
+    fn fixed64(&mut self, name: &str) -> Result<Vec<u64>> {
+        let (column, bytes) = self.packed(name)?;
+        if bytes.len() % 8 != 0 {
+            return Err(self.error(&column, "ends inside a value"));
+        }
+        self.charge(&column, bytes.len() / 8, 8)?;
+        let mut unpack = Unpack::new(&bytes);
+        let mut values = Vec::with_capacity(bytes.len() / 8);
+        while !unpack.is_done() {
+            values.push(unpack.fixed64().map_err(|why: String| self.error(&column, &why))?);
+        }
+        Ok(values)
+    }
+
+    /// A packed column of byte strings of at most `max` bytes each. The strings are counted
+    /// first (their lengths alone), charged, then each charged for its bytes as it is copied.
+    fn strings(&mut self, name: &str, extra: u64, max: usize) -> Result<Vec<Vec<u8>>> {
+        let (column, bytes) = self.packed(name)?;
+        let mut unpack = Unpack::new(&bytes);
+        let mut count = 0usize;
+        while !unpack.is_done() {
+            unpack.string(max).map_err(|why: String| self.error(&column, &why))?;
+            count += 1;
+        }
+        self.charge(&column, count, std::mem::size_of::<Vec<u8>>() as u64 + extra)?;
+        let mut unpack = Unpack::new(&bytes);
+        let mut values = Vec::with_capacity(count);
+        while !unpack.is_done() {
+            let string = unpack.string(max).map_err(|why: String| self.error(&column, &why))?;
+            self.budget.take((string.len() as u64).max(STRING_MIN) + VALUE_COST, &column)?;
+            values.push(string.to_vec());
+        }
+        Ok(values)
+    }
+
     /// Version 1 (FORMAT.md §9): names and targets as text, no owners, links, devices, extents
     /// or attributes.
     fn record_v1(mut self) -> Result<IndexRecord> {
         self.map(9, "")?;
         let EntryColumns { names, depths, kinds, modes, mtime_secs, mtime_nanos } =
-            self.entry_columns(true)?;
+            self.entry_columns_v1()?;
         let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
-        let targets = self.column("targets", 0, |p, column| p.string(column, MAX_TARGET_LEN, true))?;
-        let blocks = self.blocks()?;
+        let targets = self.column("targets", 0, |p, column| p.text(column, MAX_TARGET_LEN))?;
+        let blocks = self.blocks_v1()?;
         Ok(IndexRecord {
             version: 1,
             names,
@@ -417,13 +547,12 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         })
     }
 
-    /// The first six columns, the same in every version but for the type of the names (text
-    /// in version 1, `text`).
-    fn entry_columns(&mut self, text: bool) -> Result<EntryColumns> {
+    /// Version 1's first six columns, arrays of CBOR items.
+    fn entry_columns_v1(&mut self) -> Result<EntryColumns> {
         // Each name stands for an entry: what every entry costs once read and checked is
         // charged with the names, before anything else is read.
         Ok(EntryColumns {
-            names: self.column("names", ENTRY_COST, |p, column| p.string(column, MAX_NAME_LEN, text))?,
+            names: self.column("names", ENTRY_COST, |p, column| p.text(column, MAX_NAME_LEN))?,
             depths: self.column("depths", 0, Self::u32)?,
             kinds: self.byte_string("kinds")?,
             modes: self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?,
@@ -432,8 +561,8 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         })
     }
 
-    /// The block table, last in every version.
-    fn blocks(&mut self) -> Result<BlockRecord> {
+    /// Version 1's block table, arrays of integers.
+    fn blocks_v1(&mut self) -> Result<BlockRecord> {
         self.key("blocks")?;
         self.map(3, "index column blocks")?;
         // What every block costs once read and checked is charged with its first column.
@@ -448,9 +577,8 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         self.key(name)?;
         self.map(2, &format!("index column {name}"))?;
         Ok(OwnerRecord {
-            ids: self.column(&format!("{name}.ids"), ROW_COST, Self::u32)?,
-            names: self
-                .column(&format!("{name}.names"), 0, |p, column| p.string(column, MAX_OWNER_NAME, false))?,
+            ids: self.uints(&format!("{name}.ids"), ROW_COST, u32::MAX.into(), |v| v as u32)?,
+            names: self.strings(&format!("{name}.names"), 0, MAX_OWNER_NAME)?,
         })
     }
 
@@ -568,14 +696,12 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         Ok(bytes)
     }
 
-    /// A byte string of at most `max` bytes; in version 1's text columns, a text string.
-    fn string(&mut self, column: &str, max: usize, text: bool) -> Result<Vec<u8>> {
+    /// Version 1's text string of at most `max` bytes, as bytes.
+    fn text(&mut self, column: &str, max: usize) -> Result<Vec<u8>> {
         let len = match self.header(column)? {
-            Header::Text(Some(len)) if text => len,
-            Header::Bytes(Some(len)) if !text => len,
+            Header::Text(Some(len)) => len,
             other => {
-                let expected = if text { "a text string" } else { "a byte string" };
-                return Err(self.error(column, &format!("expected {expected}, found {}", describe(&other))));
+                return Err(self.error(column, &format!("expected a text string, found {}", describe(&other))))
             }
         };
         if len > max {
@@ -587,7 +713,7 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         self.budget.take((len as u64).max(STRING_MIN) + VALUE_COST, column)?;
         let mut bytes = vec![0; len];
         self.cbor.read_exact(&mut bytes).map_err(read_error)?;
-        if text && std::str::from_utf8(&bytes).is_err() {
+        if std::str::from_utf8(&bytes).is_err() {
             return Err(self.error(column, "a string is not UTF-8"));
         }
         Ok(bytes)
@@ -761,22 +887,28 @@ mod tests {
         // kinds as an array of integers rather than a byte string.
         let why = refused(&patched(b"\x65kinds\x42\x00\x01", b"\x65kinds\x82\x00\x01"));
         assert_eq!(why, "index: index column kinds: expected a byte string, found an array of 2");
-        // depths as a byte string.
-        let why = refused(&patched(b"\x66depths\x82\x00\x01", b"\x66depths\x42\x00\x01"));
-        assert_eq!(why, "index: index column depths: expected an array, found a byte string");
-        // A tag before a value and before a key.
-        let why = refused(&patched(b"\x65modes\x82", b"\x65modes\xc1\x82"));
+        // A packed column (depths: 0, 1) as an array, as version 1 had it.
+        let why = refused(&patched(b"\x66depths\x42\x00\x01", b"\x66depths\x82\x00\x01"));
+        assert_eq!(why, "index: index column depths: expected a byte string, found an array of 2");
+        // A tag before a value and before a key. (modes 0o755, 0o644 packed: ed 03 a4 03.)
+        let why = refused(&patched(b"\x65modes\x44\xed\x03", b"\x65modes\xc1\x44\xed\x03"));
         assert!(why.contains("index column modes: a tag (1)"), "{why}");
         let why = refused(&patched(b"\x65modes", b"\xd9\xd9\xf7\x65modes"));
         assert!(why.contains("a tag (55799)"), "{why}");
         // Indefinite lengths.
-        let why = refused(&patched(b"\x65sizes\x81\x05", b"\x65sizes\x9f\x05\xff"));
-        assert_eq!(why, "index: index column sizes: expected an array, found an item of indefinite length");
-        // A mode that does not fit 16 bits, a negative size.
-        let why = refused(&patched(b"\x65modes\x82\x19\x01\xed", b"\x65modes\x82\x1a\x00\x01\x00\x00"));
+        let why = refused(&patched(b"\x65sizes\x41\x05", b"\x65sizes\x5f\x41\x05\xff"));
+        assert_eq!(
+            why,
+            "index: index column sizes: expected a byte string, found an item of indefinite length"
+        );
+        // A mode that does not fit 16 bits; an integer in a longer form than needed; a
+        // column that ends inside an integer.
+        let why = refused(&patched(b"\x65modes\x44\xed\x03\xa4\x03", b"\x65modes\x44\x80\x80\x04\x05"));
         assert_eq!(why, "index: index column modes: 65536 is over 65535");
-        let why = refused(&patched(b"\x65sizes\x81\x05", b"\x65sizes\x81\x24"));
-        assert_eq!(why, "index: index column sizes: expected an unsigned integer, found the integer -5");
+        let why = refused(&patched(b"\x65sizes\x41\x05", b"\x65sizes\x42\x85\x00"));
+        assert_eq!(why, "index: index column sizes: an integer in a longer form than needed");
+        let why = refused(&patched(b"\x65sizes\x41\x05", b"\x65sizes\x41\x85"));
+        assert_eq!(why, "index: index column sizes: ends inside an integer");
         // An extra item after the map.
         let mut extra = Vec::new();
         ciborium::into_writer(&record(), &mut extra).expect("serialize");
@@ -819,15 +951,15 @@ mod tests {
 
     #[test]
     fn declared_sizes_are_checked_before_allocating() {
-        // An array declaring 2^24 names in a few bytes.
-        let why = refused(b"\xb2\x65names\x9a\x01\x00\x00\x00");
-        assert_eq!(why, "index: index column names: declares 16777216 elements in fewer bytes");
+        // A column declaring 1 GiB in a few bytes.
+        let why = refused(b"\xb2\x65names\x5a\x40\x00\x00\x00");
+        assert_eq!(why, "index: index ends early");
         // A name of 1 GiB declared in a few bytes is refused by its length alone.
-        let why = refused(b"\xb2\x65names\x81\x5a\x40\x00\x00\x00");
+        let why = refused(b"\xb2\x65names\x45\x80\x80\x80\x80\x04");
         assert_eq!(why, "index: index column names: a string of 1073741824 bytes is longer than 255");
-        // Names are byte strings in version 2; text is refused.
+        // Names are one packed byte string in version 2; an array of text is refused.
         let why = refused(b"\xb2\x65names\x81\x61a");
-        assert_eq!(why, "index: index column names: expected a byte string, found a text string");
+        assert_eq!(why, "index: index column names: expected a byte string, found an array of 1");
         // Many real entries in a tiny budget.
         let mut small = Budget::for_archive(0);
         small.take(Budget::BASE - 100, "a test").expect("room");

@@ -1,0 +1,216 @@
+//! FORMAT.md §4.7: how version 2 packs a column into one CBOR byte string, so that a column
+//! of a million elements is one CBOR item, decoded by a tight loop, rather than a million.
+//!
+//! - unsigned integers: LEB128 (7 bits a byte, low first, the high bit set on every byte but
+//!   the last), the shortest form only;
+//! - `mtime_secs`: each value's difference from the one before (from 0 for the first),
+//!   zigzag-mapped (0, -1, 1, -2, ... as 0, 1, 2, 3, ...) then LEB128: the mtimes of a tree
+//!   are close to each other;
+//! - byte strings (names, targets, attribute names and values): the length in LEB128, then
+//!   the bytes;
+//! - block hashes: 8 bytes each, little-endian.
+//!
+//! The writer's side is serde `serialize_with` functions; the reader's is [`Unpack`], whose
+//! every read is bounds-checked and refuses what the writer would never produce (overlong
+//! integers, values over the column's limit), so that one archive has one encoding.
+
+use serde::Serializer;
+
+/// Appends `value` in LEB128.
+pub fn put_uint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    (value >> 1) as i64 ^ -((value & 1) as i64)
+}
+
+/// A column of unsigned integers.
+pub fn uints<S: Serializer, T: Copy + Into<u64>>(column: &[T], serializer: S) -> Result<S::Ok, S::Error> {
+    let mut out = Vec::with_capacity(column.len() * 2);
+    for &value in column {
+        put_uint(&mut out, value.into());
+    }
+    serializer.serialize_bytes(&out)
+}
+
+/// A column of signed integers, as zigzag differences from the value before.
+pub fn deltas<S: Serializer>(column: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
+    let mut out = Vec::with_capacity(column.len() * 3);
+    let mut before = 0i64;
+    for &value in column {
+        put_uint(&mut out, zigzag(value.wrapping_sub(before)));
+        before = value;
+    }
+    serializer.serialize_bytes(&out)
+}
+
+/// A column of byte strings, each its length then its bytes.
+pub fn strings<S: Serializer>(column: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+    let mut out = Vec::with_capacity(column.iter().map(|s| s.len() + 1).sum());
+    for bytes in column {
+        put_uint(&mut out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    serializer.serialize_bytes(&out)
+}
+
+/// A column of 64-bit values, 8 bytes each.
+pub fn fixed64<S: Serializer>(column: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
+    let out: Vec<u8> = column.iter().flat_map(|v| v.to_le_bytes()).collect();
+    serializer.serialize_bytes(&out)
+}
+
+/// Reads a packed column: every read says what was wrong in words, for the caller to name the
+/// column.
+pub struct Unpack<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    /// The value before, for [`Unpack::delta`].
+    before: i64,
+}
+
+impl<'a> Unpack<'a> {
+    pub fn new(bytes: &'a [u8]) -> Unpack<'a> {
+        Unpack { bytes, at: 0, before: 0 }
+    }
+
+    /// Whether the column is read to its end.
+    pub fn is_done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+
+    /// An unsigned integer of at most `max`, in its shortest LEB128 form.
+    pub fn uint(&mut self, max: u64) -> Result<u64, String> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.bytes.get(self.at) else {
+                return Err("ends inside an integer".to_owned());
+            };
+            self.at += 1;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                return Err("an integer over 64 bits".to_owned());
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                if byte == 0 && shift > 0 {
+                    return Err("an integer in a longer form than needed".to_owned());
+                }
+                if value > max {
+                    return Err(format!("{value} is over {max}"));
+                }
+                return Ok(value);
+            }
+        }
+        Err("an integer over 64 bits".to_owned())
+    }
+
+    /// The next value of a column of differences ([`deltas`]; both sides wrap, so every
+    /// sequence of 64-bit values has one encoding).
+    pub fn delta(&mut self) -> Result<i64, String> {
+        let value = self.before.wrapping_add(unzigzag(self.uint(u64::MAX)?));
+        self.before = value;
+        Ok(value)
+    }
+
+    /// A byte string of at most `max` bytes.
+    pub fn string(&mut self, max: usize) -> Result<&'a [u8], String> {
+        let len = self.uint(u64::MAX)?;
+        if len > max as u64 {
+            return Err(format!("a string of {len} bytes is longer than {max}"));
+        }
+        let bytes = self.bytes.get(self.at..self.at + len as usize).ok_or("ends inside a string")?;
+        self.at += len as usize;
+        Ok(bytes)
+    }
+
+    /// A 64-bit value of [`fixed64`].
+    pub fn fixed64(&mut self) -> Result<u64, String> {
+        let bytes = self.bytes.get(self.at..self.at + 8).ok_or("ends inside a value")?;
+        self.at += 8;
+        Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| "ends inside a value")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed(values: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        values.iter().for_each(|&v| put_uint(&mut out, v));
+        out
+    }
+
+    #[test]
+    fn integers_round_trip_in_their_shortest_form() {
+        let values = [0, 1, 127, 128, 300, 16_383, 16_384, u32::MAX.into(), u64::MAX - 1, u64::MAX];
+        let bytes = packed(&values);
+        let mut unpack = Unpack::new(&bytes);
+        for &v in &values {
+            assert_eq!(unpack.uint(u64::MAX), Ok(v));
+        }
+        assert!(unpack.is_done());
+        assert_eq!(packed(&[127]), [0x7f]);
+        assert_eq!(packed(&[128]), [0x80, 0x01]);
+        assert_eq!(packed(&[u64::MAX]).len(), 10);
+        // Overlong forms, values over 64 bits, a cut integer, a value over the limit.
+        for (bytes, why) in [
+            (&[0x80, 0x00][..], "longer form"),
+            (&[0xff; 10][..], "over 64 bits"),
+            (&[0x80; 11][..], "over 64 bits"),
+            (&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02][..], "over 64 bits"),
+            (&[0x80][..], "ends inside"),
+            (&[0x90, 0x03][..], "over 255"),
+        ] {
+            let got = Unpack::new(bytes).uint(255);
+            assert!(got.as_ref().is_err_and(|e| e.contains(why)), "{bytes:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn deltas_and_strings_round_trip() {
+        let mut out = Vec::new();
+        for value in [1_700_000_000i64, 1_700_000_005, -5, i64::MIN, i64::MAX, 0] {
+            let zig = zigzag(value);
+            assert_eq!(unzigzag(zig), value);
+            put_uint(&mut out, zig);
+        }
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(zigzag(1), 2);
+        let mut strings = Vec::new();
+        for s in [&b""[..], b"a", &[0xff; 300]] {
+            put_uint(&mut strings, s.len() as u64);
+            strings.extend_from_slice(s);
+        }
+        let mut unpack = Unpack::new(&strings);
+        assert_eq!(unpack.string(300), Ok(&b""[..]));
+        assert_eq!(unpack.string(300), Ok(&b"a"[..]));
+        assert_eq!(unpack.string(300).map(<[u8]>::len), Ok(300));
+        assert!(unpack.is_done());
+        assert!(Unpack::new(&strings[2..]).string(1).is_err(), "a string over the limit");
+        assert!(Unpack::new(&[5, b'a']).string(10).is_err(), "a cut string");
+        // Differences wrap on both sides: the extremes follow each other.
+        let values = [i64::MIN, i64::MAX, 0, i64::MIN];
+        let mut bytes = Vec::new();
+        let mut before = 0i64;
+        for v in values {
+            put_uint(&mut bytes, zigzag(v.wrapping_sub(before)));
+            before = v;
+        }
+        let mut unpack = Unpack::new(&bytes);
+        for v in values {
+            assert_eq!(unpack.delta(), Ok(v));
+        }
+        assert!(unpack.is_done());
+    }
+}
