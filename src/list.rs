@@ -30,7 +30,11 @@ pub fn run(options: &ListOptions) -> Result<()> {
     let archive = Archive::open(&options.archive)?;
     let selected = select::select(&archive.index, &options.paths, &options.globs)
         .with_context(|| format!("listing {}", options.archive))?;
-    match print(&archive, &selected, options) {
+    let printed = print(&archive, &selected, options);
+    // The index is left to the end of the process: freeing a million names one by one takes
+    // longer than the listing.
+    std::mem::forget(archive);
+    match printed {
         // `arc list x.arc | head` ends quietly, as other Unix tools do.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         result => result.context("writing the listing to stdout"),
@@ -41,28 +45,60 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
     let index = &archive.index;
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut paths = PathStack::default();
+    let mut printed = Printed::default();
     for (i, entry) in index.entries.iter().enumerate() {
-        let path = paths.enter(index, i);
+        if options.json {
+            let path = paths.enter(index, i);
+            if selected[i] == Selected::Yes {
+                write_json(&mut out, &JsonEntry::new(index, i, path))?;
+            }
+            continue;
+        }
+        let path = printed.enter(index, i);
         if selected[i] != Selected::Yes {
             continue;
         }
-        if options.json {
-            write_json(&mut out, &JsonEntry::new(index, i, path))?;
-        } else if options.long {
+        if options.long {
             writeln!(out, "{}", long_line(index, i, path, options.bytes))?;
         } else {
             let slash = if entry.is_dir() { "/" } else { "" };
-            writeln!(out, "{}{slash}", escape(&text_of(path)))?;
+            writeln!(out, "{path}{slash}")?;
         }
     }
     out.flush()?;
     Ok(())
 }
 
+/// Paths as they are printed, built a name at a time in pre-order: each name is escaped once,
+/// not once for every entry below it. (Escaping is per character and `/` is never escaped, so
+/// this is the escaped full path.)
+#[derive(Default)]
+struct Printed {
+    path: String,
+    /// `ends[d]`: length of `path` up to the end of the depth-d ancestor's name.
+    ends: Vec<usize>,
+}
+
+impl Printed {
+    fn enter(&mut self, index: &Index, i: usize) -> &str {
+        let entry = &index.entries[i];
+        let depth = entry.depth as usize;
+        self.ends.truncate(depth);
+        let start = if depth == 0 { 0 } else { self.ends[depth - 1] };
+        self.path.truncate(start);
+        if depth > 0 {
+            self.path.push('/');
+        }
+        self.path.push_str(&escape(&text_of(&entry.name)));
+        self.ends.push(self.path.len());
+        &self.path
+    }
+}
+
 /// `drwxr-xr-x root/root      4.0 KiB 2024-05-01 12:00:00 UTC path/`, as `tar -tv` prints
 /// it: a symlink with ` -> target`, a hard link with ` link to PATH`, a device with its
 /// numbers in place of a size. A version-1 archive stores no owners and shows none.
-fn long_line(index: &Index, i: usize, path: &[u8], exact: bool) -> String {
+fn long_line(index: &Index, i: usize, path: &str, exact: bool) -> String {
     let entry = &index.entries[i];
     let size = match entry.kind {
         Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => format!("{major},{minor}"),
@@ -89,10 +125,9 @@ fn long_line(index: &Index, i: usize, path: &[u8], exact: bool) -> String {
         false => String::new(),
     };
     let mut line = format!(
-        "{type_char}{} {owner}{size:>10} {} {}{slash}",
+        "{type_char}{} {owner}{size:>10} {} {path}{slash}",
         mode_string(entry.mode),
         utc_time(entry.mtime.secs),
-        escape(&text_of(path))
     );
     match &entry.kind {
         Kind::Symlink { target } => {

@@ -226,7 +226,8 @@ impl Index {
         let mut offset: u64 = 0;
         for (i, name) in names.into_iter().enumerate() {
             check_name(&name)?;
-            let shown = String::from_utf8_lossy(&name).into_owned();
+            // For messages only: made when one is.
+            let shown = Shown(&name);
             let depth = depths[i];
             if depth > MAX_DEPTH {
                 return Err(corrupt(format!("nesting deeper than {MAX_DEPTH}")));
@@ -541,6 +542,16 @@ pub struct FilePiece {
     pub len: usize,
     /// The piece is the whole file (the file lies in this one block).
     pub whole: bool,
+}
+
+/// A name in a message about a corrupt index (bytes that are not UTF-8 as U+FFFD: this layer
+/// knows no escaping), formatted only when a message is made.
+struct Shown<'a>(&'a [u8]);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
+    }
 }
 
 /// Where the stored bytes `[stored_offset, stored_offset + len)` of a file go in it: for a dense
