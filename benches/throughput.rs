@@ -230,13 +230,14 @@ mod read {
 mod index {
     use super::*;
 
-    /// 1 root + 100 directories + 100 × 999 files = 100,001 entries.
-    const DIRS: usize = 100;
+    /// Directories of 999 files each: 100 make 100,001 entries with the root, 1,000 make
+    /// 1,000,001.
     const FILES_PER_DIR: usize = 999;
+    const DIRS: [usize; 2] = [100, 1_000];
 
     /// An index record shaped like a real one: sorted names, plausible modes and mtimes. Every
     /// size is 0 and there are no blocks, which is consistent with data ending at the header.
-    fn record() -> IndexRecord {
+    fn record(dirs: usize) -> IndexRecord {
         let mut text = Text::new(4);
         let mut record = IndexRecord::default();
         let mut push = |name: String, depth: u32, kind: u8, record: &mut IndexRecord| {
@@ -253,8 +254,8 @@ mod index {
             }
         };
         push("root".into(), 0, format::KIND_DIR, &mut record);
-        for d in 0..DIRS {
-            push(format!("directory-{d:03}"), 1, format::KIND_DIR, &mut record);
+        for d in 0..dirs {
+            push(format!("directory-{d:04}"), 1, format::KIND_DIR, &mut record);
             for f in 0..FILES_PER_DIR {
                 push(format!("file-{f:04}.txt"), 2, format::KIND_FILE, &mut record);
             }
@@ -263,9 +264,9 @@ mod index {
         record
     }
 
-    #[divan::bench(sample_count = 20, sample_size = 1)]
-    fn encode(bencher: Bencher) {
-        let record = record();
+    #[divan::bench(sample_count = 10, sample_size = 1, args = DIRS)]
+    fn encode(bencher: Bencher, dirs: usize) {
+        let record = record(dirs);
         let (_, raw_len) = format::encode_index(&record, LEVEL).expect("encoding the index");
         bencher
             .counter(ItemsCount::new(record.names.len()))
@@ -275,9 +276,9 @@ mod index {
 
     /// What opening an archive costs beyond reading the frame: decompress, parse the CBOR, and
     /// check the tree.
-    #[divan::bench(sample_count = 20, sample_size = 1)]
-    fn decode(bencher: Bencher) {
-        let record = record();
+    #[divan::bench(sample_count = 10, sample_size = 1, args = DIRS)]
+    fn decode(bencher: Bencher, dirs: usize) {
+        let record = record(dirs);
         let entries = record.names.len();
         let (frame, raw_len) = format::encode_index(&record, LEVEL).expect("encoding the index");
         bencher.counter(ItemsCount::new(entries)).counter(BytesCount::new(raw_len)).bench_local(|| {
@@ -289,9 +290,9 @@ mod index {
     }
 
     /// The checking part of `decode` alone: the tree, names and block table.
-    #[divan::bench(sample_count = 20, sample_size = 1)]
-    fn check(bencher: Bencher) {
-        let record = record();
+    #[divan::bench(sample_count = 10, sample_size = 1, args = DIRS)]
+    fn check(bencher: Bencher, dirs: usize) {
+        let record = record(dirs);
         bencher
             .counter(ItemsCount::new(record.names.len()))
             .with_inputs(|| record.clone())
