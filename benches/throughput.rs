@@ -241,7 +241,7 @@ mod index {
         let mut text = Text::new(4);
         let mut record = IndexRecord::default();
         let mut push = |name: String, depth: u32, kind: u8, record: &mut IndexRecord| {
-            record.names.push(name.into_bytes());
+            record.names.push(name.as_bytes());
             record.depths.push(depth);
             record.uids.push(1000);
             record.gids.push(1000);

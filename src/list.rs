@@ -89,7 +89,7 @@ impl Printed {
         if depth > 0 {
             self.path.push('/');
         }
-        self.path.push_str(&escape(&text_of(&entry.name)));
+        self.path.push_str(&escape(&text_of(index.name(i))));
         self.ends.push(self.path.len());
         &self.path
     }

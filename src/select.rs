@@ -116,7 +116,7 @@ pub fn find(index: &Index, path: &[u8]) -> Option<usize> {
 
 fn find_sibling(index: &Index, mut i: usize, end: usize, name: &[u8]) -> Option<usize> {
     while i < end {
-        if index.entries[i].name == name {
+        if index.name(i) == name {
             return Some(i);
         }
         i = index.subtree_end(i);
@@ -143,7 +143,7 @@ impl PathStack {
         if depth > 0 {
             self.path.push(b'/');
         }
-        self.path.extend_from_slice(&entry.name);
+        self.path.extend_from_slice(index.name(i));
         self.ends.push(self.path.len());
         &self.path
     }

@@ -12,7 +12,7 @@
 //! Architecture Invariant: an entry's path is the chain of its ancestors' names, each a single
 //! component, so joining them beneath a destination can never leave it.
 
-use super::{corrupt, BlockRecord, FormatError, IndexRecord, OwnerRecord, SparseRecord, XattrRecord};
+use super::{corrupt, BlockRecord, FormatError, IndexRecord, Names, OwnerRecord, SparseRecord, XattrRecord};
 use super::{HEADER_LEN, MAX_NAME_LEN, MAX_OWNER_NAME, MAX_TARGET_LEN, MAX_XATTR_LIST, MAX_XATTR_NAME};
 use super::{KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK, KIND_SYMLINK};
 use super::{MAX_BLOCK_LEN, MAX_BLOCK_RAW, MAX_DEPTH, MAX_ENTRIES};
@@ -57,10 +57,10 @@ pub struct Mtime {
     pub nanos: u32,
 }
 
+/// An entry of the tree. Its name is kept apart, with every other name in one buffer
+/// ([`Index::name`]), so that an entry is a small fixed-size record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// One path component: 1 to 255 bytes, not `.` or `..`, no `/` or NUL.
-    pub name: Vec<u8>,
     /// Index of the parent directory entry; `None` for a root.
     pub parent: Option<u32>,
     pub depth: u32,
@@ -152,6 +152,9 @@ impl Block {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Index {
     pub entries: Vec<Entry>,
+    /// Entry `i`'s name is `names.get(i)`: one path component, 1 to 255 bytes, not `.` or
+    /// `..`, no `/` or NUL.
+    names: Names,
     pub blocks: Vec<Block>,
     pub tables: Tables,
     /// The files that have bytes in the data stream, in data-stream order (which is entry
@@ -224,10 +227,11 @@ impl Index {
         // the sibling the next entry at this depth must sort after.
         let mut last_at_depth: Vec<u32> = Vec::new();
         let mut offset: u64 = 0;
-        for (i, name) in names.into_iter().enumerate() {
-            check_name(&name)?;
+        for i in 0..count {
+            let name = names.get(i);
+            check_name(name)?;
             // For messages only: made when one is.
-            let shown = Shown(&name);
+            let shown = Shown(name);
             let depth = depths[i];
             if depth > MAX_DEPTH {
                 return Err(corrupt(format!("nesting deeper than {MAX_DEPTH}")));
@@ -247,7 +251,7 @@ impl Index {
             };
             if let Some(&sibling) = last_at_depth.get(depth as usize) {
                 let sibling: &Entry = &entries[sibling as usize];
-                if sibling.parent == parent && sibling.name >= name {
+                if sibling.parent == parent && names.get(last_at_depth[depth as usize] as usize) >= name {
                     return Err(corrupt(format!("entry {shown} is a duplicate or out of order")));
                 }
             }
@@ -315,7 +319,7 @@ impl Index {
                 other => return Err(corrupt(format!("entry {shown} has unknown kind {other}"))),
             };
             let (uid, gid) = if owners { (uids[i], gids[i]) } else { (0, 0) };
-            entries.push(Entry { name, parent, depth, kind, mode, mtime, uid, gid });
+            entries.push(Entry { parent, depth, kind, mode, mtime, uid, gid });
         }
         if sizes.next().is_some() {
             return Err(corrupt("more sizes than files"));
@@ -334,15 +338,14 @@ impl Index {
         }
         let blocks = block_table(blocks, offset, data_end)?;
         let tables = Tables { owners, sparse, xattrs, users, groups };
-        Ok(Index { entries, blocks, tables, files })
+        Ok(Index { entries, names, blocks, tables, files })
     }
 
     /// The record that serializes this index; the inverse of [`Index::from_record`]. It takes
-    /// the index so that names move rather than being copied (a million entries' worth).
+    /// the index so that the names move rather than being copied (a million entries' worth).
     pub fn into_record(self) -> IndexRecord {
-        let mut record = IndexRecord::default();
+        let mut record = IndexRecord { names: self.names, ..IndexRecord::default() };
         for entry in self.entries {
-            record.names.push(entry.name);
             record.depths.push(entry.depth);
             record.modes.push(entry.mode);
             record.mtime_secs.push(entry.mtime.secs);
@@ -411,9 +414,14 @@ impl Index {
     /// Builds an index from entries, blocks and tables the caller made consistent (the writer,
     /// whose walker assigned the offsets): no check is made here beyond what
     /// [`Index::from_record`] would refuse later when the archive is read.
-    pub fn from_parts(entries: Vec<Entry>, blocks: Vec<Block>, tables: Tables) -> Index {
+    pub fn from_parts(entries: Vec<Entry>, names: Names, blocks: Vec<Block>, tables: Tables) -> Index {
         let files = (0..entries.len() as u32).filter(|&i| entries[i as usize].stored() > 0).collect();
-        Index { entries, blocks, tables, files }
+        Index { entries, names, blocks, tables, files }
+    }
+
+    /// Entry `i`'s name: one path component.
+    pub fn name(&self, i: usize) -> &[u8] {
+        self.names.get(i)
     }
 
     /// The data extents of sparse file `i`; `None` for a dense file (one extent, all of it).
@@ -461,7 +469,7 @@ impl Index {
             if n > 0 {
                 path.push(b'/');
             }
-            path.extend_from_slice(&self.entries[e].name);
+            path.extend_from_slice(self.names.get(e));
         }
         path
     }
@@ -713,7 +721,7 @@ fn block_table(record: BlockRecord, data_len: u64, data_end: u64) -> Result<Vec<
 #[cfg(test)]
 pub fn spanning_index() -> Index {
     let record = IndexRecord {
-        names: ["r", "a", "b", "c", "d", "link"].map(Vec::from).to_vec(),
+        names: ["r", "a", "b", "c", "d", "link"].into_iter().collect(),
         depths: vec![0, 1, 1, 1, 1, 1],
         kinds: vec![KIND_DIR, KIND_FILE, KIND_FILE, KIND_FILE, KIND_FILE, KIND_SYMLINK],
         modes: vec![0o755, 0o644, 0o644, 0o644, 0o644, 0o777],
@@ -735,7 +743,7 @@ mod tests {
 
     fn record() -> IndexRecord {
         IndexRecord {
-            names: ["r", "a", "x", "b", "l"].map(Vec::from).to_vec(),
+            names: ["r", "a", "x", "b", "l"].into_iter().collect(),
             depths: vec![0, 1, 2, 1, 1],
             kinds: vec![KIND_DIR, KIND_DIR, KIND_FILE, KIND_FILE, KIND_SYMLINK],
             modes: vec![0o755, 0o700, 0o644, 0o600, 0o777],
@@ -779,18 +787,18 @@ mod tests {
     #[test]
     fn refuses_unsafe_names() {
         for bad in ["", ".", "..", "a/b", "/abs", "nul\0"] {
-            refused(|r| r.names[2] = bad.into());
+            refused(|r| r.names = r.names.replaced(2, bad.as_bytes()));
         }
-        refused(|r| r.names[2] = "x".repeat(256).into());
+        refused(|r| r.names = r.names.replaced(2, "x".repeat(256).as_bytes()));
         // Any other bytes are a name (Linux's rule), UTF-8 or not.
         let mut r = record();
-        r.names[2] = b"caf\xe9".to_vec();
+        r.names = r.names.replaced(2, b"caf\xe9");
         assert!(Index::from_record(r, DATA_END).is_ok());
     }
 
     #[test]
     fn refuses_malformed_trees() {
-        assert!(refused(|r| r.names[3] = "a".into()).contains("duplicate"));
+        assert!(refused(|r| r.names = r.names.replaced(3, b"a")).contains("duplicate"));
         assert!(refused(|r| r.depths[1] = 2).contains("no parent"));
         assert!(refused(|r| r.depths[4] = 3).contains("no parent"));
         // x is a file, so an entry one deeper would be inside it.
@@ -835,7 +843,7 @@ mod tests {
     fn with_links() -> IndexRecord {
         let mut r = record();
         for name in ["m1", "m2"] {
-            r.names.push(name.into());
+            r.names.push(name.as_bytes());
             r.depths.push(1);
             r.kinds.push(KIND_LINK);
             r.modes.push(0o644);

@@ -63,6 +63,20 @@ pub fn strings<S: Serializer>(column: &[Vec<u8>], serializer: S) -> Result<S::Ok
     serializer.serialize_bytes(&out)
 }
 
+/// A column of byte strings given one by one (`capacity`: about the bytes they take).
+pub fn strings_of<'a, S: Serializer>(
+    column: impl Iterator<Item = &'a [u8]>,
+    capacity: usize,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut out = Vec::with_capacity(capacity);
+    for bytes in column {
+        put_uint(&mut out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    serializer.serialize_bytes(&out)
+}
+
 /// A column of 64-bit values, 8 bytes each.
 pub fn fixed64<S: Serializer>(column: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
     let out: Vec<u8> = column.iter().flat_map(|v| v.to_le_bytes()).collect();

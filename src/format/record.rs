@@ -45,8 +45,8 @@ pub const KIND_BLOCK: u8 = 6;
 pub struct IndexRecord {
     #[serde(skip)]
     pub version: u16,
-    #[serde(serialize_with = "packed::strings")]
-    pub names: Vec<Vec<u8>>,
+    /// One name per entry, in one buffer.
+    pub names: Names,
     #[serde(serialize_with = "packed::uints")]
     pub depths: Vec<u32>,
     #[serde(with = "serde_bytes")]
@@ -83,7 +83,7 @@ impl Default for IndexRecord {
     fn default() -> Self {
         IndexRecord {
             version: super::VERSION,
-            names: Vec::new(),
+            names: Names::default(),
             depths: Vec::new(),
             kinds: Vec::new(),
             modes: Vec::new(),
@@ -102,6 +102,83 @@ impl Default for IndexRecord {
             groups: OwnerRecord::default(),
             blocks: BlockRecord::default(),
         }
+    }
+}
+
+/// The entries' names, all in one buffer (no allocation per name, a million of them or not):
+/// name `i` is `bytes[ends[i - 1]..ends[i]]`. Serialized as a packed column of strings.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Names {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    pub fn with_capacity(names: usize, bytes: usize) -> Names {
+        Names { bytes: Vec::with_capacity(bytes), ends: Vec::with_capacity(names) }
+    }
+
+    /// Appends a name. The buffer of all names stays under 4 GiB: the memory budget and the
+    /// caps on entries and names keep a reader far below, and a writer checks (see
+    /// [`Names::fits`]).
+    pub fn push(&mut self, name: &[u8]) {
+        self.bytes.extend_from_slice(name);
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    /// Whether `more` bytes of names still fit the buffer's 32-bit offsets.
+    pub fn fits(&self, more: usize) -> bool {
+        self.bytes.len() as u64 + more as u64 <= u64::from(u32::MAX)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Name `i`.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Bytes of all names.
+    pub fn total_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The same names with name `i` replaced (for tests and tools; it rebuilds the buffer).
+    pub fn replaced(&self, i: usize, name: &[u8]) -> Names {
+        self.iter().enumerate().map(|(k, n)| if k == i { name } else { n }).collect()
+    }
+
+    /// The names without the last `count`.
+    pub fn truncate(&mut self, len: usize) {
+        self.ends.truncate(len);
+        self.bytes.truncate(self.ends.last().map_or(0, |&e| e as usize));
+    }
+}
+
+impl<T: AsRef<[u8]>> FromIterator<T> for Names {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Names {
+        let mut names = Names::default();
+        for name in iter {
+            names.push(name.as_ref());
+        }
+        names
+    }
+}
+
+impl Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        packed::strings_of(self.iter(), self.total_len() + self.len(), serializer)
     }
 }
 
@@ -236,7 +313,9 @@ const ENTRY_COST: u64 = (std::mem::size_of::<Vec<u8>>()
     + std::mem::size_of::<super::Entry>()
     + std::mem::size_of::<u32>()) as u64
     + COMMAND_ENTRY_COST;
-/// What a byte string (a name, a target, an attribute) costs beyond its bytes: the vector that
+/// What each name costs beyond its bytes, held in one buffer: where it ends.
+const NAME_END_COST: u64 = std::mem::size_of::<u32>() as u64;
+/// What a byte string (a target, an attribute) costs beyond its bytes: the vector that
 /// holds it in the column and the one it moves into.
 const VALUE_COST: u64 = std::mem::size_of::<Vec<u8>>() as u64;
 /// What each block costs besides its `lens` element: two more columns, the checked
@@ -264,13 +343,14 @@ pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 
             + column.len() as u64 * std::mem::size_of::<Vec<u8>>() as u64
     };
     let n = record.names.len() as u64;
+    let names = record.names.total_len() as u64 + n * NAME_END_COST;
     let blocks = record.blocks.lens.len() as u64;
     let window = raw_len.min(1 << MAX_WINDOW_LOG);
     let (sparse, xattrs) = (&record.sparse, &record.xattrs);
     index_len
         + window
         + raw_len
-        + strings(&record.names)
+        + names
         + n * ENTRY_COST
         + n * (4 + 1 + 2 + 8 + 4 + 4 + 4)
         + record.sizes.len() as u64 * 8
@@ -367,7 +447,7 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         self.map(18, "")?;
         // Each name stands for an entry: what every entry costs once read and checked is
         // charged with the names, before anything else is read.
-        let names = self.strings("names", ENTRY_COST, MAX_NAME_LEN)?;
+        let names = self.names()?;
         let depths = self.uints("depths", 0, u32::MAX.into(), |v| v as u32)?;
         let kinds = self.byte_string("kinds")?;
         let modes = self.uints("modes", 0, u16::MAX.into(), |v| v as u16)?;
@@ -523,6 +603,26 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         Ok(values)
     }
 
+    /// The packed column of names, into one buffer: each entry's cost is charged with its end,
+    /// then the buffer whole, before it is filled.
+    fn names(&mut self) -> Result<Names> {
+        let (column, bytes) = self.packed("names")?;
+        let mut unpack = Unpack::new(&bytes);
+        let (mut count, mut total) = (0usize, 0usize);
+        while !unpack.is_done() {
+            total += unpack.string(MAX_NAME_LEN).map_err(|why: String| self.error(&column, &why))?.len();
+            count += 1;
+        }
+        self.charge(&column, count, NAME_END_COST + ENTRY_COST)?;
+        self.budget.take(total as u64, &column)?;
+        let mut names = Names::with_capacity(count, total);
+        let mut unpack = Unpack::new(&bytes);
+        while !unpack.is_done() {
+            names.push(unpack.string(MAX_NAME_LEN).map_err(|why: String| self.error(&column, &why))?);
+        }
+        Ok(names)
+    }
+
     /// Version 1 (FORMAT.md §9): names and targets as text, no owners, links, devices, extents
     /// or attributes.
     fn record_v1(mut self) -> Result<IndexRecord> {
@@ -552,7 +652,10 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         // Each name stands for an entry: what every entry costs once read and checked is
         // charged with the names, before anything else is read.
         Ok(EntryColumns {
-            names: self.column("names", ENTRY_COST, |p, column| p.text(column, MAX_NAME_LEN))?,
+            names: self
+                .column("names", ENTRY_COST, |p, column| p.text(column, MAX_NAME_LEN))?
+                .into_iter()
+                .collect(),
             depths: self.column("depths", 0, Self::u32)?,
             kinds: self.byte_string("kinds")?,
             modes: self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?,
@@ -747,7 +850,7 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
 
 /// The columns every version starts with.
 struct EntryColumns {
-    names: Vec<Vec<u8>>,
+    names: Names,
     depths: Vec<u32>,
     kinds: Vec<u8>,
     modes: Vec<u16>,
@@ -802,7 +905,7 @@ mod tests {
 
     fn record() -> IndexRecord {
         IndexRecord {
-            names: vec!["root".into(), "a".into()],
+            names: ["root", "a"].into_iter().collect(),
             depths: vec![0, 1],
             kinds: vec![KIND_DIR, KIND_FILE],
             modes: vec![0o755, 0o644],
@@ -941,7 +1044,7 @@ mod tests {
         }
         v1.extend_from_slice(b"\x66blocks\xa3\x64lens\x80\x68raw_lens\x80\x66hashes\x80");
         let record = decode_cbor(&v1, 1, &mut budget()).expect("version 1");
-        assert_eq!((record.version, record.names.clone(), record.uids.len()), (1, vec![b"r".to_vec()], 0));
+        assert_eq!((record.version, record.names.get(0), record.uids.len()), (1, &b"r"[..], 0));
         // The same bytes are not version 2, and version 2 is not version 1.
         assert!(decode_cbor(&v1, 2, &mut budget()).is_err());
         let mut v2 = Vec::new();

@@ -256,7 +256,7 @@ impl<'a> Extraction<'a> {
             return Ok(DirFd::Borrowed(fd.as_fd()));
         }
         let parent = self.parent_dir(i)?;
-        let fd = dest::open_dir(&parent, &self.index.entries[i].name)
+        let fd = dest::open_dir(&parent, self.index.name(i))
             .with_context(|| format!("opening {}", self.display(i)))?;
         Ok(DirFd::Owned(fd))
     }
@@ -290,7 +290,7 @@ impl<'a> Extraction<'a> {
                 Some(action) => action,
                 None => {
                     let parent = self.parent_dir(i)?;
-                    let found = dest::probe(&parent, &entry.name)
+                    let found = dest::probe(&parent, self.index.name(i))
                         .with_context(|| format!("reading {}", self.display(i)))?;
                     drop(parent);
                     match plan::decide(entry.is_dir(), found, self.options.existing) {
@@ -389,13 +389,16 @@ impl<'a> Extraction<'a> {
             let parent = self.parent_dir(i)?;
             let path = || self.display(i);
             if action == Action::Replace && !self.merged[i] {
-                dest::remove(&parent, &entry.name, false).with_context(|| format!("removing {}", path()))?;
+                dest::remove(&parent, self.index.name(i), false)
+                    .with_context(|| format!("removing {}", path()))?;
             }
             // A directory merged with an earlier one of this run (--strip-components) exists.
             if !self.merged[i] {
-                dest::make_dir(&parent, &entry.name).with_context(|| format!("creating {}", path()))?;
+                dest::make_dir(&parent, self.index.name(i))
+                    .with_context(|| format!("creating {}", path()))?;
             }
-            let fd = dest::open_dir(&parent, &entry.name).with_context(|| format!("opening {}", path()))?;
+            let fd =
+                dest::open_dir(&parent, self.index.name(i)).with_context(|| format!("opening {}", path()))?;
             drop(parent);
             if let Some(&group) = self.new_group.get(&self.parent_key(i)) {
                 self.new_group.insert(Some(i as u32), group);
@@ -545,7 +548,6 @@ impl<'a> Extraction<'a> {
     }
 
     fn persist(&self, i: usize, temp: &TempFile) -> Result<()> {
-        let entry = &self.index.entries[i];
         if let Some(d) = self.index.data_entry(i).filter(|&d| self.index.extents(d).is_some()) {
             // A sparse file ends in a hole, or may: its size makes it.
             temp.file
@@ -553,7 +555,7 @@ impl<'a> Extraction<'a> {
                 .with_context(|| format!("writing {}", self.display(i)))?;
         }
         let (placed, refused) = temp
-            .persist(&entry.name, &self.attrs(i), self.replace)
+            .persist(self.index.name(i), &self.attrs(i), self.replace)
             .with_context(|| format!("writing {}", self.display(i)))?;
         self.refused(i, refused);
         self.placed(i, placed)
@@ -586,19 +588,27 @@ impl<'a> Extraction<'a> {
                     };
                     let source = source as usize;
                     let (from_dir, dir) = (self.parent_dir(source)?, self.parent_dir(i)?);
-                    let from = &self.index.entries[source].name;
-                    let placed =
-                        dest::hard_link(from_dir.as_fd(), from, dir.as_fd(), &entry.name, self.replace)
-                            .with_context(|| {
-                                format!("linking {} to {}", self.display(i), self.display(source))
-                            })?;
+                    let from = self.index.name(source);
+                    let placed = dest::hard_link(
+                        from_dir.as_fd(),
+                        from,
+                        dir.as_fd(),
+                        self.index.name(i),
+                        self.replace,
+                    )
+                    .with_context(|| format!("linking {} to {}", self.display(i), self.display(source)))?;
                     self.placed(i, placed)?;
                 }
                 Kind::Symlink { target } => {
                     let parent = self.parent_dir(i)?;
-                    let (placed, refused) =
-                        dest::symlink(parent.as_fd(), target, &entry.name, &self.attrs(i), self.replace)
-                            .with_context(|| format!("creating symlink {}", self.display(i)))?;
+                    let (placed, refused) = dest::symlink(
+                        parent.as_fd(),
+                        target,
+                        self.index.name(i),
+                        &self.attrs(i),
+                        self.replace,
+                    )
+                    .with_context(|| format!("creating symlink {}", self.display(i)))?;
                     self.refused(i, refused);
                     self.placed(i, placed)?;
                 }
@@ -628,7 +638,7 @@ impl<'a> Extraction<'a> {
             return Ok(());
         }
         let parent = self.parent_dir(i)?;
-        let placed = match dest::make_special(parent.as_fd(), &entry.name, special, self.replace) {
+        let placed = match dest::make_special(parent.as_fd(), self.index.name(i), special, self.replace) {
             Err(e) if device && e.kind() == std::io::ErrorKind::PermissionDenied => {
                 self.console.warn(format!("skipping device {}: {e}", self.display(i)));
                 return Ok(());
@@ -636,7 +646,7 @@ impl<'a> Extraction<'a> {
             made => made.with_context(|| format!("creating {}", self.display(i)))?,
         };
         if placed {
-            let refused = dest::set_metadata_at(parent.as_fd(), &entry.name, &self.attrs(i), false)
+            let refused = dest::set_metadata_at(parent.as_fd(), self.index.name(i), &self.attrs(i), false)
                 .with_context(|| format!("setting the metadata of {}", self.display(i)))?;
             self.refused(i, refused);
         }

@@ -73,7 +73,9 @@ pub(super) fn run(
     });
     failure.take()?;
     match (entries, blocks) {
-        (Some((entries, tables)), Some(blocks)) => Ok(Index::from_parts(entries, blocks, tables)),
+        (Some((entries, names, tables)), Some(blocks)) => {
+            Ok(Index::from_parts(entries, names, blocks, tables))
+        }
         _ => bail!("the pipeline stopped without saying why"),
     }
 }

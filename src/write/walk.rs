@@ -29,7 +29,7 @@ use camino::Utf8PathBuf;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
-use crate::format::{self, Entry, Extent, Kind, Mtime, NameTable, Tables, Xattr};
+use crate::format::{self, Entry, Extent, Kind, Mtime, NameTable, Names, Tables, Xattr};
 use crate::stop::{Failure, Stopped};
 use crate::ui::{text_of, Console, Counters};
 
@@ -160,6 +160,8 @@ pub struct Walker<'a, F> {
     stored: Vec<u8>,
     block: Vec<u8>,
     entries: Vec<Entry>,
+    /// The entries' names, in one buffer.
+    names: Names,
     /// Sparse files' extents and entries' extended attributes, by entry.
     tables: Tables,
     owners: Owners,
@@ -187,6 +189,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             stored: Vec::new(),
             block: Vec::with_capacity(settings.block_size),
             entries: Vec::new(),
+            names: Names::default(),
             tables: Tables::default(),
             owners: Owners::default(),
             links: HashMap::new(),
@@ -194,12 +197,13 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         })
     }
 
-    /// Walks the trees; returns the entries and their tables, owner names included.
-    pub fn walk(mut self, roots: &[Root]) -> Result<(Vec<Entry>, Tables)> {
+    /// Walks the trees; returns the entries, their names and their tables, owner names
+    /// included.
+    pub fn walk(mut self, roots: &[Root]) -> Result<(Vec<Entry>, Names, Tables)> {
         self.walk_level(roots, 0, None)?;
         self.flush()?;
         (self.tables.users, self.tables.groups) = self.owners.tables();
-        Ok((self.entries, self.tables))
+        Ok((self.entries, self.names, self.tables))
     }
 
     /// The entries at `depth` of `roots` (sorted, sharing their stored path above `depth`),
@@ -239,7 +243,6 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             self.owners.note(meta.uid, meta.gid);
             self.read_xattrs(me, path.as_std_path(), XattrSource::Fd(dir.as_fd()));
             let entry = Entry {
-                name: name.clone(),
                 parent,
                 depth: depth as u32,
                 kind: Kind::Dir,
@@ -253,7 +256,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 self.stored.push(b'/');
             }
             self.stored.extend_from_slice(name);
-            self.push(path.as_std_path(), entry);
+            self.push(path.as_std_path(), entry, name)?;
             let console = self.console;
             let pushed = self.excluder.enter(dir.as_fd(), &self.stored, |warning| console.warn(warning));
             let result = self.walk_level(group, depth + 1, Some(me));
@@ -290,7 +293,6 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         let Found { place, path, name, parent, depth, meta } = found;
         let file_type = meta.file_type();
         let mut entry = Entry {
-            name,
             parent,
             depth,
             kind: Kind::Dir,
@@ -310,13 +312,13 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             }
             FileType::Directory => {
                 // Open and list first, so an unreadable directory can be left out whole.
-                let listed = place.open(&entry.name, DIR_FLAGS).and_then(|fd| Ok((list_dir(&fd)?, fd)));
+                let listed = place.open(&name, DIR_FLAGS).and_then(|fd| Ok((list_dir(&fd)?, fd)));
                 let (children, dir) = match listed {
                     Ok(listed) => listed,
                     Err(e) => return self.failed_read(read_error(e, path)),
                 };
                 self.read_xattrs(me, path, XattrSource::Fd(dir.as_fd()));
-                self.push(path, entry);
+                self.push(path, entry, &name)?;
                 let console = self.console;
                 let pushed = self.excluder.enter(dir.as_fd(), &self.stored, |warning| console.warn(warning));
                 let result = self.visit_children(&dir, path, children, me, depth);
@@ -328,13 +330,12 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 if let Some(&target) = self.links.get(&inode).filter(|_| meta.nlink > 1) {
                     // Another name of a file stored already: its data and attributes are there.
                     entry.kind = Kind::HardLink { target };
-                    self.push(path, entry);
+                    self.push(path, entry, &name)?;
                     return Ok(());
                 }
                 // O_NOFOLLOW: if the file was replaced by a symlink since it was listed, fail
                 // rather than archive whatever the link points at.
-                let file = match place.open(&entry.name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)
-                {
+                let file = match place.open(&name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC) {
                     Ok(fd) => File::from(fd),
                     Err(e) => return self.failed_read(read_error(e, path)),
                 };
@@ -358,11 +359,11 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 if meta.nlink > 1 {
                     self.links.insert(inode, me);
                 }
-                self.push(path, entry);
+                self.push(path, entry, &name)?;
             }
             FileType::Symlink => {
                 let target = match place {
-                    Place::In(dir) => rustix::fs::readlinkat(dir, entry.name.as_slice(), Vec::new()),
+                    Place::In(dir) => rustix::fs::readlinkat(dir, name.as_slice(), Vec::new()),
                     Place::Root(root) => rustix::fs::readlink(root.as_str(), Vec::new()),
                 };
                 let target = target.map_err(|e| read_error(e.into(), path))?.into_bytes();
@@ -373,9 +374,9 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                         format::MAX_TARGET_LEN
                     );
                 }
-                self.read_xattrs(me, path, place.at_path(&entry.name));
+                self.read_xattrs(me, path, place.at_path(&name));
                 entry.kind = Kind::Symlink { target };
-                self.push(path, entry);
+                self.push(path, entry, &name)?;
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
                 let (major, minor) = (rustix::fs::major(meta.rdev), rustix::fs::minor(meta.rdev));
@@ -384,8 +385,8 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     FileType::CharacterDevice => Kind::CharDevice { major, minor },
                     _ => Kind::BlockDevice { major, minor },
                 };
-                self.read_xattrs(me, path, place.at_path(&entry.name));
-                self.push(path, entry);
+                self.read_xattrs(me, path, place.at_path(&name));
+                self.push(path, entry, &name)?;
             }
             FileType::Unknown => {
                 self.console.warn(format!("skipping {}: a file of unknown type", shown(path)));
@@ -440,10 +441,15 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         Ok(())
     }
 
-    fn push(&mut self, path: &Path, entry: Entry) {
+    fn push(&mut self, path: &Path, entry: Entry, name: &[u8]) -> Result<()> {
+        if !self.names.fits(name.len()) {
+            bail!("reading {}: the names of the entries take more than 4 GiB", shown(path));
+        }
         self.console.path(|| shown(path));
         Counters::add(&self.counters.entries, 1);
         self.entries.push(entry);
+        self.names.push(name);
+        Ok(())
     }
 
     /// An entry could not be read: an error, or with `--ignore-failed-read` a warning and the

@@ -231,7 +231,7 @@ impl Spec {
         let mut record = IndexRecord::default();
         let mut data = Vec::new();
         for entry in &self.entries {
-            record.names.push(entry.name.clone().into_bytes());
+            record.names.push(entry.name.as_bytes());
             record.depths.push(entry.depth);
             record.uids.push(entry.owner.0);
             record.gids.push(entry.owner.1);

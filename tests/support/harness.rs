@@ -236,7 +236,7 @@ pub fn check_invariants(index: &Index, data_end: u64) {
     assert!(!entries.is_empty());
     let mut offset = 0u64;
     for (i, entry) in entries.iter().enumerate() {
-        let name = entry.name.as_slice();
+        let name = index.name(i);
         assert!(!name.is_empty() && name != b"." && name != b"..", "entry {i}: name {name:?}");
         assert!(!name.contains(&b'/') && !name.contains(&0) && name.len() <= format::MAX_NAME_LEN);
         assert!(entry.depth <= format::MAX_DEPTH);
@@ -248,10 +248,10 @@ pub fn check_invariants(index: &Index, data_end: u64) {
             }
         }
         // Siblings strictly sorted: the previous entry with the same parent sorts first.
-        if let Some(prev) = entries[..i].iter().rev().find(|e| e.depth <= entry.depth) {
-            if prev.depth == entry.depth {
-                assert_eq!(prev.parent, entry.parent);
-                assert!(prev.name.as_slice() < name, "{:?} then {name:?}", prev.name);
+        if let Some(prev) = (0..i).rev().find(|&p| entries[p].depth <= entry.depth) {
+            if entries[prev].depth == entry.depth {
+                assert_eq!(entries[prev].parent, entry.parent);
+                assert!(index.name(prev) < name, "{:?} then {name:?}", index.name(prev));
             }
         }
         let end = index.subtree_end(i);
