@@ -203,7 +203,9 @@ fn write_at(decoder: &Decoder<'_>, runs: &[Run], threads: usize, (base, fresh): 
     let mut end = base;
     for run in runs {
         starts.push(end);
-        end += run.pieces.iter().map(|(_, piece)| piece.len()).sum::<u64>();
+        // Sizes come from the archive: a hostile one may declare more than 2^64 bytes in all.
+        let len = run.pieces.iter().try_fold(0u64, |sum, (_, piece)| sum.checked_add(piece.len()));
+        end = len.and_then(|len| end.checked_add(len)).context("the files add up to more than 2^64 bytes")?;
     }
     let pool = crate::sys::thread_pool(decoder.archive.decode_threads(threads))?;
     pool.install(|| {

@@ -341,7 +341,8 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 };
                 self.read_xattrs(me, path, XattrSource::Fd(file.as_fd()));
                 let offset = self.offset;
-                let extents = if meta.looks_sparse() { data_extents(&file, meta.size) } else { None };
+                let extents =
+                    if meta.looks_sparse() { data_extents(&file, meta.size, MAX_EXTENTS) } else { None };
                 // A sparse file keeps its size (its holes are made again on read); a dense
                 // one's size is what went into the data stream.
                 let (size, stored) = match extents {
@@ -693,8 +694,22 @@ const MAX_EXTENTS: usize = 1 << 16;
 
 /// The data extents of a file with holes, found with SEEK_DATA and SEEK_HOLE; `None` for a file
 /// that turns out to be dense (one extent, all of it), that the filesystem cannot tell about,
-/// or that has too many extents.
-fn data_extents(file: &File, size: u64) -> Option<Vec<Extent>> {
+/// or that has more than `max` extents. The file's offset is back at 0 whatever the answer
+/// (dense files are read sequentially from it); where it cannot be put back, the whole file is
+/// one extent, which is read at its offsets.
+fn data_extents(file: &File, size: u64, max: usize) -> Option<Vec<Extent>> {
+    let found = probe_extents(file, size, max);
+    if rustix::fs::seek(file, SeekFrom::Start(0)).is_err() {
+        return Some(vec![Extent { offset: 0, len: size }]);
+    }
+    match found?.as_slice() {
+        [only] if only.offset == 0 && only.len == size => None,
+        extents => Some(extents.to_vec()),
+    }
+}
+
+/// The SEEK_DATA/SEEK_HOLE walk of [`data_extents`]; it moves the file's offset.
+fn probe_extents(file: &File, size: u64, max: usize) -> Option<Vec<Extent>> {
     let mut extents = Vec::new();
     let mut at = 0u64;
     while at < size {
@@ -708,18 +723,13 @@ fn data_extents(file: &File, size: u64) -> Option<Vec<Extent>> {
             break;
         }
         let end = rustix::fs::seek(file, SeekFrom::Hole(start)).ok()?.min(size);
-        if end <= start || extents.len() == MAX_EXTENTS {
+        if end <= start || extents.len() == max {
             return None;
         }
         extents.push(Extent { offset: start, len: end - start });
         at = end;
     }
-    // Reading starts at the beginning again (dense files are read sequentially).
-    rustix::fs::seek(file, SeekFrom::Start(0)).ok()?;
-    match extents.as_slice() {
-        [only] if only.offset == 0 && only.len == size => None,
-        _ => Some(extents),
-    }
+    Some(extents)
 }
 
 /// Fills `buf` from `offset` of `file`, short only at the end of the file.
@@ -855,4 +865,38 @@ fn list_dir(dir: &OwnedFd) -> std::io::Result<Vec<Vec<u8>>> {
 
 fn read_error(error: std::io::Error, path: &Path) -> anyhow::Error {
     anyhow::Error::new(error).context(format!("reading {}", shown(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, Write};
+
+    /// A file of 1 MiB with `pieces` bytes of data at every 128 KiB, the rest holes (where the
+    /// filesystem of the temporary directory has holes).
+    fn sparse_file(pieces: u64) -> File {
+        let mut file = tempfile::tempfile().expect("a temporary file");
+        file.set_len(1 << 20).expect("set_len");
+        for k in 0..pieces {
+            std::os::unix::fs::FileExt::write_all_at(&file, b"data", k * (128 << 10)).expect("write");
+        }
+        file.flush().expect("flush");
+        file
+    }
+
+    #[test]
+    fn extents_are_found_and_the_offset_is_back_at_zero_whatever_the_answer() {
+        let mut file = sparse_file(3);
+        let Some(extents) = data_extents(&file, 1 << 20, 10) else {
+            eprintln!("note: the temporary directory's filesystem reports no holes; skipping");
+            return;
+        };
+        assert_eq!(extents.len(), 3);
+        assert!(extents.iter().enumerate().all(|(k, x)| x.offset <= k as u64 * (128 << 10) && x.len >= 4));
+        assert_eq!(file.stream_position().expect("offset"), 0);
+        // Over the cap: dense, and still read from the start (the probe had moved the offset
+        // near the end of the file: that lost all but the file's tail).
+        assert_eq!(data_extents(&file, 1 << 20, 2), None);
+        assert_eq!(file.stream_position().expect("offset"), 0);
+    }
 }
