@@ -4,6 +4,7 @@
 //! `/`, names escaped by [`crate::ui::escape`] so that every entry is exactly one line and
 //! can be typed back as a PATH.
 
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 
 use anyhow::{Context, Result};
@@ -46,6 +47,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut paths = PathStack::default();
     let mut printed = Printed::default();
+    let mut long = Long { index, exact: options.bytes, owners: HashMap::new(), day: None };
     for (i, entry) in index.entries.iter().enumerate() {
         if options.json {
             let path = paths.enter(index, i);
@@ -59,7 +61,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
             continue;
         }
         if options.long {
-            writeln!(out, "{}", long_line(index, i, path, options.bytes))?;
+            long.write(&mut out, i, path)?;
         } else {
             let slash = if entry.is_dir() { "/" } else { "" };
             writeln!(out, "{path}{slash}")?;
@@ -95,52 +97,71 @@ impl Printed {
     }
 }
 
-/// `drwxr-xr-x root/root      4.0 KiB 2024-05-01 12:00:00 UTC path/`, as `tar -tv` prints
-/// it: a symlink with ` -> target`, a hard link with ` link to PATH`, a device with its
-/// numbers in place of a size. A version-1 archive stores no owners and shows none.
-fn long_line(index: &Index, i: usize, path: &str, exact: bool) -> String {
-    let entry = &index.entries[i];
-    let size = match entry.kind {
-        Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => format!("{major},{minor}"),
-        _ => {
-            let size = index.data_entry(i).map_or(0, |d| index.entries[d].size());
-            if exact {
-                size.to_string()
-            } else {
-                ByteSize(size).display().iec().to_string()
+/// Long lines, `drwxr-xr-x root/root      4.0 KiB 2024-05-01 12:00:00 UTC path/`, as
+/// `tar -tv` prints them: a symlink with ` -> target`, a hard link with ` link to PATH`, a
+/// device with its numbers in place of a size. A version-1 archive stores no owners and shows
+/// none. Written straight to the output, with what repeats from line to line (owners, the
+/// date) made once.
+struct Long<'a> {
+    index: &'a Index,
+    /// Sizes in bytes rather than KiB/MiB.
+    exact: bool,
+    /// `user/group`, padded, by (uid, gid).
+    owners: HashMap<(u32, u32), String>,
+    /// The last day printed (days since the epoch) and its date.
+    day: Option<(i64, String)>,
+}
+
+impl Long<'_> {
+    fn write(&mut self, out: &mut impl Write, i: usize, path: &str) -> std::io::Result<()> {
+        let index = self.index;
+        let entry = &index.entries[i];
+        let (type_char, slash) = match entry.kind {
+            Kind::Dir => ('d', "/"),
+            Kind::File { .. } => ('-', ""),
+            Kind::Symlink { .. } => ('l', ""),
+            Kind::HardLink { .. } => ('h', ""),
+            Kind::Fifo => ('p', ""),
+            Kind::CharDevice { .. } => ('c', ""),
+            Kind::BlockDevice { .. } => ('b', ""),
+        };
+        write!(out, "{type_char}{} ", mode_string(entry.mode))?;
+        if index.tables.owners {
+            let owner = self
+                .owners
+                .entry((entry.uid, entry.gid))
+                .or_insert_with(|| format!("{:<17} ", owner(index, entry)));
+            out.write_all(owner.as_bytes())?;
+        }
+        match entry.kind {
+            Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+                write!(out, "{:>10}", format!("{major},{minor}"))?
+            }
+            _ => {
+                let size = index.data_entry(i).map_or(0, |d| index.entries[d].size());
+                match self.exact {
+                    true => write!(out, "{size:>10}")?,
+                    false => write!(out, "{:>10}", ByteSize(size).display().iec().to_string())?,
+                }
             }
         }
-    };
-    let (type_char, slash) = match entry.kind {
-        Kind::Dir => ('d', "/"),
-        Kind::File { .. } => ('-', ""),
-        Kind::Symlink { .. } => ('l', ""),
-        Kind::HardLink { .. } => ('h', ""),
-        Kind::Fifo => ('p', ""),
-        Kind::CharDevice { .. } => ('c', ""),
-        Kind::BlockDevice { .. } => ('b', ""),
-    };
-    let owner = match index.tables.owners {
-        true => format!("{:<17} ", owner(index, entry)),
-        false => String::new(),
-    };
-    let mut line = format!(
-        "{type_char}{} {owner}{size:>10} {} {path}{slash}",
-        mode_string(entry.mode),
-        utc_time(entry.mtime.secs),
-    );
-    match &entry.kind {
-        Kind::Symlink { target } => {
-            line.push_str(" -> ");
-            line.push_str(&escape(&text_of(target)));
+        let secs = entry.mtime.secs;
+        let days = secs.div_euclid(86_400);
+        if self.day.as_ref().map(|(d, _)| *d) != Some(days) {
+            self.day = Some((days, civil_date(days)));
         }
-        Kind::HardLink { target } => {
-            line.push_str(" link to ");
-            line.push_str(&escape(&text_of(&index.path(*target as usize))));
+        let date = self.day.as_ref().map_or("", |(_, date)| date.as_str());
+        let rem = secs.rem_euclid(86_400);
+        write!(out, " {date} {:02}:{:02}:{:02} UTC {path}{slash}", rem / 3600, rem / 60 % 60, rem % 60)?;
+        match &entry.kind {
+            Kind::Symlink { target } => write!(out, " -> {}", escape(&text_of(target)))?,
+            Kind::HardLink { target } => {
+                write!(out, " link to {}", escape(&text_of(&index.path(*target as usize))))?
+            }
+            _ => {}
         }
-        _ => {}
+        out.write_all(b"\n")
     }
-    line
 }
 
 /// `user/group` by name where the archive was written had one, else by number, as tar shows.
@@ -174,9 +195,15 @@ fn mode_string(mode: u16) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC`, so listings do not depend on the machine's time zone, and say so.
+#[cfg(test)]
 fn utc_time(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
+    let date = civil_date(secs.div_euclid(86_400));
+    format!("{date} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// `YYYY-MM-DD` of a day counted from 1970-01-01.
+fn civil_date(days: i64) -> String {
     // Days to a civil date (the proleptic Gregorian calendar), after H. Hinnant's algorithm.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -187,7 +214,7 @@ fn utc_time(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem / 60 % 60, rem % 60)
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// One line of `arc list --json`. Names that are not UTF-8 cannot be JSON strings: `path` (and
