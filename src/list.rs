@@ -46,7 +46,9 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
     let index = &archive.index;
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut paths = PathStack::default();
-    let mut printed = Printed::default();
+    // Paths as they are printed, a name escaped at a time: escaping is per character and never
+    // touches `/`, so this is the escaped full path.
+    let mut printed = PathStack::default();
     let mut long = Long { index, exact: options.bytes, owners: HashMap::new(), day: None };
     for (i, entry) in index.entries.iter().enumerate() {
         if options.json {
@@ -56,45 +58,20 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
             }
             continue;
         }
-        let path = printed.enter(index, i);
+        let path = printed
+            .enter_as(index, i, |name, path| path.extend_from_slice(escape(&text_of(name)).as_bytes()));
         if selected[i] != Selected::Yes {
             continue;
         }
         if options.long {
             long.write(&mut out, i, path)?;
         } else {
-            let slash = if entry.is_dir() { "/" } else { "" };
-            writeln!(out, "{path}{slash}")?;
+            out.write_all(path)?;
+            out.write_all(if entry.is_dir() { b"/\n" } else { b"\n" })?;
         }
     }
     out.flush()?;
     Ok(())
-}
-
-/// Paths as they are printed, built a name at a time in pre-order: each name is escaped once,
-/// not once for every entry below it. (Escaping is per character and `/` is never escaped, so
-/// this is the escaped full path.)
-#[derive(Default)]
-struct Printed {
-    path: String,
-    /// `ends[d]`: length of `path` up to the end of the depth-d ancestor's name.
-    ends: Vec<usize>,
-}
-
-impl Printed {
-    fn enter(&mut self, index: &Index, i: usize) -> &str {
-        let entry = &index.entries[i];
-        let depth = entry.depth as usize;
-        self.ends.truncate(depth);
-        let start = if depth == 0 { 0 } else { self.ends[depth - 1] };
-        self.path.truncate(start);
-        if depth > 0 {
-            self.path.push('/');
-        }
-        self.path.push_str(&escape(&text_of(index.name(i))));
-        self.ends.push(self.path.len());
-        &self.path
-    }
 }
 
 /// Long lines, `drwxr-xr-x root/root      4.0 KiB 2024-05-01 12:00:00 UTC path/`, as
@@ -113,7 +90,7 @@ struct Long<'a> {
 }
 
 impl Long<'_> {
-    fn write(&mut self, out: &mut impl Write, i: usize, path: &str) -> std::io::Result<()> {
+    fn write(&mut self, out: &mut impl Write, i: usize, path: &[u8]) -> std::io::Result<()> {
         let index = self.index;
         let entry = &index.entries[i];
         let (type_char, slash) = match entry.kind {
@@ -152,7 +129,9 @@ impl Long<'_> {
         }
         let date = self.day.as_ref().map_or("", |(_, date)| date.as_str());
         let rem = secs.rem_euclid(86_400);
-        write!(out, " {date} {:02}:{:02}:{:02} UTC {path}{slash}", rem / 3600, rem / 60 % 60, rem % 60)?;
+        write!(out, " {date} {:02}:{:02}:{:02} UTC ", rem / 3600, rem / 60 % 60, rem % 60)?;
+        out.write_all(path)?;
+        out.write_all(slash.as_bytes())?;
         match &entry.kind {
             Kind::Symlink { target } => write!(out, " -> {}", escape(&text_of(target)))?,
             Kind::HardLink { target } => {

@@ -135,15 +135,20 @@ pub struct PathStack {
 impl PathStack {
     /// The path of entry `i`; calls must visit every entry in pre-order.
     pub fn enter(&mut self, index: &Index, i: usize) -> &[u8] {
-        let entry = &index.entries[i];
-        let depth = entry.depth as usize;
+        self.enter_as(index, i, |name, path| path.extend_from_slice(name))
+    }
+
+    /// The same with each name as `push` writes it (`list` writes it escaped, once per name
+    /// rather than once per path below it).
+    pub fn enter_as(&mut self, index: &Index, i: usize, push: impl FnOnce(&[u8], &mut Vec<u8>)) -> &[u8] {
+        let depth = index.entries[i].depth as usize;
         self.ends.truncate(depth);
         let start = if depth == 0 { 0 } else { self.ends[depth - 1] };
         self.path.truncate(start);
         if depth > 0 {
             self.path.push(b'/');
         }
-        self.path.extend_from_slice(index.name(i));
+        push(index.name(i), &mut self.path);
         self.ends.push(self.path.len());
         &self.path
     }

@@ -242,15 +242,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             let me = self.entries.len() as u32;
             self.owners.note(meta.uid, meta.gid);
             self.read_xattrs(me, path.as_std_path(), XattrSource::Fd(dir.as_fd()));
-            let entry = Entry {
-                parent,
-                depth: depth as u32,
-                kind: Kind::Dir,
-                mode: (meta.mode & 0o7777) as u16,
-                mtime: Mtime { secs: meta.mtime, nanos: meta.mtime_nanos },
-                uid: meta.uid,
-                gid: meta.gid,
-            };
+            let entry = meta.entry(parent, depth as u32);
             let stored_len = self.stored.len();
             if depth > 0 {
                 self.stored.push(b'/');
@@ -292,15 +284,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
     fn visit_kept(&mut self, found: Found<'_>) -> Result<()> {
         let Found { place, path, name, parent, depth, meta } = found;
         let file_type = meta.file_type();
-        let mut entry = Entry {
-            parent,
-            depth,
-            kind: Kind::Dir,
-            mode: (meta.mode & 0o7777) as u16,
-            mtime: Mtime { secs: meta.mtime, nanos: meta.mtime_nanos },
-            uid: meta.uid,
-            gid: meta.gid,
-        };
+        let mut entry = meta.entry(parent, depth);
         let me = self.entries.len() as u32;
         self.owners.note(meta.uid, meta.gid);
         match file_type {
@@ -679,6 +663,19 @@ impl Meta {
 
     fn file_type(&self) -> FileType {
         FileType::from_raw_mode(self.mode)
+    }
+
+    /// The entry of what this metadata is of, as a directory until its kind is known.
+    fn entry(&self, parent: Option<u32>, depth: u32) -> Entry {
+        Entry {
+            parent,
+            depth,
+            kind: Kind::Dir,
+            mode: (self.mode & 0o7777) as u16,
+            mtime: Mtime { secs: self.mtime, nanos: self.mtime_nanos },
+            uid: self.uid,
+            gid: self.gid,
+        }
     }
 
     /// Fewer bytes allocated than the size: holes, most likely (or compression, which
