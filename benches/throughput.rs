@@ -283,21 +283,24 @@ mod index {
         let (frame, raw_len) = format::encode_index(&record, LEVEL).expect("encoding the index");
         bencher.counter(ItemsCount::new(entries)).counter(BytesCount::new(raw_len)).bench_local(|| {
             let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
-            let record = format::decode_index(&frame, raw_len, format::VERSION, &mut budget)
+            let packed = format::decode_index(&frame, raw_len, format::VERSION, &mut budget)
                 .expect("decoding the index");
-            Index::from_record(record, format::HEADER_LEN).expect("checking the index")
+            Index::from_packed(&packed, format::HEADER_LEN, &mut budget).expect("checking the index")
         });
     }
 
-    /// The checking part of `decode` alone: the tree, names and block table.
+    /// The checking part of `decode` alone: every column read, the tree, names and block
+    /// table checked, the entries built.
     #[divan::bench(sample_count = 10, sample_size = 1, args = DIRS)]
     fn check(bencher: Bencher, dirs: usize) {
         let record = record(dirs);
-        bencher
-            .counter(ItemsCount::new(record.names.len()))
-            .with_inputs(|| record.clone())
-            .bench_local_values(|record| {
-                Index::from_record(record, format::HEADER_LEN).expect("checking the index")
-            });
+        let (frame, raw_len) = format::encode_index(&record, LEVEL).expect("encoding the index");
+        let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
+        let packed =
+            format::decode_index(&frame, raw_len, format::VERSION, &mut budget).expect("decoding the index");
+        bencher.counter(ItemsCount::new(record.names.len())).bench_local(|| {
+            let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
+            Index::from_packed(&packed, format::HEADER_LEN, &mut budget).expect("checking the index")
+        });
     }
 }

@@ -91,11 +91,16 @@ fn read_index(file: &File) -> Result<(Index, Budget)> {
     file.read_exact_at(&mut frame, index_offset)?;
     trailer.check(&frame)?;
     budget.take(trailer.index_len, "the index frame")?;
-    let record = format::decode_index(&frame, trailer.index_raw_len, version, &mut budget)?;
+    let packed = format::decode_index(&frame, trailer.index_raw_len, version, &mut budget)?;
     // The compressed frame is dropped now; its memory goes back to the budget.
     drop(frame);
     budget.give_back(trailer.index_len);
-    Ok((Index::from_record(record, index_offset)?, budget))
+    let index = Index::from_packed(&packed, index_offset, &mut budget)?;
+    // Likewise the CBOR, once the index is built from it.
+    let cbor_len = packed.cbor_len();
+    drop(packed);
+    budget.give_back(cbor_len);
+    Ok((index, budget))
 }
 
 fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {

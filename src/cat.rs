@@ -39,7 +39,7 @@ pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
             bail!("reading {}: {path} is not in the archive", options.archive);
         };
         let what = match &index.entries[i].kind {
-            Kind::Symlink { target } => format!("a symlink (to {})", text_of(target)),
+            Kind::Symlink { .. } => format!("a symlink (to {})", text_of(index.target(i))),
             Kind::Fifo => "a FIFO".to_owned(),
             Kind::CharDevice { .. } | Kind::BlockDevice { .. } => "a device".to_owned(),
             _ => String::new(),
@@ -92,7 +92,8 @@ fn runs(index: &crate::format::Index, chosen: &[usize]) -> Vec<Run> {
     for &top in chosen {
         for i in top..index.subtree_end(top) {
             let Some(d) = index.data_entry(i) else { continue };
-            let Kind::File { size, offset, stored } = index.entries[d].kind else { continue };
+            let Kind::File { size } = index.entries[d].kind else { continue };
+            let (offset, stored) = index.span(d).unwrap_or((0, 0));
             let extents = index.extents(d);
             // Where the next byte written goes in the file: holes before it are zeros.
             let mut at = 0u64;

@@ -133,7 +133,7 @@ impl Long<'_> {
         out.write_all(path)?;
         out.write_all(slash.as_bytes())?;
         match &entry.kind {
-            Kind::Symlink { target } => write!(out, " -> {}", escape(&text_of(target)))?,
+            Kind::Symlink { .. } => write!(out, " -> {}", escape(&text_of(index.target(i))))?,
             Kind::HardLink { target } => {
                 write!(out, " link to {}", escape(&text_of(&index.path(*target as usize))))?
             }
@@ -256,8 +256,8 @@ impl<'a> JsonEntry<'a> {
         let entry = &index.entries[i];
         let (path, path_bytes) = json_text(path);
         let (target, target_bytes) = match &entry.kind {
-            Kind::Symlink { target } => {
-                let (text, bytes) = json_text(target);
+            Kind::Symlink { .. } => {
+                let (text, bytes) = json_text(index.target(i));
                 (Some(text), bytes)
             }
             _ => (None, None),

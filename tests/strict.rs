@@ -259,10 +259,10 @@ fn sixteen_million_names() -> Vec<u8> {
 
 #[test]
 fn sixteen_million_real_names_are_refused_within_the_bound() {
-    // The packed columns are charged as a whole before they are parsed.
+    // The CBOR is charged as a whole before it is decompressed.
     refused_by_every_command(
         &sixteen_million_names(),
-        "the index's packed columns needs more memory than an archive of this size may ask for",
+        "the index's CBOR needs more memory than an archive of this size may ask for",
     );
 }
 
@@ -276,11 +276,15 @@ fn gigabyte_name() -> Vec<u8> {
         value >>= 7;
     }
     len.push(value as u8);
-    let mut cbor = vec![0xb2, 0x65];
-    cbor.extend_from_slice(b"names");
-    cbor.push(0x40 + len.len() as u8);
-    cbor.extend_from_slice(&len);
-    assemble_cbor(&[], &cbor)
+    // A well-formed index whose names column is that one length.
+    let cbor = cbor(&one_file(&[]));
+    let at = cbor.windows(6).position(|w| w == b"\x65names").expect("the names key") + 6;
+    let old = usize::from(cbor[at] - 0x40);
+    let mut patched = cbor[..at].to_vec();
+    patched.push(0x40 + len.len() as u8);
+    patched.extend_from_slice(&len);
+    patched.extend_from_slice(&cbor[at + 1 + old..]);
+    assemble_cbor(&[], &patched)
 }
 
 #[test]
@@ -432,7 +436,7 @@ fn write_cases() {
 
 #[test]
 fn write_refuses_an_archive_readers_would_refuse() {
-    // A quarter of a million empty files: their index compresses to a few kilobytes, too
+    // A quarter of a million empty files with long names: their index compresses to little, too
     // little archive for the memory the entries take to read (SECURITY.md §8). Refused at
     // write, with no archive left, rather than written unreadable.
     let shm = std::path::Path::new("/dev/shm");
@@ -441,7 +445,8 @@ fn write_refuses_an_archive_readers_would_refuse() {
     for d in 0..250 {
         let dir = env.mkdir(format!("t/d{d:03}"));
         for f in 0..1000 {
-            std::fs::File::create(dir.join(format!("f{f:04}"))).expect("creating a file");
+            let name = format!("f{f:04}{}", "x".repeat(240));
+            std::fs::File::create(dir.join(name)).expect("creating a file");
         }
     }
     let run = env.arc(["write", "-q", "-o", "x.arc", "t"]);

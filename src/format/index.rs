@@ -12,29 +12,33 @@
 //! Architecture Invariant: an entry's path is the chain of its ancestors' names, each a single
 //! component, so joining them beneath a destination can never leave it.
 
-use super::{corrupt, BlockRecord, FormatError, IndexRecord, Names, OwnerRecord, SparseRecord, XattrRecord};
+use super::packed::Unpack;
+use super::record::{
+    col_error, count_strings, count_uints, Col, Packed, ENTRY_COST, FILE_COST, NAME_END_COST,
+};
+use super::{
+    corrupt, decode_cbor, BlockRecord, Budget, FormatError, IndexRecord, Names, OwnerRecord, SparseRecord,
+    XattrRecord,
+};
 use super::{HEADER_LEN, MAX_NAME_LEN, MAX_OWNER_NAME, MAX_TARGET_LEN, MAX_XATTR_LIST, MAX_XATTR_NAME};
 use super::{KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK, KIND_SYMLINK};
 use super::{MAX_BLOCK_LEN, MAX_BLOCK_RAW, MAX_DEPTH, MAX_ENTRIES};
 
 /// What an entry is, with the data only that kind has, so that no state is left to check
-/// later (a symlink without a target, a directory with a size).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// later (a symlink without a target, a directory with a size). Small (16 bytes): what is
+/// variable-length (a symlink's target) or rare (a sparse file's extents) is in the index's
+/// other tables, and where a file's bytes lie is [`Index::span`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Dir,
     File {
         /// Bytes of the file, holes included.
         size: u64,
-        /// Where the file's stored bytes start in the data stream (the blocks' contents,
-        /// concatenated).
-        offset: u64,
-        /// Bytes of the file in the data stream: `size`, or for a sparse file the sum of its
-        /// extents ([`Index::extents`]).
-        stored: u64,
     },
-    /// A symlink's target, stored as it was read, never resolved: 1 to 4095 bytes, no NUL.
+    /// A symlink; its target ([`Index::target`]) is stored as it was read, never resolved: 1 to
+    /// 4095 bytes, no NUL. `target` is the symlink's number among the archive's symlinks.
     Symlink {
-        target: Vec<u8>,
+        target: u32,
     },
     /// Another name of regular file entry `target`, an earlier entry: same inode, same data.
     HardLink {
@@ -51,27 +55,30 @@ pub enum Kind {
     },
 }
 
+/// Packed to 12 bytes (a million entries' worth of padding is 4 MB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
 pub struct Mtime {
     pub secs: i64,
     pub nanos: u32,
 }
 
-/// An entry of the tree. Its name is kept apart, with every other name in one buffer
-/// ([`Index::name`]), so that an entry is a small fixed-size record.
+/// An entry of the tree, a fixed-size record of 48 bytes. Its name is kept apart, with every
+/// other name in one buffer ([`Index::name`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    pub kind: Kind,
+    pub mtime: Mtime,
     /// Index of the parent directory entry; `None` for a root.
     pub parent: Option<u32>,
-    pub depth: u32,
-    pub kind: Kind,
-    /// Permission bits (`0o7777` at most).
-    pub mode: u16,
-    pub mtime: Mtime,
     /// Owner and group ids (0 in a version-1 archive, which stores none: see
     /// [`Tables::owners`]).
     pub uid: u32,
     pub gid: u32,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u16,
+    /// At most [`super::MAX_DEPTH`].
+    pub depth: u16,
 }
 
 impl Entry {
@@ -82,15 +89,7 @@ impl Entry {
     /// A regular file's size (holes included); 0 for the other kinds.
     pub fn size(&self) -> u64 {
         match self.kind {
-            Kind::File { size, .. } => size,
-            _ => 0,
-        }
-    }
-
-    /// A regular file's bytes in the data stream; 0 for the other kinds.
-    pub fn stored(&self) -> u64 {
-        match self.kind {
-            Kind::File { stored, .. } => stored,
+            Kind::File { size } => size,
             _ => 0,
         }
     }
@@ -155,121 +154,130 @@ pub struct Index {
     /// Entry `i`'s name is `names.get(i)`: one path component, 1 to 255 bytes, not `.` or
     /// `..`, no `/` or NUL.
     names: Names,
+    /// The symlinks' targets, in entry order ([`Kind::Symlink`] says which).
+    targets: Names,
     pub blocks: Vec<Block>,
     pub tables: Tables,
     /// The files that have bytes in the data stream, in data-stream order (which is entry
-    /// order): what [`Index::files_in`] searches.
+    /// order): what [`Index::files_in`] and [`Index::span`] search.
     files: Vec<u32>,
+    /// Where each of `files` starts in the data stream, and after them where it ends: a
+    /// file's stored bytes run to the next one's start.
+    offsets: Vec<u64>,
 }
 
 impl Index {
-    /// Checks an untrusted record and builds the index. `data_end` is where the block region
-    /// must end (the index frame's offset); blocks must tile the region from the header on.
-    pub fn from_record(record: IndexRecord, data_end: u64) -> Result<Index, FormatError> {
-        let IndexRecord {
-            version,
-            names,
-            depths,
-            kinds,
-            modes,
-            mtime_secs,
-            mtime_nanos,
-            uids,
-            gids,
-            sizes,
-            targets,
-            links,
-            dev_majors,
-            dev_minors,
-            sparse,
-            xattrs,
-            users,
-            groups,
-            blocks,
-        } = record;
+    /// Checks an untrusted index and builds it. `data_end` is where the block region must end
+    /// (the index frame's offset); blocks must tile the region from the header on. Every
+    /// column is read in one pass, its values checked as they are used; what the index holds
+    /// is charged to `budget` before it is allocated.
+    pub fn from_packed(packed: &Packed, data_end: u64, budget: &mut Budget) -> Result<Index, FormatError> {
         // No entries is an empty archive (everything left out, as tar allows too).
-        let count = names.len();
+        let (count, total) = count_strings(packed.column(Col::Names), Col::Names, MAX_NAME_LEN)?;
         if count > MAX_ENTRIES {
             return Err(corrupt(format!("{count} entries is over the limit")));
         }
+        budget.take(count as u64 * ENTRY_COST + total as u64, &Col::Names.shown())?;
         // Version 1 stores no owners; version 2 one per entry.
-        let owners = version >= 2;
+        let owners = packed.version >= 2;
         let owner_count = if owners { count } else { 0 };
-        for (column, len, wanted) in [
-            ("depths", depths.len(), count),
-            ("kinds", kinds.len(), count),
-            ("modes", modes.len(), count),
-            ("mtime_secs", mtime_secs.len(), count),
-            ("mtime_nanos", mtime_nanos.len(), count),
-            ("uids", uids.len(), owner_count),
-            ("gids", gids.len(), owner_count),
+        let kinds = packed.column(Col::Kinds);
+        for (col, len, wanted) in [
+            (Col::Depths, count_uints(packed.column(Col::Depths)), count),
+            (Col::Kinds, kinds.len(), count),
+            (Col::Modes, count_uints(packed.column(Col::Modes)), count),
+            (Col::MtimeSecs, count_uints(packed.column(Col::MtimeSecs)), count),
+            (Col::MtimeNanos, count_uints(packed.column(Col::MtimeNanos)), count),
+            (Col::Uids, count_uints(packed.column(Col::Uids)), owner_count),
+            (Col::Gids, count_uints(packed.column(Col::Gids)), owner_count),
         ] {
             if len != wanted {
-                return Err(corrupt(format!("index column {column} has {len} values for {count} entries")));
+                return Err(corrupt(format!("{} has {len} values for {count} entries", col.shown())));
             }
         }
-        if dev_majors.len() != dev_minors.len() {
+        if count_uints(packed.column(Col::DevMajors)) != count_uints(packed.column(Col::DevMinors)) {
             return Err(corrupt("index columns dev_majors and dev_minors differ in length"));
         }
-        let sparse = sparse_table(sparse, count)?;
-        let xattrs = xattr_table(xattrs, count)?;
-        let users = owner_table(users, "users")?;
-        let groups = owner_table(groups, "groups")?;
+        let file_count = kinds.iter().filter(|&&k| k == KIND_FILE).count();
+        // One offset more than files: where the last one ends.
+        budget.take(file_count as u64 * FILE_COST + 8, &Col::Sizes.shown())?;
+        let (target_count, target_bytes) =
+            count_strings(packed.column(Col::Targets), Col::Targets, MAX_TARGET_LEN)?;
+        budget.take(target_count as u64 * NAME_END_COST + target_bytes as u64, &Col::Targets.shown())?;
+        let sparse = sparse_table(packed.sparse(budget)?, count)?;
+        let xattrs = xattr_table(packed.xattrs(budget)?, count)?;
+        let users = owner_table(packed.owners(false, budget)?, "users")?;
+        let groups = owner_table(packed.owners(true, budget)?, "groups")?;
+        let block_record = packed.blocks(budget)?;
 
+        let mut names = Names::with_capacity(count, total);
+        let mut targets = Names::with_capacity(target_count, target_bytes);
         let mut entries: Vec<Entry> = Vec::with_capacity(count);
-        let mut files = Vec::new();
-        let mut sizes = sizes.into_iter();
-        let mut targets = targets.into_iter();
-        let mut links = links.into_iter();
-        let mut devices = dev_majors.into_iter().zip(dev_minors);
+        let mut files = Vec::with_capacity(file_count);
+        let mut offsets = Vec::with_capacity(file_count + 1);
+        let column = |col: Col| Column { col, unpack: Unpack::new(packed.column(col)) };
+        let mut name_column = column(Col::Names);
+        let mut depths = column(Col::Depths);
+        let mut modes = column(Col::Modes);
+        let mut mtime_secs = column(Col::MtimeSecs);
+        let mut mtime_nanos = column(Col::MtimeNanos);
+        let mut uids = column(Col::Uids);
+        let mut gids = column(Col::Gids);
+        let mut sizes = column(Col::Sizes);
+        let mut target_column = column(Col::Targets);
+        let mut links = column(Col::Links);
+        let mut majors = column(Col::DevMajors);
+        let mut minors = column(Col::DevMinors);
         let mut sparse_rows = sparse.iter().peekable();
         // For each depth, the last entry seen there: the parent of the next deeper entry and
         // the sibling the next entry at this depth must sort after.
         let mut last_at_depth: Vec<u32> = Vec::new();
         let mut offset: u64 = 0;
-        for i in 0..count {
-            let name = names.get(i);
+        for (i, &kind) in kinds.iter().enumerate() {
+            let name = name_column.string(MAX_NAME_LEN)?;
             check_name(name)?;
             // For messages only: made when one is.
             let shown = Shown(name);
-            let depth = depths[i];
-            if depth > MAX_DEPTH {
+            let depth = depths.uint(u32::MAX.into())?;
+            if depth > MAX_DEPTH.into() {
                 return Err(corrupt(format!("nesting deeper than {MAX_DEPTH}")));
             }
-            if depth as usize > last_at_depth.len() {
+            let depth = depth as usize;
+            if depth > last_at_depth.len() {
                 return Err(corrupt(format!("entry {shown} has no parent directory")));
             }
             let parent = match depth {
                 0 => None,
                 _ => {
-                    let parent = last_at_depth[depth as usize - 1];
+                    let parent = last_at_depth[depth - 1];
                     if !entries[parent as usize].is_dir() {
                         return Err(corrupt(format!("entry {shown} is inside a non-directory")));
                     }
                     Some(parent)
                 }
             };
-            if let Some(&sibling) = last_at_depth.get(depth as usize) {
-                let sibling: &Entry = &entries[sibling as usize];
-                if sibling.parent == parent && names.get(last_at_depth[depth as usize] as usize) >= name {
+            if let Some(&sibling) = last_at_depth.get(depth) {
+                if entries[sibling as usize].parent == parent && names.get(sibling as usize) >= name {
                     return Err(corrupt(format!("entry {shown} is a duplicate or out of order")));
                 }
             }
-            last_at_depth.truncate(depth as usize);
+            last_at_depth.truncate(depth);
             last_at_depth.push(i as u32);
+            names.push(name);
 
-            let mode = modes[i];
+            let mode = modes.uint(u16::MAX.into())? as u16;
             if mode > 0o7777 {
                 return Err(corrupt(format!("entry {shown} has mode {mode:o}")));
             }
-            let mtime = Mtime { secs: mtime_secs[i], nanos: mtime_nanos[i] };
+            let mtime = Mtime { secs: mtime_secs.delta()?, nanos: mtime_nanos.uint(u32::MAX.into())? as u32 };
             if mtime.nanos >= 1_000_000_000 {
-                return Err(corrupt(format!("entry {shown} has {} nanoseconds", mtime.nanos)));
+                return Err(corrupt(format!("entry {shown} has {} nanoseconds", { mtime.nanos })));
             }
-            let kind = match kinds[i] {
+            let kind = match kind {
                 KIND_DIR => Kind::Dir,
                 KIND_FILE => {
-                    let size = sizes.next().ok_or_else(|| corrupt("fewer sizes than files"))?;
+                    let size =
+                        sizes.next_uint(u64::MAX).ok_or_else(|| corrupt("fewer sizes than files"))??;
                     let stored = match sparse_rows.next_if(|(e, _)| *e == i as u32) {
                         Some((_, extents)) => {
                             let end = extents.last().map_or(0, |x| x.offset + x.len);
@@ -282,22 +290,27 @@ impl Index {
                         }
                         None => size,
                     };
-                    let start = offset;
-                    offset = offset.checked_add(stored).ok_or_else(|| corrupt("file sizes overflow"))?;
                     if stored > 0 {
                         files.push(i as u32);
+                        offsets.push(offset);
                     }
-                    Kind::File { size, offset: start, stored }
+                    offset = offset.checked_add(stored).ok_or_else(|| corrupt("file sizes overflow"))?;
+                    Kind::File { size }
                 }
                 KIND_SYMLINK => {
-                    let target = targets.next().ok_or_else(|| corrupt("fewer targets than symlinks"))?;
-                    if target.is_empty() || target.len() > MAX_TARGET_LEN || target.contains(&0) {
+                    let target = target_column
+                        .next_string(MAX_TARGET_LEN)
+                        .ok_or_else(|| corrupt("fewer targets than symlinks"))??;
+                    if target.is_empty() || target.contains(&0) {
                         return Err(corrupt(format!("symlink {shown} has an invalid target")));
                     }
-                    Kind::Symlink { target }
+                    targets.push(target);
+                    Kind::Symlink { target: targets.len() as u32 - 1 }
                 }
                 KIND_LINK if owners => {
-                    let target = links.next().ok_or_else(|| corrupt("fewer links than hard links"))?;
+                    let target = links
+                        .next_uint(u32::MAX.into())
+                        .ok_or_else(|| corrupt("fewer links than hard links"))??;
                     // Only an earlier regular file: never a path, never a link to a link.
                     let refers = entries.get(target as usize).map(|e| &e.kind);
                     if !matches!(refers, Some(Kind::File { .. })) {
@@ -305,12 +318,13 @@ impl Index {
                             "hard link {shown} does not refer to an earlier regular file"
                         )));
                     }
-                    Kind::HardLink { target }
+                    Kind::HardLink { target: target as u32 }
                 }
                 KIND_FIFO if owners => Kind::Fifo,
                 kind @ (KIND_CHAR | KIND_BLOCK) if owners => {
-                    let (major, minor) =
-                        devices.next().ok_or_else(|| corrupt("fewer device numbers than devices"))?;
+                    let fewer = || corrupt("fewer device numbers than devices");
+                    let major = majors.next_uint(u32::MAX.into()).ok_or_else(fewer)?? as u32;
+                    let minor = minors.next_uint(u32::MAX.into()).ok_or_else(fewer)?? as u32;
                     match kind {
                         KIND_CHAR => Kind::CharDevice { major, minor },
                         _ => Kind::BlockDevice { major, minor },
@@ -318,35 +332,58 @@ impl Index {
                 }
                 other => return Err(corrupt(format!("entry {shown} has unknown kind {other}"))),
             };
-            let (uid, gid) = if owners { (uids[i], gids[i]) } else { (0, 0) };
-            entries.push(Entry { parent, depth, kind, mode, mtime, uid, gid });
+            let (uid, gid) = if owners {
+                (uids.uint(u32::MAX.into())? as u32, gids.uint(u32::MAX.into())? as u32)
+            } else {
+                (0, 0)
+            };
+            entries.push(Entry { kind, mtime, parent, uid, gid, mode, depth: depth as u16 });
         }
-        if sizes.next().is_some() {
-            return Err(corrupt("more sizes than files"));
+        // Each holds as many integers as entries: what follows the last is a cut one.
+        for column in [&depths, &modes, &mtime_secs, &mtime_nanos, &uids, &gids] {
+            if !column.unpack.is_done() {
+                return Err(col_error(column.col, "ends inside an integer"));
+            }
         }
-        if targets.next().is_some() {
-            return Err(corrupt("more targets than symlinks"));
+        offsets.push(offset);
+        for (column, what) in [
+            (&sizes, "sizes than files"),
+            (&target_column, "targets than symlinks"),
+            (&links, "links than hard links"),
+        ] {
+            if !column.unpack.is_done() {
+                return Err(corrupt(format!("more {what}")));
+            }
         }
-        if links.next().is_some() {
-            return Err(corrupt("more links than hard links"));
-        }
-        if devices.next().is_some() {
+        if !majors.unpack.is_done() {
             return Err(corrupt("more device numbers than devices"));
         }
         if let Some((e, _)) = sparse_rows.next() {
             return Err(corrupt(format!("sparse extents for entry {e}, which is not a regular file")));
         }
-        let blocks = block_table(blocks, offset, data_end)?;
+        let blocks = block_table(block_record, offset, data_end)?;
         let tables = Tables { owners, sparse, xattrs, users, groups };
-        Ok(Index { entries, names, blocks, tables, files })
+        Ok(Index { entries, names, targets, blocks, tables, files, offsets })
+    }
+
+    /// Checks a record and builds its index, through its serialized form (for tests and tools;
+    /// the budget is the largest an archive may have).
+    pub fn from_record(record: IndexRecord, data_end: u64) -> Result<Index, FormatError> {
+        let mut budget = Budget::for_archive(u64::MAX);
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&record, &mut cbor).map_err(|e| corrupt(format!("index: {e}")))?;
+        let mut packed = decode_cbor(&cbor, 2, &mut budget)?;
+        packed.version = record.version;
+        Index::from_packed(&packed, data_end, &mut budget)
     }
 
     /// The record that serializes this index; the inverse of [`Index::from_record`]. It takes
     /// the index so that the names move rather than being copied (a million entries' worth).
     pub fn into_record(self) -> IndexRecord {
         let mut record = IndexRecord { names: self.names, ..IndexRecord::default() };
+        record.targets = self.targets.iter().map(<[u8]>::to_vec).collect();
         for entry in self.entries {
-            record.depths.push(entry.depth);
+            record.depths.push(entry.depth.into());
             record.modes.push(entry.mode);
             record.mtime_secs.push(entry.mtime.secs);
             record.mtime_nanos.push(entry.mtime.nanos);
@@ -354,14 +391,11 @@ impl Index {
             record.gids.push(entry.gid);
             let kind = match entry.kind {
                 Kind::Dir => KIND_DIR,
-                Kind::File { size, .. } => {
+                Kind::File { size } => {
                     record.sizes.push(size);
                     KIND_FILE
                 }
-                Kind::Symlink { target } => {
-                    record.targets.push(target);
-                    KIND_SYMLINK
-                }
+                Kind::Symlink { .. } => KIND_SYMLINK,
                 Kind::HardLink { target } => {
                     record.links.push(target);
                     KIND_LINK
@@ -411,12 +445,53 @@ impl Index {
         record
     }
 
-    /// Builds an index from entries, blocks and tables the caller made consistent (the writer,
-    /// whose walker assigned the offsets): no check is made here beyond what
-    /// [`Index::from_record`] would refuse later when the archive is read.
-    pub fn from_parts(entries: Vec<Entry>, names: Names, blocks: Vec<Block>, tables: Tables) -> Index {
-        let files = (0..entries.len() as u32).filter(|&i| entries[i as usize].stored() > 0).collect();
-        Index { entries, names, blocks, tables, files }
+    /// Builds an index from entries, names, targets, blocks and tables the caller made
+    /// consistent (the writer): no check is made here beyond what [`Index::from_packed`] would
+    /// refuse later when the archive is read.
+    pub fn from_parts(
+        entries: Vec<Entry>,
+        names: Names,
+        targets: Names,
+        blocks: Vec<Block>,
+        tables: Tables,
+    ) -> Index {
+        let mut index =
+            Index { entries, names, targets, blocks, tables, files: Vec::new(), offsets: Vec::new() };
+        let mut offset = 0;
+        for i in 0..index.entries.len() {
+            let stored = match index.extents(i) {
+                Some(extents) => extents.iter().map(|x| x.len).sum(),
+                None => index.entries[i].size(),
+            };
+            if stored > 0 {
+                index.files.push(i as u32);
+                index.offsets.push(offset);
+                offset += stored;
+            }
+        }
+        index.offsets.push(offset);
+        index
+    }
+
+    /// Symlink `i`'s target (empty for the other kinds).
+    pub fn target(&self, i: usize) -> &[u8] {
+        match self.entries[i].kind {
+            Kind::Symlink { target } => self.targets.get(target as usize),
+            _ => &[],
+        }
+    }
+
+    /// Where regular file `i`'s stored bytes lie in the data stream, (offset, length): `None`
+    /// when it has none (an empty file, or not a file).
+    pub fn span(&self, i: usize) -> Option<(u64, u64)> {
+        let k = self.files.binary_search(&(i as u32)).ok()?;
+        Some((self.offsets[k], self.offsets[k + 1] - self.offsets[k]))
+    }
+
+    /// Bytes of entry `i` in the data stream: a file's size, or for a sparse file the sum of
+    /// its extents; 0 for the other kinds.
+    pub fn stored(&self, i: usize) -> u64 {
+        self.span(i).map_or(0, |(_, stored)| stored)
     }
 
     /// Entry `i`'s name: one path component.
@@ -499,42 +574,57 @@ impl Index {
 
     /// The blocks that hold bytes of entry `i` (none for an empty file or a non-file).
     pub fn blocks_of(&self, i: usize) -> std::ops::Range<usize> {
-        match self.entries[i].kind {
-            Kind::File { stored, offset, .. } => self.blocks_for(offset, stored),
-            _ => 0..0,
-        }
+        self.span(i).map_or(0..0, |(offset, stored)| self.blocks_for(offset, stored))
     }
 
     /// The files that have bytes in block `b`, in data-stream order, with where their bytes
     /// lie: the one lookup from a block to its files, used by read and verify.
     pub fn files_in(&self, b: usize) -> impl Iterator<Item = FilePiece> + '_ {
         let block = self.blocks[b];
-        let first = self.files.partition_point(|&i| {
-            let (offset, size) = self.file_extent(i);
-            offset + size <= block.raw_offset
-        });
-        self.files[first..]
-            .iter()
-            .map(move |&i| (i, self.file_extent(i)))
-            .take_while(move |&(_, (offset, _))| offset < block.raw_end())
-            .map(move |(i, (offset, size))| {
+        let first = self.offsets[1..].partition_point(|&end| end <= block.raw_offset);
+        (first..self.files.len())
+            .map(move |k| (self.files[k], self.offsets[k], self.offsets[k + 1]))
+            .take_while(move |&(_, offset, _)| offset < block.raw_end())
+            .map(move |(i, offset, file_end)| {
                 let start = offset.max(block.raw_offset);
-                let end = (offset + size).min(block.raw_end());
+                let end = file_end.min(block.raw_end());
                 FilePiece {
                     entry: i,
                     start_in_block: (start - block.raw_offset) as usize,
                     file_offset: start - offset,
                     len: (end - start) as usize,
-                    whole: start == offset && end == offset + size,
+                    whole: start == offset && end == file_end,
                 }
             })
     }
+}
 
-    fn file_extent(&self, i: u32) -> (u64, u64) {
-        match self.entries[i as usize].kind {
-            Kind::File { stored, offset, .. } => (offset, stored),
-            _ => (0, 0),
-        }
+/// A packed column being read, named in its errors.
+struct Column<'a> {
+    col: Col,
+    unpack: Unpack<'a>,
+}
+
+impl<'a> Column<'a> {
+    fn uint(&mut self, max: u64) -> Result<u64, FormatError> {
+        self.unpack.uint(max).map_err(|why| col_error(self.col, &why))
+    }
+
+    fn delta(&mut self) -> Result<i64, FormatError> {
+        self.unpack.delta().map_err(|why| col_error(self.col, &why))
+    }
+
+    fn string(&mut self, max: usize) -> Result<&'a [u8], FormatError> {
+        self.unpack.string(max).map_err(|why| col_error(self.col, &why))
+    }
+
+    /// The next value of a column with one per entry of a kind: `None` past its end.
+    fn next_uint(&mut self, max: u64) -> Option<Result<u64, FormatError>> {
+        (!self.unpack.is_done()).then(|| self.uint(max))
+    }
+
+    fn next_string(&mut self, max: usize) -> Option<Result<&'a [u8], FormatError>> {
+        (!self.unpack.is_done()).then(|| self.string(max))
     }
 }
 
@@ -765,9 +855,12 @@ mod tests {
         let index = Index::from_record(record(), DATA_END).expect("valid");
         assert_eq!(index.path(2), b"r/a/x");
         assert_eq!(index.path(4), b"r/l");
-        assert_eq!(index.entries[3].kind, Kind::File { size: 4, offset: 3, stored: 4 });
+        assert_eq!(index.entries[3].kind, Kind::File { size: 4 });
+        assert_eq!(index.span(3), Some((3, 4)));
+        assert_eq!(index.span(1), None);
         assert_eq!((index.entries[3].uid, index.entries[3].gid), (3, 5));
-        assert_eq!(index.entries[4].kind, Kind::Symlink { target: "../elsewhere".into() });
+        assert_eq!(index.entries[4].kind, Kind::Symlink { target: 0 });
+        assert_eq!(index.target(4), b"../elsewhere");
         assert_eq!(index.subtree_end(1), 3);
         assert_eq!(index.subtree_end(0), 5);
         assert_eq!(index.blocks_for(3, 4), 0..1);
@@ -900,7 +993,8 @@ mod tests {
             Index::from_record(r, DATA_END)
         };
         let index = sparse(vec![10, 50], vec![2, 1]).expect("valid");
-        assert_eq!(index.entries[2].kind, Kind::File { size: 100, offset: 0, stored: 3 });
+        assert_eq!(index.entries[2].kind, Kind::File { size: 100 });
+        assert_eq!((index.span(2), index.stored(2)), (Some((0, 3)), 3));
         assert_eq!(
             index.extents(2),
             Some(&[Extent { offset: 10, len: 2 }, Extent { offset: 50, len: 1 }][..])

@@ -32,6 +32,7 @@ pub use record::{
     OwnerRecord, SparseRecord, XattrRecord, KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK,
     KIND_SYMLINK,
 };
+pub use record::{Col, Packed};
 pub use trailer::Trailer;
 
 /// FORMAT.md §2: the first eight bytes of every archive. Like PNG's, the magic has a high-bit

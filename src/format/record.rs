@@ -9,7 +9,6 @@
 //! ciborium's low-level decoder that takes exactly FORMAT.md §4.2, names the column of any
 //! violation, and charges every allocation to a [`Budget`] before it is made.
 
-use ciborium_io::Read as _;
 use ciborium_ll::{Decoder, Header};
 use serde::Serialize;
 
@@ -301,21 +300,16 @@ impl Budget {
 const COMMAND_ENTRY_COST: u64 = 40;
 /// Likewise per block: whether it is needed, its place in a plan.
 const COMMAND_BLOCK_COST: u64 = 16;
-/// What each entry of an index costs in memory once read, besides its name and target bytes:
-/// the record's columns, the checked [`super::Entry`] built from them, and what commands keep.
-const ENTRY_COST: u64 = (std::mem::size_of::<Vec<u8>>()
-    + std::mem::size_of::<u32>()
-    + 1
-    + std::mem::size_of::<u16>()
-    + std::mem::size_of::<i64>()
-    + std::mem::size_of::<u32>()
-    + 2 * std::mem::size_of::<u32>()
-    + std::mem::size_of::<super::Entry>()
-    + std::mem::size_of::<u32>()) as u64
-    + COMMAND_ENTRY_COST;
-/// What each name costs beyond its bytes, held in one buffer: where it ends.
-const NAME_END_COST: u64 = std::mem::size_of::<u32>() as u64;
-/// What a byte string (a target, an attribute) costs beyond its bytes: the vector that
+/// What each entry of an index costs in memory once read, besides its name's bytes: the
+/// checked [`super::Entry`], where its name ends, and what commands keep.
+pub(super) const ENTRY_COST: u64 =
+    (std::mem::size_of::<super::Entry>() + NAME_END_COST as usize) as u64 + COMMAND_ENTRY_COST;
+/// What each name or target costs beyond its bytes, held in one buffer: where it ends.
+pub(super) const NAME_END_COST: u64 = std::mem::size_of::<u32>() as u64;
+/// What each regular file costs beyond its entry: its number and offset in the list of files
+/// with data ([`super::Index::span`]).
+pub(super) const FILE_COST: u64 = (std::mem::size_of::<u32>() + std::mem::size_of::<u64>()) as u64;
+/// What a byte string (an attribute, an owner name) costs beyond its bytes: the vector that
 /// holds it in the column and the one it moves into.
 const VALUE_COST: u64 = std::mem::size_of::<Vec<u8>>() as u64;
 /// What each block costs besides its `lens` element: two more columns, the checked
@@ -334,30 +328,28 @@ const XATTR_COST: u64 = 2 * std::mem::size_of::<Vec<u8>>() as u64;
 /// are charged what they really take).
 const STRING_MIN: u64 = 16;
 
-/// What [`decode_index`] charges to the budget for `record`, from a frame of `index_len` bytes
-/// holding `raw_len` bytes of CBOR, at its peak: a writer checks with it that readers will
-/// take its archive.
+/// What [`decode_index`] and [`super::Index::from_packed`] charge to the budget for
+/// `record`, from a frame of `index_len` bytes holding `raw_len` bytes of CBOR, at their peak:
+/// a writer checks with it that readers will take its archive.
 pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 {
     let strings = |column: &[Vec<u8>]| -> u64 {
         column.iter().map(|s| (s.len() as u64).max(STRING_MIN) + VALUE_COST).sum::<u64>()
             + column.len() as u64 * std::mem::size_of::<Vec<u8>>() as u64
     };
     let n = record.names.len() as u64;
-    let names = record.names.total_len() as u64 + n * NAME_END_COST;
+    let files = record.kinds.iter().filter(|&&k| k == KIND_FILE).count() as u64;
+    let targets = record.targets.iter().map(|t| t.len() as u64 + NAME_END_COST).sum::<u64>();
     let blocks = record.blocks.lens.len() as u64;
     let window = raw_len.min(1 << MAX_WINDOW_LOG);
     let (sparse, xattrs) = (&record.sparse, &record.xattrs);
     index_len
         + window
         + raw_len
-        + names
+        + record.names.total_len() as u64
         + n * ENTRY_COST
-        + n * (4 + 1 + 2 + 8 + 4 + 4 + 4)
-        + record.sizes.len() as u64 * 8
-        + strings(&record.targets)
-        + record.links.len() as u64 * 4
-        + record.dev_majors.len() as u64 * 4
-        + record.dev_minors.len() as u64 * 4
+        + files * FILE_COST
+        + 8
+        + targets
         + sparse.files.len() as u64 * (4 + ROW_COST)
         + sparse.counts.len() as u64 * 4
         + sparse.offsets.len() as u64 * 8
@@ -375,142 +367,399 @@ pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 
         + blocks * 16
 }
 
+/// The tables' columns, read into vectors (they are small, or as large as what they describe),
+/// each charged before it is allocated.
+impl Packed {
+    /// A packed column of unsigned integers of at most `max`, each made a `T` by `convert`,
+    /// charged `extra` more per element for what it stands for.
+    fn uints<T>(
+        &self,
+        col: Col,
+        extra: u64,
+        max: u64,
+        convert: impl Fn(u64) -> T,
+        budget: &mut Budget,
+    ) -> Result<Vec<T>> {
+        let bytes = self.column(col);
+        let count = count_uints(bytes);
+        charge(budget, col, count, std::mem::size_of::<T>() as u64 + extra)?;
+        let mut unpack = Unpack::new(bytes);
+        let mut values = Vec::with_capacity(count);
+        while !unpack.is_done() {
+            values.push(convert(unpack.uint(max).map_err(|why| col_error(col, &why))?));
+        }
+        Ok(values)
+    }
+
+    /// A packed column of 64-bit values.
+    fn fixed64(&self, col: Col, budget: &mut Budget) -> Result<Vec<u64>> {
+        let bytes = self.column(col);
+        if bytes.len() % 8 != 0 {
+            return Err(col_error(col, "ends inside a value"));
+        }
+        charge(budget, col, bytes.len() / 8, 8)?;
+        let mut unpack = Unpack::new(bytes);
+        let mut values = Vec::with_capacity(bytes.len() / 8);
+        while !unpack.is_done() {
+            values.push(unpack.fixed64().map_err(|why| col_error(col, &why))?);
+        }
+        Ok(values)
+    }
+
+    /// A packed column of byte strings of at most `max` bytes each, counted first, then each
+    /// charged for its bytes as it is copied.
+    fn strings(&self, col: Col, extra: u64, max: usize, budget: &mut Budget) -> Result<Vec<Vec<u8>>> {
+        let bytes = self.column(col);
+        let (count, _) = count_strings(bytes, col, max)?;
+        charge(budget, col, count, std::mem::size_of::<Vec<u8>>() as u64 + extra)?;
+        let mut unpack = Unpack::new(bytes);
+        let mut values = Vec::with_capacity(count);
+        while !unpack.is_done() {
+            let string = unpack.string(max).map_err(|why| col_error(col, &why))?;
+            budget.take((string.len() as u64).max(STRING_MIN) + VALUE_COST, &col.shown())?;
+            values.push(string.to_vec());
+        }
+        Ok(values)
+    }
+
+    /// Every column as a record, values read but their consistency not checked (for tools and
+    /// tests that take an index apart; [`super::Index::from_packed`] is the reader's way).
+    pub fn record(&self, budget: &mut Budget) -> Result<IndexRecord> {
+        let (count, total) = count_strings(self.column(Col::Names), Col::Names, MAX_NAME_LEN)?;
+        charge(budget, Col::Names, count, NAME_END_COST)?;
+        budget.take(total as u64, &Col::Names.shown())?;
+        let mut names = Names::with_capacity(count, total);
+        let mut unpack = Unpack::new(self.column(Col::Names));
+        while !unpack.is_done() {
+            names.push(unpack.string(MAX_NAME_LEN).map_err(|why| col_error(Col::Names, &why))?);
+        }
+        let bytes = self.column(Col::MtimeSecs);
+        charge(budget, Col::MtimeSecs, count_uints(bytes), 8)?;
+        let mut unpack = Unpack::new(bytes);
+        let mut mtime_secs = Vec::new();
+        while !unpack.is_done() {
+            mtime_secs.push(unpack.delta().map_err(|why| col_error(Col::MtimeSecs, &why))?);
+        }
+        let kinds = self.column(Col::Kinds);
+        charge(budget, Col::Kinds, kinds.len(), 1)?;
+        let u32s = |col, budget: &mut Budget| self.uints(col, 0, u32::MAX.into(), |v| v as u32, budget);
+        Ok(IndexRecord {
+            version: self.version,
+            names,
+            depths: u32s(Col::Depths, budget)?,
+            kinds: kinds.to_vec(),
+            modes: self.uints(Col::Modes, 0, u16::MAX.into(), |v| v as u16, budget)?,
+            mtime_secs,
+            mtime_nanos: u32s(Col::MtimeNanos, budget)?,
+            uids: u32s(Col::Uids, budget)?,
+            gids: u32s(Col::Gids, budget)?,
+            sizes: self.uints(Col::Sizes, 0, u64::MAX, |v| v, budget)?,
+            targets: self.strings(Col::Targets, 0, MAX_TARGET_LEN, budget)?,
+            links: u32s(Col::Links, budget)?,
+            dev_majors: u32s(Col::DevMajors, budget)?,
+            dev_minors: u32s(Col::DevMinors, budget)?,
+            sparse: self.sparse(budget)?,
+            xattrs: self.xattrs(budget)?,
+            users: self.owners(false, budget)?,
+            groups: self.owners(true, budget)?,
+            blocks: self.blocks(budget)?,
+        })
+    }
+
+    pub fn sparse(&self, budget: &mut Budget) -> Result<SparseRecord> {
+        Ok(SparseRecord {
+            files: self.uints(Col::SparseFiles, ROW_COST, u32::MAX.into(), |v| v as u32, budget)?,
+            counts: self.uints(Col::SparseCounts, 0, u32::MAX.into(), |v| v as u32, budget)?,
+            offsets: self.uints(Col::SparseOffsets, 0, u64::MAX, |v| v, budget)?,
+            lens: self.uints(Col::SparseLens, EXTENT_COST, u64::MAX, |v| v, budget)?,
+        })
+    }
+
+    pub fn xattrs(&self, budget: &mut Budget) -> Result<XattrRecord> {
+        Ok(XattrRecord {
+            entries: self.uints(Col::XattrEntries, ROW_COST, u32::MAX.into(), |v| v as u32, budget)?,
+            counts: self.uints(Col::XattrCounts, 0, u32::MAX.into(), |v| v as u32, budget)?,
+            names: self.strings(Col::XattrNames, XATTR_COST, MAX_XATTR_NAME, budget)?,
+            values: self.strings(Col::XattrValues, 0, MAX_XATTR_VALUE, budget)?,
+        })
+    }
+
+    /// The user (`groups` false) or group names.
+    pub fn owners(&self, groups: bool, budget: &mut Budget) -> Result<OwnerRecord> {
+        let (ids, names) =
+            if groups { (Col::GroupIds, Col::GroupNames) } else { (Col::UserIds, Col::UserNames) };
+        Ok(OwnerRecord {
+            ids: self.uints(ids, ROW_COST, u32::MAX.into(), |v| v as u32, budget)?,
+            names: self.strings(names, 0, MAX_OWNER_NAME, budget)?,
+        })
+    }
+
+    pub fn blocks(&self, budget: &mut Budget) -> Result<BlockRecord> {
+        Ok(BlockRecord {
+            lens: self.uints(Col::BlockLens, BLOCK_COST, u64::MAX, |v| v, budget)?,
+            raw_lens: self.uints(Col::BlockRawLens, 0, u64::MAX, |v| v, budget)?,
+            hashes: self.fixed64(Col::BlockHashes, budget)?,
+        })
+    }
+}
+
+/// A violation in packed column `col`, in words.
+pub(super) fn col_error(col: Col, why: &str) -> FormatError {
+    corrupt(format!("index: {}: {why}", col.shown()))
+}
+
+/// Elements of a packed column of integers: every integer ends with the one byte whose high
+/// bit is clear.
+pub(super) fn count_uints(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b & 0x80 == 0).count()
+}
+
+/// Elements and their bytes in all of a packed column of strings of at most `max` bytes.
+pub(super) fn count_strings(bytes: &[u8], col: Col, max: usize) -> Result<(usize, usize)> {
+    let mut unpack = Unpack::new(bytes);
+    let (mut count, mut total) = (0usize, 0usize);
+    while !unpack.is_done() {
+        total += unpack.string(max).map_err(|why| col_error(col, &why))?.len();
+        count += 1;
+    }
+    Ok((count, total))
+}
+
+/// Charges `count` elements of `size` bytes each to the budget, after checking the count
+/// against the cap on elements.
+fn charge(budget: &mut Budget, col: Col, count: usize, size: u64) -> Result<()> {
+    if count > MAX_ENTRIES {
+        return Err(col_error(col, &format!("{count} elements is over the limit of {MAX_ENTRIES}")));
+    }
+    budget.take((count as u64).saturating_mul(size), &col.shown())
+}
+
+/// A packed column of the index (FORMAT.md §4.7), in the order of the CBOR map: what
+/// [`Packed::column`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    Names,
+    Depths,
+    Kinds,
+    Modes,
+    MtimeSecs,
+    MtimeNanos,
+    Uids,
+    Gids,
+    Sizes,
+    Targets,
+    Links,
+    DevMajors,
+    DevMinors,
+    SparseFiles,
+    SparseCounts,
+    SparseOffsets,
+    SparseLens,
+    XattrEntries,
+    XattrCounts,
+    XattrNames,
+    XattrValues,
+    UserIds,
+    UserNames,
+    GroupIds,
+    GroupNames,
+    BlockLens,
+    BlockRawLens,
+    BlockHashes,
+}
+
+/// Every column's name in messages, in map order (`map.key` for a nested map's).
+const COLUMN_NAMES: [&str; 28] = [
+    "names",
+    "depths",
+    "kinds",
+    "modes",
+    "mtime_secs",
+    "mtime_nanos",
+    "uids",
+    "gids",
+    "sizes",
+    "targets",
+    "links",
+    "dev_majors",
+    "dev_minors",
+    "sparse.files",
+    "sparse.counts",
+    "sparse.offsets",
+    "sparse.lens",
+    "xattrs.entries",
+    "xattrs.counts",
+    "xattrs.names",
+    "xattrs.values",
+    "users.ids",
+    "users.names",
+    "groups.ids",
+    "groups.names",
+    "lens",
+    "raw_lens",
+    "hashes",
+];
+
+impl Col {
+    /// The column as messages name it: `index column depths`.
+    pub fn shown(self) -> String {
+        format!("index column {}", COLUMN_NAMES[self as usize])
+    }
+}
+
+/// The index as decoded: its CBOR, whose structure is checked (FORMAT.md §4.2: the map, the
+/// keys, one byte string per column), and where each packed column lies in it. The values are
+/// read and checked by [`super::Index::from_packed`], in one pass over all columns at once,
+/// without a vector per column. A version-1 index is parsed by its own rules and held in the
+/// version-2 form (`version` says which it was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packed {
+    pub version: u16,
+    cbor: Vec<u8>,
+    columns: Vec<std::ops::Range<usize>>,
+}
+
+impl Packed {
+    /// The bytes of packed column `col`.
+    pub fn column(&self, col: Col) -> &[u8] {
+        &self.cbor[self.columns[col as usize].clone()]
+    }
+
+    /// Bytes of the CBOR, charged to the budget by [`decode_index`] and given back by its
+    /// caller once the index is built.
+    pub fn cbor_len(&self) -> u64 {
+        self.cbor.len() as u64
+    }
+}
+
 /// Decompresses and parses the index frame after [`super::Trailer::check`] passed. The frame
 /// must be one zstd frame declaring `raw_len` bytes (FORMAT.md §3.1), and its CBOR exactly
-/// `raw_len` bytes of FORMAT.md §4.2. The CBOR is parsed as it is decompressed, so garbage
-/// fails at its first bad byte instead of after gigabytes of output, and every column is
-/// charged to `budget` before it is allocated.
-pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budget) -> Result<IndexRecord> {
+/// `raw_len` bytes of FORMAT.md §4.2. The CBOR's bytes are charged to `budget` before they
+/// are decompressed (the caller gives them back when done with the [`Packed`]); garbage fails
+/// at the index map's first byte, before the rest is decompressed.
+pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budget) -> Result<Packed> {
     use std::io::Read;
     let index_error = |e: &dyn std::fmt::Display| corrupt(format!("index: {e}"));
     super::frame::check(frame, raw_len, "the trailer").map_err(|e| index_error(&e))?;
     // The decoder keeps a window of history: charged like any other allocation, and given
-    // back when the index is decoded.
+    // back when the index is decompressed.
     let window = super::frame::parse_header(frame).map_or(0, |h| h.window_size).min(raw_len);
     budget.take(window, "the index's zstd window")?;
-    charge_cbor(raw_len, version, budget)?;
+    budget.take(raw_len, "the index's CBOR")?;
+    // The first bytes must start the index map: a bomb of zeros stops here, with only its
+    // first block decompressed.
+    let mut head = vec![0u8; raw_len.min(4096) as usize];
     let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| index_error(&e))?;
     decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
-    let mut cbor = std::io::BufReader::new(decoder.single_frame().take(raw_len.saturating_add(1)));
-    let record = Parser { cbor: Decoder::from(&mut cbor), raw_len, budget: &mut *budget }.record(version)?;
-    // What the parser did not consume must be nothing, and the total exactly raw_len. One
-    // byte more is enough to tell: the rest is not decompressed just to be counted.
-    let consumed = raw_len.saturating_add(1) - cbor.get_ref().limit() - cbor.buffer().len() as u64;
-    let mut more = [0u8; 1];
-    if cbor.read(&mut more).map_err(|e| index_error(&e))? != 0 {
-        return Err(index_error(&"bytes follow the index map"));
+    match decoder.single_frame().read_exact(&mut head) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(index_error(&format!("expands to fewer bytes than the trailer's {raw_len}")))
+        }
+        result => result.map_err(|e| index_error(&e))?,
     }
-    if consumed != raw_len {
-        return Err(index_error(&format!("expands to {consumed} bytes, trailer says {raw_len}")));
+    Parser::new(&head, &mut *budget).map(map_len(version), "").or_else(|e| match e {
+        FormatError::Corrupt(ref why) if why == ENDS_EARLY && (head.len() as u64) < raw_len => Ok(()),
+        e => Err(e),
+    })?;
+    // Then all of it, straight into a buffer of the trailer's size (charged above): the
+    // decoder writes no further, and a frame that expands to more is an error.
+    let mut cbor = Vec::with_capacity(raw_len as usize);
+    let mut decompressor = zstd::bulk::Decompressor::new().map_err(|e| index_error(&e))?;
+    decompressor.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
+    match decompressor.decompress_to_buffer(frame, &mut cbor) {
+        Ok(n) if n as u64 == raw_len => {}
+        Ok(n) => return Err(index_error(&format!("expands to {n} bytes, trailer says {raw_len}"))),
+        Err(e) => return Err(index_error(&format!("{e} (the trailer says {raw_len} bytes)"))),
     }
-    drop(cbor);
+    drop(decompressor);
     budget.give_back(window);
-    Ok(record)
-}
-
-/// Version 2 reads each packed column whole before decoding it: the CBOR's size is charged
-/// up front for that (more than one column holds, and simpler to state).
-fn charge_cbor(raw_len: u64, version: u16, budget: &mut Budget) -> Result<()> {
-    if version >= 2 {
-        budget.take(raw_len, "the index's packed columns")?;
-    }
-    Ok(())
+    packed(cbor, version, budget)
 }
 
 /// Parses CBOR that is already decompressed, as [`decode_index`] does (for tools and tests
-/// that work on the index's own bytes).
-pub fn decode_cbor(cbor: &[u8], version: u16, budget: &mut Budget) -> Result<IndexRecord> {
-    charge_cbor(cbor.len() as u64, version, budget)?;
-    let mut reader = cbor;
-    let record =
-        Parser { cbor: Decoder::from(&mut reader), raw_len: cbor.len() as u64, budget }.record(version)?;
-    if !reader.is_empty() {
-        return Err(corrupt("index: bytes follow the index map"));
-    }
-    Ok(record)
+/// that work on the index's own bytes). Its bytes are charged as [`decode_index`] charges them.
+pub fn decode_cbor(cbor: &[u8], version: u16, budget: &mut Budget) -> Result<Packed> {
+    budget.take(cbor.len() as u64, "the index's CBOR")?;
+    packed(cbor.to_vec(), version, budget)
 }
 
-/// The strict reader of FORMAT.md §4.2: a map of exactly the columns, as text keys in the
-/// order of [`IndexRecord`]'s fields, each an array of definite length (or, for `kinds`, a byte
-/// string) of items of exactly its type; no tags, no indefinite lengths, no floats.
-struct Parser<'b, R: ciborium_io::Read> {
-    cbor: Decoder<R>,
-    raw_len: u64,
+fn map_len(version: u16) -> usize {
+    if version == 1 {
+        9
+    } else {
+        18
+    }
+}
+
+const ENDS_EARLY: &str = "index: index ends early";
+
+/// The structure of `cbor` checked and its columns found; a version-1 index is parsed and
+/// rewritten in version 2's packed form.
+fn packed(cbor: Vec<u8>, version: u16, budget: &mut Budget) -> Result<Packed> {
+    if version == 1 {
+        let left = budget.left();
+        let record = Parser::new(&cbor, &mut *budget).record_v1()?;
+        let mut again = Vec::new();
+        ciborium::into_writer(&record, &mut again).map_err(|e| corrupt(format!("index: {e}")))?;
+        budget.take(again.len() as u64, "the index's CBOR")?;
+        // The record's columns and the old CBOR are freed: their charges come back.
+        let freed = left - budget.left() - again.len() as u64 + cbor.len() as u64;
+        drop(record);
+        drop(cbor);
+        budget.give_back(freed);
+        let mut packed = packed(again, 2, budget)?;
+        packed.version = 1;
+        return Ok(packed);
+    }
+    let mut parser = Parser::new(&cbor, budget);
+    let columns = parser.columns()?;
+    if parser.at != cbor.len() {
+        return Err(corrupt("index: bytes follow the index map"));
+    }
+    Ok(Packed { version, cbor, columns })
+}
+
+/// The strict reader of FORMAT.md §4.2 over the decompressed CBOR: a map of exactly the
+/// columns, as text keys in the order of [`IndexRecord`]'s fields, each (version 2) one byte
+/// string, or (version 1) an array of definite length of items of exactly its type; no tags,
+/// no indefinite lengths, no floats.
+struct Parser<'a, 'b> {
+    cbor: &'a [u8],
+    /// Bytes parsed so far.
+    at: usize,
     budget: &'b mut Budget,
 }
 
-impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
-    fn record(mut self, version: u16) -> Result<IndexRecord> {
-        if version == 1 {
-            return self.record_v1();
-        }
-        self.map(18, "")?;
-        // Each name stands for an entry: what every entry costs once read and checked is
-        // charged with the names, before anything else is read.
-        let names = self.names()?;
-        let depths = self.uints("depths", 0, u32::MAX.into(), |v| v as u32)?;
-        let kinds = self.byte_string("kinds")?;
-        let modes = self.uints("modes", 0, u16::MAX.into(), |v| v as u16)?;
-        let mtime_secs = self.deltas("mtime_secs")?;
-        let mtime_nanos = self.uints("mtime_nanos", 0, u32::MAX.into(), |v| v as u32)?;
-        let uids = self.uints("uids", 0, u32::MAX.into(), |v| v as u32)?;
-        let gids = self.uints("gids", 0, u32::MAX.into(), |v| v as u32)?;
-        let sizes = self.uints("sizes", 0, u64::MAX, |v| v)?;
-        let targets = self.strings("targets", 0, MAX_TARGET_LEN)?;
-        let links = self.uints("links", 0, u32::MAX.into(), |v| v as u32)?;
-        let dev_majors = self.uints("dev_majors", 0, u32::MAX.into(), |v| v as u32)?;
-        let dev_minors = self.uints("dev_minors", 0, u32::MAX.into(), |v| v as u32)?;
-        self.key("sparse")?;
-        self.map(4, "index column sparse")?;
-        let sparse = SparseRecord {
-            files: self.uints("sparse.files", ROW_COST, u32::MAX.into(), |v| v as u32)?,
-            counts: self.uints("sparse.counts", 0, u32::MAX.into(), |v| v as u32)?,
-            offsets: self.uints("sparse.offsets", 0, u64::MAX, |v| v)?,
-            lens: self.uints("sparse.lens", EXTENT_COST, u64::MAX, |v| v)?,
-        };
-        self.key("xattrs")?;
-        self.map(4, "index column xattrs")?;
-        let xattrs = XattrRecord {
-            entries: self.uints("xattrs.entries", ROW_COST, u32::MAX.into(), |v| v as u32)?,
-            counts: self.uints("xattrs.counts", 0, u32::MAX.into(), |v| v as u32)?,
-            names: self.strings("xattrs.names", XATTR_COST, MAX_XATTR_NAME)?,
-            values: self.strings("xattrs.values", 0, MAX_XATTR_VALUE)?,
-        };
-        let users = self.owners("users")?;
-        let groups = self.owners("groups")?;
-        self.key("blocks")?;
-        self.map(3, "index column blocks")?;
-        // What every block costs once read and checked is charged with its first column.
-        let blocks = BlockRecord {
-            lens: self.uints("lens", BLOCK_COST, u64::MAX, |v| v)?,
-            raw_lens: self.uints("raw_lens", 0, u64::MAX, |v| v)?,
-            hashes: self.fixed64("hashes")?,
-        };
-        Ok(IndexRecord {
-            version,
-            names,
-            depths,
-            kinds,
-            modes,
-            mtime_secs,
-            mtime_nanos,
-            uids,
-            gids,
-            sizes,
-            targets,
-            links,
-            dev_majors,
-            dev_minors,
-            sparse,
-            xattrs,
-            users,
-            groups,
-            blocks,
-        })
+impl<'a, 'b> Parser<'a, 'b> {
+    fn new(cbor: &'a [u8], budget: &'b mut Budget) -> Parser<'a, 'b> {
+        Parser { cbor, at: 0, budget }
     }
 
-    /// The packed column `name` (FORMAT.md §4.7): its key, then one byte string, read whole.
-    fn packed(&mut self, name: &str) -> Result<(String, Vec<u8>)> {
+    /// Version 2: the map of columns, and where each column's bytes are.
+    fn columns(&mut self) -> Result<Vec<std::ops::Range<usize>>> {
+        self.map(18, "")?;
+        let mut columns = Vec::with_capacity(COLUMN_NAMES.len());
+        for (k, &name) in COLUMN_NAMES.iter().enumerate() {
+            // The nested maps start before their first column.
+            let nested = match k {
+                13 => Some(("sparse", 4)),
+                17 => Some(("xattrs", 4)),
+                21 => Some(("users", 2)),
+                23 => Some(("groups", 2)),
+                25 => Some(("blocks", 3)),
+                _ => None,
+            };
+            if let Some((map, len)) = nested {
+                self.key(map)?;
+                self.map(len, &format!("index column {map}"))?;
+            }
+            columns.push(self.packed(name)?);
+        }
+        Ok(columns)
+    }
+
+    /// The packed column `name` (FORMAT.md §4.7): its key, then one byte string.
+    fn packed(&mut self, name: &str) -> Result<std::ops::Range<usize>> {
         // A column of a nested map is named `map.key` in messages; its key is `key`.
         self.key(name.rsplit('.').next().unwrap_or(name))?;
         let column = format!("index column {name}");
@@ -522,105 +771,17 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
                 )
             }
         };
-        // The CBOR's bytes were charged as a whole before parsing began.
+        self.take(len).map(|(start, _)| start..start + len)
+    }
+
+    /// The next `len` bytes: where they start, and they.
+    fn take(&mut self, len: usize) -> Result<(usize, &'a [u8])> {
         if len as u64 > self.remaining() {
-            return Err(corrupt("index: index ends early"));
+            return Err(corrupt(ENDS_EARLY));
         }
-        let mut bytes = vec![0; len];
-        self.cbor.read_exact(&mut bytes).map_err(read_error)?;
-        Ok((column, bytes))
-    }
-
-    /// Charges `count` elements of `size` bytes each to the budget, after checking the count
-    /// against the cap on elements.
-    fn charge(&mut self, column: &str, count: usize, size: u64) -> Result<()> {
-        if count > MAX_ENTRIES {
-            return Err(self.error(column, &format!("{count} elements is over the limit of {MAX_ENTRIES}")));
-        }
-        self.budget.take((count as u64).saturating_mul(size), column)
-    }
-
-    /// A packed column of unsigned integers of at most `max`, each made a `T` by `convert`.
-    fn uints<T>(&mut self, name: &str, extra: u64, max: u64, convert: impl Fn(u64) -> T) -> Result<Vec<T>> {
-        let (column, bytes) = self.packed(name)?;
-        // Every integer ends with the one byte whose high bit is clear.
-        let count = bytes.iter().filter(|&&b| b & 0x80 == 0).count();
-        self.charge(&column, count, std::mem::size_of::<T>() as u64 + extra)?;
-        let mut unpack = Unpack::new(&bytes);
-        let mut values = Vec::with_capacity(count);
-        while !unpack.is_done() {
-            values.push(convert(unpack.uint(max).map_err(|why: String| self.error(&column, &why))?));
-        }
-        Ok(values)
-    }
-
-    /// The packed column of mtimes (differences).
-    fn deltas(&mut self, name: &str) -> Result<Vec<i64>> {
-        let (column, bytes) = self.packed(name)?;
-        let count = bytes.iter().filter(|&&b| b & 0x80 == 0).count();
-        self.charge(&column, count, std::mem::size_of::<i64>() as u64)?;
-        let mut unpack = Unpack::new(&bytes);
-        let mut values = Vec::with_capacity(count);
-        while !unpack.is_done() {
-            values.push(unpack.delta().map_err(|why: String| self.error(&column, &why))?);
-        }
-        Ok(values)
-    }
-
-    /// A packed column of 64-bit values.
-    fn fixed64(&mut self, name: &str) -> Result<Vec<u64>> {
-        let (column, bytes) = self.packed(name)?;
-        if bytes.len() % 8 != 0 {
-            return Err(self.error(&column, "ends inside a value"));
-        }
-        self.charge(&column, bytes.len() / 8, 8)?;
-        let mut unpack = Unpack::new(&bytes);
-        let mut values = Vec::with_capacity(bytes.len() / 8);
-        while !unpack.is_done() {
-            values.push(unpack.fixed64().map_err(|why: String| self.error(&column, &why))?);
-        }
-        Ok(values)
-    }
-
-    /// A packed column of byte strings of at most `max` bytes each. The strings are counted
-    /// first (their lengths alone), charged, then each charged for its bytes as it is copied.
-    fn strings(&mut self, name: &str, extra: u64, max: usize) -> Result<Vec<Vec<u8>>> {
-        let (column, bytes) = self.packed(name)?;
-        let mut unpack = Unpack::new(&bytes);
-        let mut count = 0usize;
-        while !unpack.is_done() {
-            unpack.string(max).map_err(|why: String| self.error(&column, &why))?;
-            count += 1;
-        }
-        self.charge(&column, count, std::mem::size_of::<Vec<u8>>() as u64 + extra)?;
-        let mut unpack = Unpack::new(&bytes);
-        let mut values = Vec::with_capacity(count);
-        while !unpack.is_done() {
-            let string = unpack.string(max).map_err(|why: String| self.error(&column, &why))?;
-            self.budget.take((string.len() as u64).max(STRING_MIN) + VALUE_COST, &column)?;
-            values.push(string.to_vec());
-        }
-        Ok(values)
-    }
-
-    /// The packed column of names, into one buffer: each entry's cost is charged with its end,
-    /// then the buffer whole, before it is filled.
-    fn names(&mut self) -> Result<Names> {
-        let (column, bytes) = self.packed("names")?;
-        let mut unpack = Unpack::new(&bytes);
-        let (mut count, mut total) = (0usize, 0usize);
-        while !unpack.is_done() {
-            total += unpack.string(MAX_NAME_LEN).map_err(|why: String| self.error(&column, &why))?.len();
-            count += 1;
-        }
-        self.charge(&column, count, NAME_END_COST + ENTRY_COST)?;
-        self.budget.take(total as u64, &column)?;
-        let mut names = Names::with_capacity(count, total);
-        let mut unpack = Unpack::new(&bytes);
-        while !unpack.is_done() {
-            names.push(unpack.string(MAX_NAME_LEN).map_err(|why: String| self.error(&column, &why))?);
-        }
-        Ok(names)
+        let start = self.at;
+        self.at += len;
+        Ok((start, &self.cbor[start..start + len]))
     }
 
     /// Version 1 (FORMAT.md §9): names and targets as text, no owners, links, devices, extents
@@ -632,6 +793,9 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         let sizes = self.column("sizes", 0, |p, column| p.uint(column, u64::MAX))?;
         let targets = self.column("targets", 0, |p, column| p.text(column, MAX_TARGET_LEN))?;
         let blocks = self.blocks_v1()?;
+        if self.at != self.cbor.len() {
+            return Err(corrupt("index: bytes follow the index map"));
+        }
         Ok(IndexRecord {
             version: 1,
             names,
@@ -649,13 +813,8 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
 
     /// Version 1's first six columns, arrays of CBOR items.
     fn entry_columns_v1(&mut self) -> Result<EntryColumns> {
-        // Each name stands for an entry: what every entry costs once read and checked is
-        // charged with the names, before anything else is read.
         Ok(EntryColumns {
-            names: self
-                .column("names", ENTRY_COST, |p, column| p.text(column, MAX_NAME_LEN))?
-                .into_iter()
-                .collect(),
+            names: self.column("names", 0, |p, column| p.text(column, MAX_NAME_LEN))?.into_iter().collect(),
             depths: self.column("depths", 0, Self::u32)?,
             kinds: self.byte_string("kinds")?,
             modes: self.column("modes", 0, |p, column| p.uint(column, u16::MAX.into()).map(|v| v as u16))?,
@@ -668,21 +827,10 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
     fn blocks_v1(&mut self) -> Result<BlockRecord> {
         self.key("blocks")?;
         self.map(3, "index column blocks")?;
-        // What every block costs once read and checked is charged with its first column.
-        let lens = self.column("lens", BLOCK_COST, |p, column| p.uint(column, u64::MAX))?;
+        let lens = self.column("lens", 0, |p, column| p.uint(column, u64::MAX))?;
         let raw_lens = self.column("raw_lens", 0, |p, column| p.uint(column, u64::MAX))?;
         let hashes = self.column("hashes", 0, |p, column| p.uint(column, u64::MAX))?;
         Ok(BlockRecord { lens, raw_lens, hashes })
-    }
-
-    /// A table of user or group names.
-    fn owners(&mut self, name: &str) -> Result<OwnerRecord> {
-        self.key(name)?;
-        self.map(2, &format!("index column {name}"))?;
-        Ok(OwnerRecord {
-            ids: self.uints(&format!("{name}.ids"), ROW_COST, u32::MAX.into(), |v| v as u32)?,
-            names: self.strings(&format!("{name}.names"), 0, MAX_OWNER_NAME)?,
-        })
     }
 
     fn u32(&mut self, column: &str) -> Result<u32> {
@@ -691,14 +839,16 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
 
     /// The next header; tags are refused wherever they stand.
     fn header(&mut self, column: &str) -> Result<Header> {
-        let at = self.cbor.offset();
-        match self.cbor.pull() {
+        let at = self.at;
+        let mut rest = &self.cbor[at..];
+        let mut decoder = Decoder::from(&mut rest);
+        let header = decoder.pull();
+        self.at += decoder.offset();
+        match header {
             Ok(Header::Tag(tag)) => Err(self.error(column, &format!("a tag ({tag}) at byte {at}"))),
             Ok(header) => Ok(header),
-            Err(ciborium_ll::Error::Syntax(at)) => {
-                Err(corrupt(format!("index: malformed CBOR at byte {at}")))
-            }
-            Err(ciborium_ll::Error::Io(e)) => Err(read_error(e)),
+            Err(ciborium_ll::Error::Syntax(_)) => Err(corrupt(format!("index: malformed CBOR at byte {at}"))),
+            Err(ciborium_ll::Error::Io(_)) => Err(corrupt(ENDS_EARLY)),
         }
     }
 
@@ -727,10 +877,9 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         let expected = |found: &str| format!("expected the key \"{name}\", found {found}");
         match self.header(&column)? {
             Header::Text(Some(len)) if len == name.len() => {
-                let mut found = vec![0; len];
-                self.cbor.read_exact(&mut found).map_err(read_error)?;
+                let (_, found) = self.take(len)?;
                 if found != name.as_bytes() {
-                    let found = format!("\"{}\"", String::from_utf8_lossy(&found));
+                    let found = format!("\"{}\"", String::from_utf8_lossy(found));
                     return Err(self.error(&column, &expected(&found)));
                 }
                 Ok(())
@@ -741,8 +890,8 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
 
     /// Bytes left in the CBOR: no declared length may be larger, since every item takes at
     /// least one byte.
-    fn remaining(&mut self) -> u64 {
-        self.raw_len.saturating_sub(self.cbor.offset() as u64)
+    fn remaining(&self) -> u64 {
+        (self.cbor.len() - self.at) as u64
     }
 
     /// The column `name`: its key, then an array of definite length whose items `item` reads.
@@ -794,9 +943,7 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
             return Err(self.error(&column, &format!("{len} bytes is more than the index holds")));
         }
         self.budget.take(len as u64, &column)?;
-        let mut bytes = vec![0; len];
-        self.cbor.read_exact(&mut bytes).map_err(read_error)?;
-        Ok(bytes)
+        Ok(self.take(len)?.1.to_vec())
     }
 
     /// Version 1's text string of at most `max` bytes, as bytes.
@@ -810,16 +957,12 @@ impl<R: ciborium_io::Read<Error = std::io::Error>> Parser<'_, R> {
         if len > max {
             return Err(self.error(column, &format!("a string of {len} bytes is longer than {max}")));
         }
-        if len as u64 > self.remaining() {
-            return Err(corrupt("index: index ends early"));
-        }
         self.budget.take((len as u64).max(STRING_MIN) + VALUE_COST, column)?;
-        let mut bytes = vec![0; len];
-        self.cbor.read_exact(&mut bytes).map_err(read_error)?;
-        if std::str::from_utf8(&bytes).is_err() {
+        let (_, bytes) = self.take(len)?;
+        if std::str::from_utf8(bytes).is_err() {
             return Err(self.error(column, "a string is not UTF-8"));
         }
-        Ok(bytes)
+        Ok(bytes.to_vec())
     }
 
     /// An unsigned integer of at most `max`.
@@ -877,16 +1020,6 @@ fn describe(header: &Header) -> String {
     }
 }
 
-/// A read error of the decompressed index in words: running out of bytes early, or the
-/// decompressor's own error (a damaged frame).
-fn read_error(error: std::io::Error) -> FormatError {
-    if error.kind() == std::io::ErrorKind::UnexpectedEof {
-        corrupt("index: index ends early")
-    } else {
-        corrupt(format!("index: {error}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -926,11 +1059,26 @@ mod tests {
         }
     }
 
+    /// Where the test record's blocks end.
+    const DATA_END: u64 = crate::format::HEADER_LEN + 14;
+
+    /// The index in `frame`, decoded and checked.
+    fn decoded(frame: &[u8], raw_len: u64) -> Result<crate::format::Index> {
+        let mut budget = budget();
+        crate::format::Index::from_packed(
+            &decode_index(frame, raw_len, VERSION, &mut budget)?,
+            DATA_END,
+            &mut budget,
+        )
+    }
+
     #[test]
     fn index_round_trip() {
         let record = record();
         let (frame, raw_len) = encode_index(&record, 3).expect("encode");
-        assert_eq!(decode_index(&frame, raw_len, VERSION, &mut budget()), Ok(record));
+        let index = decoded(&frame, raw_len).expect("decode");
+        assert_eq!(index.clone().into_record(), record);
+        assert_eq!(crate::format::Index::from_record(record, DATA_END), Ok(index));
         assert!(decode_index(&frame, raw_len - 1, VERSION, &mut budget()).is_err());
         assert!(decode_index(&frame, raw_len + 1, VERSION, &mut budget()).is_err());
     }
@@ -954,7 +1102,7 @@ mod tests {
 
     /// What decoding `cbor` says is wrong with it.
     fn refused(cbor: &[u8]) -> String {
-        match decode_index(&frame_of(cbor), cbor.len() as u64, VERSION, &mut budget()) {
+        match decoded(&frame_of(cbor), cbor.len() as u64) {
             Err(FormatError::Corrupt(why)) => why,
             other => panic!("expected corrupt, got {other:?}"),
         }
@@ -1043,8 +1191,11 @@ mod tests {
             v1.extend_from_slice(value);
         }
         v1.extend_from_slice(b"\x66blocks\xa3\x64lens\x80\x68raw_lens\x80\x66hashes\x80");
-        let record = decode_cbor(&v1, 1, &mut budget()).expect("version 1");
-        assert_eq!((record.version, record.names.get(0), record.uids.len()), (1, &b"r"[..], 0));
+        let mut room = budget();
+        let packed = decode_cbor(&v1, 1, &mut room).expect("version 1");
+        let index = crate::format::Index::from_packed(&packed, crate::format::HEADER_LEN, &mut room)
+            .expect("a valid version 1 index");
+        assert_eq!((packed.version, index.name(0), index.tables.owners), (1, &b"r"[..], false));
         // The same bytes are not version 2, and version 2 is not version 1.
         assert!(decode_cbor(&v1, 2, &mut budget()).is_err());
         let mut v2 = Vec::new();
@@ -1058,8 +1209,8 @@ mod tests {
         let why = refused(b"\xb2\x65names\x5a\x40\x00\x00\x00");
         assert_eq!(why, "index: index ends early");
         // A name of 1 GiB declared in a few bytes is refused by its length alone.
-        let why = refused(b"\xb2\x65names\x45\x80\x80\x80\x80\x04");
-        assert_eq!(why, "index: index column names: a string of 1073741824 bytes is longer than 255");
+        let why = refused(&patched(b"\x65names\x47\x04root\x01a", b"\x65names\x47\x85\x80\x80\x80\x04ab"));
+        assert_eq!(why, "index: index column names: a string of 1073741829 bytes is longer than 255");
         // Names are one packed byte string in version 2; an array of text is refused.
         let why = refused(b"\xb2\x65names\x81\x61a");
         assert_eq!(why, "index: index column names: expected a byte string, found an array of 1");
@@ -1084,14 +1235,16 @@ mod tests {
         record.targets = vec!["a link target longer than sixteen bytes".into()];
         record.kinds[1] = KIND_SYMLINK;
         record.sizes.clear();
+        record.blocks = BlockRecord::default();
         let (frame, raw_len) = encode_index(&record, 3).expect("encode");
         let mut budget = Budget::for_archive(1 << 20);
         let before = budget.left();
-        // The peak is reached with the frame, the window and every column held.
+        // The peak is reached with the frame, the window, the CBOR and the index held.
         budget.take(frame.len() as u64, "the index frame").expect("room");
-        let record_back = decode_index(&frame, raw_len, VERSION, &mut budget).expect("decode");
-        // decode_index gave the window back; the frame is given back by its caller.
+        let packed = decode_index(&frame, raw_len, VERSION, &mut budget).expect("decode");
+        crate::format::Index::from_packed(&packed, crate::format::HEADER_LEN, &mut budget).expect("valid");
+        // decode_index gave the window back; the frame and CBOR are given back by its caller.
         let window = raw_len.min(1 << MAX_WINDOW_LOG);
-        assert_eq!(before - budget.left() + window, reader_memory(&record_back, frame.len() as u64, raw_len));
+        assert_eq!(before - budget.left() + window, reader_memory(&record, frame.len() as u64, raw_len));
     }
 }

@@ -176,7 +176,7 @@ impl<'a> Extraction<'a> {
         (0..self.index.entries.len())
             .filter(|&i| self.plan.writes(self.index, &self.actions, i))
             .filter_map(|i| self.index.data_entry(i))
-            .map(|d| self.index.entries[d].stored())
+            .map(|d| self.index.stored(d))
             .sum()
     }
 
@@ -237,7 +237,7 @@ impl<'a> Extraction<'a> {
 
     /// Whether entry `i` is one of the leading components `--strip-components` leaves out.
     fn stripped(&self, i: usize) -> bool {
-        self.index.entries[i].depth < self.options.strip_components
+        u32::from(self.index.entries[i].depth) < self.options.strip_components
     }
 
     /// A handle on the directory that holds entry `i` (DEST for a root, or for an entry right
@@ -599,11 +599,11 @@ impl<'a> Extraction<'a> {
                     .with_context(|| format!("linking {} to {}", self.display(i), self.display(source)))?;
                     self.placed(i, placed)?;
                 }
-                Kind::Symlink { target } => {
+                Kind::Symlink { .. } => {
                     let parent = self.parent_dir(i)?;
                     let (placed, refused) = dest::symlink(
                         parent.as_fd(),
-                        target,
+                        self.index.target(i),
                         self.index.name(i),
                         &self.attrs(i),
                         self.replace,

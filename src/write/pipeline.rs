@@ -73,8 +73,8 @@ pub(super) fn run(
     });
     failure.take()?;
     match (entries, blocks) {
-        (Some((entries, names, tables)), Some(blocks)) => {
-            Ok(Index::from_parts(entries, names, blocks, tables))
+        (Some((entries, names, targets, tables)), Some(blocks)) => {
+            Ok(Index::from_parts(entries, names, targets, blocks, tables))
         }
         _ => bail!("the pipeline stopped without saying why"),
     }

@@ -162,6 +162,8 @@ pub struct Walker<'a, F> {
     entries: Vec<Entry>,
     /// The entries' names, in one buffer.
     names: Names,
+    /// The symlinks' targets, likewise.
+    targets: Names,
     /// Sparse files' extents and entries' extended attributes, by entry.
     tables: Tables,
     owners: Owners,
@@ -190,6 +192,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             block: Vec::with_capacity(settings.block_size),
             entries: Vec::new(),
             names: Names::default(),
+            targets: Names::default(),
             tables: Tables::default(),
             owners: Owners::default(),
             links: HashMap::new(),
@@ -199,11 +202,11 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
 
     /// Walks the trees; returns the entries, their names and their tables, owner names
     /// included.
-    pub fn walk(mut self, roots: &[Root]) -> Result<(Vec<Entry>, Names, Tables)> {
+    pub fn walk(mut self, roots: &[Root]) -> Result<(Vec<Entry>, Names, Names, Tables)> {
         self.walk_level(roots, 0, None)?;
         self.flush()?;
         (self.tables.users, self.tables.groups) = self.owners.tables();
-        Ok((self.entries, self.names, self.tables))
+        Ok((self.entries, self.names, self.targets, self.tables))
     }
 
     /// The entries at `depth` of `roots` (sorted, sharing their stored path above `depth`),
@@ -324,23 +327,19 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     Err(e) => return self.failed_read(read_error(e, path)),
                 };
                 self.read_xattrs(me, path, XattrSource::Fd(file.as_fd()));
-                let offset = self.offset;
                 let extents =
                     if meta.looks_sparse() { data_extents(&file, meta.size, MAX_EXTENTS) } else { None };
                 // A sparse file keeps its size (its holes are made again on read); a dense
                 // one's size is what went into the data stream.
-                let (size, stored) = match extents {
+                let size = match extents {
                     Some(extents) => {
-                        let (stored, extents) = self.read_sparse(path, &file, &meta, extents)?;
+                        let (_, extents) = self.read_sparse(path, &file, &meta, extents)?;
                         self.tables.sparse.push((me, extents));
-                        (meta.size, stored)
+                        meta.size
                     }
-                    None => {
-                        let stored = self.read_file(path, file, &meta)?;
-                        (stored, stored)
-                    }
+                    None => self.read_file(path, file, &meta)?,
                 };
-                entry.kind = Kind::File { size, offset, stored };
+                entry.kind = Kind::File { size };
                 if meta.nlink > 1 {
                     self.links.insert(inode, me);
                 }
@@ -360,7 +359,11 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     );
                 }
                 self.read_xattrs(me, path, place.at_path(&name));
-                entry.kind = Kind::Symlink { target };
+                if !self.targets.fits(target.len()) {
+                    bail!("reading {}: the symlinks' targets take more than 4 GiB", shown(path));
+                }
+                entry.kind = Kind::Symlink { target: self.targets.len() as u32 };
+                self.targets.push(&target);
                 self.push(path, entry, &name)?;
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
@@ -669,7 +672,7 @@ impl Meta {
     fn entry(&self, parent: Option<u32>, depth: u32) -> Entry {
         Entry {
             parent,
-            depth,
+            depth: depth as u16,
             kind: Kind::Dir,
             mode: (self.mode & 0o7777) as u16,
             mtime: Mtime { secs: self.mtime, nanos: self.mtime_nanos },
