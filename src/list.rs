@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::archive::Archive;
 use crate::format::{Entry, Index, Kind};
 use crate::select::{self, PathStack, Selected};
-use crate::ui::{escape, text_of, write_json};
+use crate::ui::{escape, push_escaped, text_of, write_json};
 
 #[derive(Debug, Clone)]
 pub struct ListOptions {
@@ -59,7 +59,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
             continue;
         }
         let path = printed
-            .enter_as(index, i, |name, path| path.extend_from_slice(escape(&text_of(name)).as_bytes()));
+            .enter_as(index, i, push_escaped);
         if selected[i] != Selected::Yes {
             continue;
         }

@@ -103,7 +103,19 @@ impl<'a> Unpack<'a> {
     }
 
     /// An unsigned integer of at most `max`, in its shortest LEB128 form.
+    #[inline]
     pub fn uint(&mut self, max: u64) -> Result<u64, String> {
+        // One byte, the usual case: no loop.
+        if let Some(&byte) = self.bytes.get(self.at) {
+            if byte < 0x80 && u64::from(byte) <= max {
+                self.at += 1;
+                return Ok(byte.into());
+            }
+        }
+        self.long_uint(max)
+    }
+
+    fn long_uint(&mut self, max: u64) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let Some(&byte) = self.bytes.get(self.at) else {

@@ -63,6 +63,17 @@ pub fn text_of(bytes: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Appends `bytes` as [`escape`] prints [`text_of`] them: at once when they are printable
+/// ASCII without a backslash (almost every name), else through both.
+pub fn push_escaped(bytes: &[u8], out: &mut Vec<u8>) {
+    // A fold without an early exit, which the compiler makes a vector loop: names are short.
+    if bytes.iter().fold(true, |plain, &b| plain & (b >= 0x20) & (b < 0x7f) & (b != b'\\')) {
+        out.extend_from_slice(bytes);
+    } else {
+        out.extend_from_slice(escape(&text_of(bytes)).as_bytes());
+    }
+}
+
 /// The bytes that [`text_of`] gave `text` for.
 pub fn bytes_of(text: &str) -> Cow<'_, [u8]> {
     if !text.chars().any(|c| marker_byte(c).is_some()) {
@@ -259,6 +270,15 @@ mod tests {
         // Printable characters that share a lead byte with escaped ones stay as they are.
         assert_eq!(escape("emoji 😀 and 漢字"), "emoji 😀 and 漢字");
         assert_eq!(escape("café – “quoted” ½ ï"), "café – “quoted” ½ ï");
+    }
+
+    #[test]
+    fn push_escaped_is_escape_of_text_of() {
+        for bytes in [&b"plain-name.txt"[..], b"a\\b", b"tab\there", b"caf\xe9", b"\x7f", b"~ !", "é".as_bytes()] {
+            let mut out = Vec::new();
+            push_escaped(bytes, &mut out);
+            assert_eq!(out, escape(&text_of(bytes)).as_bytes(), "{bytes:?}");
+        }
     }
 
     #[test]

@@ -13,5 +13,5 @@ mod escape;
 mod progress;
 
 pub use console::{Console, Outcome};
-pub use escape::{bytes_of, escape, text_of, unescape, write_json};
+pub use escape::{bytes_of, escape, push_escaped, text_of, unescape, write_json};
 pub use progress::{with_progress, Counters, Task};
