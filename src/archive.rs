@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::format::{self, Block, Budget, FormatError, Index, Trailer};
+use crate::format::{self, Block, Budget, FormatError, Index, Packed, Trailer};
 
 /// Why a block could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,16 @@ impl Archive {
         let file = File::open(path).with_context(|| format!("opening {path}"))?;
         let (index, budget) = read_index(&file).with_context(|| format!("reading {path}"))?;
         Ok(Archive { path: path.to_owned(), file, index, budget })
+    }
+
+    /// The index of the archive at `path` decoded but not built: its tree can be walked with
+    /// [`format::walk_tree`] without the memory and time of the whole index (what `list`
+    /// without details needs). Header, trailer and the index frame's checksums are checked as
+    /// by [`Archive::open`].
+    pub fn open_packed(path: &Utf8Path) -> Result<Packed> {
+        let file = File::open(path).with_context(|| format!("opening {path}"))?;
+        let read = || -> Result<Packed> { Ok(read_packed(&file)?.0) };
+        read().with_context(|| format!("reading {path}"))
     }
 
     /// How many blocks may be decoded at once, at most `threads`: each thread's buffers grow
@@ -74,6 +84,17 @@ impl Archive {
 
 /// The checked index, and what is left of the archive's memory budget.
 fn read_index(file: &File) -> Result<(Index, Budget)> {
+    let (packed, mut budget, index_offset) = read_packed(file)?;
+    let index = Index::from_packed(&packed, index_offset, &mut budget)?;
+    // The CBOR goes back to the budget once the index is built from it.
+    let cbor_len = packed.cbor_len();
+    drop(packed);
+    budget.give_back(cbor_len);
+    Ok((index, budget))
+}
+
+/// The decoded index, the budget left, and where the index frame starts.
+fn read_packed(file: &File) -> Result<(Packed, Budget, u64)> {
     let len = file.metadata()?.len();
     let mut budget = Budget::for_archive(len);
     let mut header = [0u8; format::HEADER_LEN as usize];
@@ -95,12 +116,7 @@ fn read_index(file: &File) -> Result<(Index, Budget)> {
     // The compressed frame is dropped now; its memory goes back to the budget.
     drop(frame);
     budget.give_back(trailer.index_len);
-    let index = Index::from_packed(&packed, index_offset, &mut budget)?;
-    // Likewise the CBOR, once the index is built from it.
-    let cbor_len = packed.cbor_len();
-    drop(packed);
-    budget.give_back(cbor_len);
-    Ok((index, budget))
+    Ok((packed, budget, index_offset))
 }
 
 fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {

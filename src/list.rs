@@ -13,7 +13,7 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use crate::archive::Archive;
-use crate::format::{Entry, Index, Kind};
+use crate::format::{self, Entry, Index, Kind};
 use crate::select::{self, PathStack, Selected};
 use crate::ui::{escape, push_escaped, text_of, write_json};
 
@@ -28,6 +28,9 @@ pub struct ListOptions {
 }
 
 pub fn run(options: &ListOptions) -> Result<()> {
+    if !options.long && !options.json && options.paths.is_empty() && options.globs.is_empty() {
+        return quiet_broken_pipe(print_tree(options));
+    }
     let archive = Archive::open(&options.archive)?;
     let selected = select::select(&archive.index, &options.paths, &options.globs)
         .with_context(|| format!("listing {}", options.archive))?;
@@ -35,11 +38,44 @@ pub fn run(options: &ListOptions) -> Result<()> {
     // The index is left to the end of the process: freeing a million names one by one takes
     // longer than the listing.
     std::mem::forget(archive);
-    match printed {
-        // `arc list x.arc | head` ends quietly, as other Unix tools do.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        result => result.context("writing the listing to stdout"),
+    quiet_broken_pipe(printed.context("writing the listing to stdout"))
+}
+
+/// `arc list x.arc | head` ends quietly, as other Unix tools do.
+fn quiet_broken_pipe(result: Result<()>) -> Result<()> {
+    match result {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        result => result,
     }
+}
+
+/// Every path, from the tree alone (names, depths, kinds): the index is not built. The tree is
+/// checked whole before a line is printed, so a damaged one prints nothing.
+fn print_tree(options: &ListOptions) -> Result<()> {
+    let packed = Archive::open_packed(&options.archive)?;
+    format::walk_tree(&packed, |_, _, _| {}).with_context(|| format!("reading {}", options.archive))?;
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut printed = PathStack::default();
+    let mut failed = None;
+    format::walk_tree(&packed, |name, depth, is_dir| {
+        if failed.is_none() {
+            let path = printed.push_as(depth, name, push_escaped);
+            let end: &[u8] = if is_dir { b"/\n" } else { b"\n" };
+            if let Err(e) = out.write_all(path).and_then(|()| out.write_all(end)) {
+                failed = Some(e);
+            }
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => out.flush(),
+    }
+    .map_err(|e| anyhow::Error::new(e).context("writing the listing to stdout"))
 }
 
 fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std::io::Result<()> {
@@ -58,8 +94,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
             }
             continue;
         }
-        let path = printed
-            .enter_as(index, i, push_escaped);
+        let path = printed.enter_as(index, i, push_escaped);
         if selected[i] != Selected::Yes {
             continue;
         }

@@ -141,14 +141,19 @@ impl PathStack {
     /// The same with each name as `push` writes it (`list` writes it escaped, once per name
     /// rather than once per path below it).
     pub fn enter_as(&mut self, index: &Index, i: usize, push: impl FnOnce(&[u8], &mut Vec<u8>)) -> &[u8] {
-        let depth = index.entries[i].depth as usize;
+        self.push_as(index.entries[i].depth.into(), index.name(i), push)
+    }
+
+    /// The path of the entry named `name` at `depth`, the next in pre-order, its name as `push`
+    /// writes it (for a walk of the tree alone, [`crate::format::walk_tree`]).
+    pub fn push_as(&mut self, depth: usize, name: &[u8], push: impl FnOnce(&[u8], &mut Vec<u8>)) -> &[u8] {
         self.ends.truncate(depth);
         let start = if depth == 0 { 0 } else { self.ends[depth - 1] };
         self.path.truncate(start);
         if depth > 0 {
             self.path.push(b'/');
         }
-        push(index.name(i), &mut self.path);
+        push(name, &mut self.path);
         self.ends.push(self.path.len());
         &self.path
     }

@@ -229,40 +229,14 @@ impl Index {
         let mut majors = column(Col::DevMajors);
         let mut minors = column(Col::DevMinors);
         let mut sparse_rows = sparse.iter().peekable();
-        // For each depth, the last entry seen there: the parent of the next deeper entry and
-        // the sibling the next entry at this depth must sort after.
-        let mut last_at_depth: Vec<u32> = Vec::new();
+        let mut tree = TreeCheck::default();
         let mut offset: u64 = 0;
         for (i, &kind) in kinds.iter().enumerate() {
             let name = name_column.string(MAX_NAME_LEN)?;
-            check_name(name)?;
             // For messages only: made when one is.
             let shown = Shown(name);
             let depth = depths.uint(u32::MAX.into())?;
-            if depth > MAX_DEPTH.into() {
-                return Err(corrupt(format!("nesting deeper than {MAX_DEPTH}")));
-            }
-            let depth = depth as usize;
-            if depth > last_at_depth.len() {
-                return Err(corrupt(format!("entry {shown} has no parent directory")));
-            }
-            let parent = match depth {
-                0 => None,
-                _ => {
-                    let parent = last_at_depth[depth - 1];
-                    if !entries[parent as usize].is_dir() {
-                        return Err(corrupt(format!("entry {shown} is inside a non-directory")));
-                    }
-                    Some(parent)
-                }
-            };
-            if let Some(&sibling) = last_at_depth.get(depth) {
-                if entries[sibling as usize].parent == parent && names.get(sibling as usize) >= name {
-                    return Err(corrupt(format!("entry {shown} is a duplicate or out of order")));
-                }
-            }
-            last_at_depth.truncate(depth);
-            last_at_depth.push(i as u32);
+            let parent = tree.step(i, name, depth, kinds)?;
             names.push(name);
 
             let mode = modes.uint(u16::MAX.into())? as u16;
@@ -599,6 +573,99 @@ impl Index {
     }
 }
 
+/// Walks the tree of an index alone (names, depths and kinds, checked by the rules
+/// [`Index::from_packed`] applies to them, nothing else read), calling `visit(name, depth,
+/// is_dir)` for each entry in order: what `list` needs, without building the index.
+/// Returns the number of entries.
+pub fn walk_tree(packed: &Packed, mut visit: impl FnMut(&[u8], usize, bool)) -> Result<usize, FormatError> {
+    let kinds = packed.column(Col::Kinds);
+    let (names, depths) = (packed.column(Col::Names), packed.column(Col::Depths));
+    let count = kinds.len();
+    if count > MAX_ENTRIES {
+        return Err(corrupt(format!("{count} entries is over the limit")));
+    }
+    if count_uints(depths) != count {
+        return Err(corrupt(format!(
+            "{} has {} values for {count} entries",
+            Col::Depths.shown(),
+            count_uints(depths)
+        )));
+    }
+    let newest = if packed.version >= 2 { KIND_BLOCK } else { KIND_SYMLINK };
+    let mut name_column = Column { col: Col::Names, unpack: Unpack::new(names) };
+    let mut depth_column = Column { col: Col::Depths, unpack: Unpack::new(depths) };
+    let mut tree = TreeCheck::default();
+    for (i, &kind) in kinds.iter().enumerate() {
+        let name = name_column.next_string(MAX_NAME_LEN).ok_or_else(|| {
+            corrupt(format!("{} has fewer names than the {count} entries", Col::Names.shown()))
+        })??;
+        let depth = depth_column.uint(u32::MAX.into())?;
+        tree.step(i, name, depth, kinds)?;
+        if kind > newest {
+            return Err(corrupt(format!("entry {} has unknown kind {kind}", Shown(name))));
+        }
+        visit(name, depth as usize, kind == KIND_DIR);
+    }
+    if !name_column.unpack.is_done() {
+        return Err(corrupt(format!("{} has more names than the {count} entries", Col::Names.shown())));
+    }
+    if !depth_column.unpack.is_done() {
+        return Err(col_error(Col::Depths, "ends inside an integer"));
+    }
+    Ok(count)
+}
+
+/// The rules of the tree (FORMAT.md §4.1), checked entry by entry in pre-order: each name is
+/// one safe component, each entry is at most one level below the one before and inside a
+/// directory, and siblings are strictly sorted by name bytes (so there are no duplicates).
+#[derive(Default)]
+struct TreeCheck<'a> {
+    /// The current entry's chain of ancestors and itself: entry number and name at each depth.
+    /// The entry at depth `d` is also the sibling the next entry at depth `d` must sort after
+    /// (an entry at a shallower depth in between would have cut the chain).
+    chain: Vec<(u32, &'a [u8])>,
+}
+
+impl<'a> TreeCheck<'a> {
+    /// Checks entry `i` (of `kinds`, the index's kinds column) and returns its parent.
+    fn step(
+        &mut self,
+        i: usize,
+        name: &'a [u8],
+        depth: u64,
+        kinds: &[u8],
+    ) -> Result<Option<u32>, FormatError> {
+        check_name(name)?;
+        // For messages only: made when one is.
+        let shown = Shown(name);
+        if depth > MAX_DEPTH.into() {
+            return Err(corrupt(format!("nesting deeper than {MAX_DEPTH}")));
+        }
+        let depth = depth as usize;
+        if depth > self.chain.len() {
+            return Err(corrupt(format!("entry {shown} has no parent directory")));
+        }
+        let parent = match depth {
+            0 => None,
+            _ => {
+                let parent = self.chain[depth - 1].0;
+                if kinds[parent as usize] != KIND_DIR {
+                    return Err(corrupt(format!("entry {shown} is inside a non-directory")));
+                }
+                Some(parent)
+            }
+        };
+        if let Some(&(_, sibling)) = self.chain.get(depth) {
+            if sibling >= name {
+                return Err(corrupt(format!("entry {shown} is a duplicate or out of order")));
+            }
+        }
+        self.chain.truncate(depth);
+        self.chain.push((i as u32, name));
+        Ok(parent)
+    }
+}
+
 /// A packed column being read, named in its errors.
 struct Column<'a> {
     col: Col,
@@ -686,11 +753,26 @@ fn check_name(name: &[u8]) -> Result<(), FormatError> {
     if name.len() > MAX_NAME_LEN {
         return Err(corrupt("entry name too long"));
     }
-    // A fold without an early exit, which the compiler makes a vector loop: names are short.
-    if name.iter().fold(false, |bad, &b| bad | (b == b'/') | (b == 0)) {
+    if has_slash_or_nul(name) {
         return Err(corrupt(format!("entry name {} contains '/' or NUL", String::from_utf8_lossy(name))));
     }
     Ok(())
+}
+
+/// Whether `bytes` hold a `/` or a NUL, eight bytes at a time: every name of every index goes
+/// through this.
+fn has_slash_or_nul(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SLASHES: u64 = u64::from_ne_bytes([b'/'; 8]);
+    // Nonzero exactly when some byte of `word` is zero.
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let mut words = bytes.chunks_exact(8);
+    let found = words.by_ref().any(|w| {
+        let word = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        has_zero(word) || has_zero(word ^ SLASHES)
+    });
+    found || words.remainder().iter().any(|&b| b == b'/' || b == 0)
 }
 
 /// Splits `counts[k]` consecutive elements off `items` for each row: the rows of a table
@@ -875,6 +957,24 @@ mod tests {
         match Index::from_record(r, DATA_END) {
             Err(FormatError::Corrupt(why)) => why,
             other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn slashes_and_nuls_are_found_anywhere() {
+        for len in 1..20 {
+            assert!(!has_slash_or_nul(&vec![b'a'; len]));
+            for at in 0..len {
+                for bad in [b'/', 0] {
+                    let mut name = vec![0xffu8; len];
+                    name[at] = bad;
+                    assert!(has_slash_or_nul(&name), "{len} {at} {bad}");
+                }
+                // Bytes next to the ones looked for are not them.
+                let mut name = vec![b'a'; len];
+                name[at] = [b'.', b'0', 1, 0x80, 0xaf][at % 5];
+                assert!(!has_slash_or_nul(&name), "{name:?}");
+            }
         }
     }
 

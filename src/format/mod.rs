@@ -26,7 +26,9 @@ pub use block::{block_hash, decode_block};
 pub use header::{decode_header, encode_header};
 #[cfg(test)]
 pub use index::spanning_index;
-pub use index::{file_writes, Block, Entry, Extent, FilePiece, Index, Kind, Mtime, NameTable, Tables, Xattr};
+pub use index::{
+    file_writes, walk_tree, Block, Entry, Extent, FilePiece, Index, Kind, Mtime, NameTable, Tables, Xattr,
+};
 pub use record::{
     decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, IndexRecord, Names,
     OwnerRecord, SparseRecord, XattrRecord, KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK,

@@ -66,12 +66,31 @@ pub fn text_of(bytes: &[u8]) -> Cow<'_, str> {
 /// Appends `bytes` as [`escape`] prints [`text_of`] them: at once when they are printable
 /// ASCII without a backslash (almost every name), else through both.
 pub fn push_escaped(bytes: &[u8], out: &mut Vec<u8>) {
-    // A fold without an early exit, which the compiler makes a vector loop: names are short.
-    if bytes.iter().fold(true, |plain, &b| plain & (b >= 0x20) & (b < 0x7f) & (b != b'\\')) {
+    if is_plain(bytes) {
         out.extend_from_slice(bytes);
     } else {
         out.extend_from_slice(escape(&text_of(bytes)).as_bytes());
     }
+}
+
+/// Whether `bytes` are all printable ASCII other than a backslash, eight bytes at a time: every
+/// name `list` prints goes through this.
+fn is_plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
+    const DELS: u64 = u64::from_ne_bytes([0x7f; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    // Nonzero exactly when some byte of `word` is zero; for bytes below 0x80, when some byte
+    // is below 0x20 after subtracting 0x20 the same way.
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let has_control = |word: u64| word.wrapping_sub(SPACES) & !word & HIGHS != 0;
+    let mut words = bytes.chunks_exact(8);
+    let plain = words.by_ref().all(|w| {
+        let word = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        word & HIGHS == 0 && !has_control(word) && !has_zero(word ^ DELS) && !has_zero(word ^ BACKSLASHES)
+    });
+    plain && words.remainder().iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
 }
 
 /// The bytes that [`text_of`] gave `text` for.
@@ -274,7 +293,17 @@ mod tests {
 
     #[test]
     fn push_escaped_is_escape_of_text_of() {
-        for bytes in [&b"plain-name.txt"[..], b"a\\b", b"tab\there", b"caf\xe9", b"\x7f", b"~ !", "é".as_bytes()] {
+        for bytes in
+            [&b"plain-name.txt"[..], b"a\\b", b"tab\there", b"caf\xe9", b"\x7f", b"~ !", "é".as_bytes()]
+        {
+            // At every place of a word and of the remainder.
+            for at in 0..12 {
+                let mut name = b"abcdefghijkl".to_vec();
+                name.splice(at..at + 1, bytes.iter().copied());
+                let mut out = Vec::new();
+                push_escaped(&name, &mut out);
+                assert_eq!(out, escape(&text_of(&name)).as_bytes(), "{name:?}");
+            }
             let mut out = Vec::new();
             push_escaped(bytes, &mut out);
             assert_eq!(out, escape(&text_of(bytes)).as_bytes(), "{bytes:?}");
