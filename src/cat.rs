@@ -38,7 +38,7 @@ pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
         let Some(i) = select::find_printed(index, path) else {
             bail!("reading {}: {path} is not in the archive", options.archive);
         };
-        let what = match &index.entries[i].kind {
+        let what = match &index.entries[i].kind() {
             Kind::Symlink { .. } => format!("a symlink (to {})", text_of(index.target(i))),
             Kind::Fifo => "a FIFO".to_owned(),
             Kind::CharDevice { .. } | Kind::BlockDevice { .. } => "a device".to_owned(),
@@ -92,7 +92,7 @@ fn runs(index: &crate::format::Index, chosen: &[usize]) -> Vec<Run> {
     for &top in chosen {
         for i in top..index.subtree_end(top) {
             let Some(d) = index.data_entry(i) else { continue };
-            let Kind::File { size } = index.entries[d].kind else { continue };
+            let Kind::File { size } = index.entries[d].kind() else { continue };
             let (offset, stored) = index.span(d).unwrap_or((0, 0));
             let extents = index.extents(d);
             // Where the next byte written goes in the file: holes before it are zeros.

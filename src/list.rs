@@ -128,7 +128,7 @@ impl Long<'_> {
     fn write(&mut self, out: &mut impl Write, i: usize, path: &[u8]) -> std::io::Result<()> {
         let index = self.index;
         let entry = &index.entries[i];
-        let (type_char, slash) = match entry.kind {
+        let (type_char, slash) = match entry.kind() {
             Kind::Dir => ('d', "/"),
             Kind::File { .. } => ('-', ""),
             Kind::Symlink { .. } => ('l', ""),
@@ -145,7 +145,7 @@ impl Long<'_> {
                 .or_insert_with(|| format!("{:<17} ", owner(index, entry)));
             out.write_all(owner.as_bytes())?;
         }
-        match entry.kind {
+        match entry.kind() {
             Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
                 write!(out, "{:>10}", format!("{major},{minor}"))?
             }
@@ -167,7 +167,7 @@ impl Long<'_> {
         write!(out, " {date} {:02}:{:02}:{:02} UTC ", rem / 3600, rem / 60 % 60, rem % 60)?;
         out.write_all(path)?;
         out.write_all(slash.as_bytes())?;
-        match &entry.kind {
+        match &entry.kind() {
             Kind::Symlink { .. } => write!(out, " -> {}", escape(&text_of(index.target(i))))?,
             Kind::HardLink { target } => {
                 write!(out, " link to {}", escape(&text_of(&index.path(*target as usize))))?
@@ -290,7 +290,7 @@ impl<'a> JsonEntry<'a> {
     fn new(index: &'a Index, i: usize, path: &'a [u8]) -> JsonEntry<'a> {
         let entry = &index.entries[i];
         let (path, path_bytes) = json_text(path);
-        let (target, target_bytes) = match &entry.kind {
+        let (target, target_bytes) = match &entry.kind() {
             Kind::Symlink { .. } => {
                 let (text, bytes) = json_text(index.target(i));
                 (Some(text), bytes)
@@ -302,7 +302,7 @@ impl<'a> JsonEntry<'a> {
         JsonEntry {
             path,
             path_bytes,
-            kind: match entry.kind {
+            kind: match entry.kind() {
                 Kind::Dir => "dir",
                 Kind::File { .. } => "file",
                 Kind::Symlink { .. } => "symlink",
@@ -321,13 +321,13 @@ impl<'a> JsonEntry<'a> {
             group: name(index.group_name(entry.gid)).filter(|_| owners),
             target,
             target_bytes,
-            link: match entry.kind {
+            link: match entry.kind() {
                 Kind::HardLink { target } => {
                     Some(escape(&text_of(&index.path(target as usize))).into_owned())
                 }
                 _ => None,
             },
-            device: match entry.kind {
+            device: match entry.kind() {
                 Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
                     Some([major, minor])
                 }

@@ -76,14 +76,14 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
     }
     for i in 0..count {
         if selected[i] == Selected::Yes {
-            let mut at = index.entries[i].parent;
+            let mut at = index.entries[i].parent();
             while let Some(p) = at {
                 let p = p as usize;
                 if selected[p] != Selected::No {
                     break;
                 }
                 selected[p] = Selected::Ancestor;
-                at = index.entries[p].parent;
+                at = index.entries[p].parent();
             }
         }
     }

@@ -63,14 +63,17 @@ pub struct Mtime {
     pub nanos: u32,
 }
 
-/// An entry of the tree, a fixed-size record of 48 bytes. Its name is kept apart, with every
-/// other name in one buffer ([`Index::name`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An entry of the tree, a fixed-size record of 40 bytes (a million entries are 40 MB). Its
+/// name is kept apart, with every other name in one buffer ([`Index::name`]); its kind and
+/// parent are read through [`Entry::kind`] and [`Entry::parent`], packed here.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub kind: Kind,
+    /// What the kind carries: a file's size, a symlink's or hard link's `target`, a device's
+    /// major (high half) and minor (low half).
+    data: u64,
     pub mtime: Mtime,
-    /// Index of the parent directory entry; `None` for a root.
-    pub parent: Option<u32>,
+    /// The parent entry, or [`NO_PARENT`] for a root.
+    parent: u32,
     /// Owner and group ids (0 in a version-1 archive, which stores none: see
     /// [`Tables::owners`]).
     pub uid: u32,
@@ -79,19 +82,92 @@ pub struct Entry {
     pub mode: u16,
     /// At most [`super::MAX_DEPTH`].
     pub depth: u16,
+    /// Which [`Kind`]: its `KIND_*` byte.
+    tag: u8,
 }
 
+/// [`Entry::parent`] of a root (entry numbers are below [`MAX_ENTRIES`]).
+const NO_PARENT: u32 = u32::MAX;
+
 impl Entry {
+    pub fn new(
+        kind: Kind,
+        parent: Option<u32>,
+        depth: u16,
+        mode: u16,
+        mtime: Mtime,
+        uid: u32,
+        gid: u32,
+    ) -> Entry {
+        let mut entry = Entry {
+            data: 0,
+            mtime,
+            parent: parent.unwrap_or(NO_PARENT),
+            uid,
+            gid,
+            mode,
+            depth,
+            tag: KIND_DIR,
+        };
+        entry.set_kind(kind);
+        entry
+    }
+
+    pub fn kind(&self) -> Kind {
+        let (high, low) = ((self.data >> 32) as u32, self.data as u32);
+        match self.tag {
+            KIND_FILE => Kind::File { size: self.data },
+            KIND_SYMLINK => Kind::Symlink { target: low },
+            KIND_LINK => Kind::HardLink { target: low },
+            KIND_FIFO => Kind::Fifo,
+            KIND_CHAR => Kind::CharDevice { major: high, minor: low },
+            KIND_BLOCK => Kind::BlockDevice { major: high, minor: low },
+            _ => Kind::Dir,
+        }
+    }
+
+    pub fn set_kind(&mut self, kind: Kind) {
+        let device = |major: u32, minor: u32| u64::from(major) << 32 | u64::from(minor);
+        (self.tag, self.data) = match kind {
+            Kind::Dir => (KIND_DIR, 0),
+            Kind::File { size } => (KIND_FILE, size),
+            Kind::Symlink { target } => (KIND_SYMLINK, target.into()),
+            Kind::HardLink { target } => (KIND_LINK, target.into()),
+            Kind::Fifo => (KIND_FIFO, 0),
+            Kind::CharDevice { major, minor } => (KIND_CHAR, device(major, minor)),
+            Kind::BlockDevice { major, minor } => (KIND_BLOCK, device(major, minor)),
+        };
+    }
+
+    /// Index of the parent directory entry; `None` for a root.
+    pub fn parent(&self) -> Option<u32> {
+        (self.parent != NO_PARENT).then_some(self.parent)
+    }
+
     pub fn is_dir(&self) -> bool {
-        matches!(self.kind, Kind::Dir)
+        self.tag == KIND_DIR
     }
 
     /// A regular file's size (holes included); 0 for the other kinds.
     pub fn size(&self) -> u64 {
-        match self.kind {
-            Kind::File { size } => size,
+        match self.tag {
+            KIND_FILE => self.data,
             _ => 0,
         }
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("kind", &self.kind())
+            .field("parent", &self.parent())
+            .field("depth", &self.depth)
+            .field("mode", &self.mode)
+            .field("mtime", &self.mtime)
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
     }
 }
 
@@ -286,7 +362,7 @@ impl Index {
                         .next_uint(u32::MAX.into())
                         .ok_or_else(|| corrupt("fewer links than hard links"))??;
                     // Only an earlier regular file: never a path, never a link to a link.
-                    let refers = entries.get(target as usize).map(|e| &e.kind);
+                    let refers = entries.get(target as usize).map(Entry::kind);
                     if !matches!(refers, Some(Kind::File { .. })) {
                         return Err(corrupt(format!(
                             "hard link {shown} does not refer to an earlier regular file"
@@ -311,7 +387,7 @@ impl Index {
             } else {
                 (0, 0)
             };
-            entries.push(Entry { kind, mtime, parent, uid, gid, mode, depth: depth as u16 });
+            entries.push(Entry::new(kind, parent, depth as u16, mode, mtime, uid, gid));
         }
         // Each holds as many integers as entries: what follows the last is a cut one.
         for column in [&depths, &modes, &mtime_secs, &mtime_nanos, &uids, &gids] {
@@ -363,7 +439,7 @@ impl Index {
             record.mtime_nanos.push(entry.mtime.nanos);
             record.uids.push(entry.uid);
             record.gids.push(entry.gid);
-            let kind = match entry.kind {
+            let kind = match entry.kind() {
                 Kind::Dir => KIND_DIR,
                 Kind::File { size } => {
                     record.sizes.push(size);
@@ -378,7 +454,7 @@ impl Index {
                 Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
                     record.dev_majors.push(major);
                     record.dev_minors.push(minor);
-                    if matches!(entry.kind, Kind::CharDevice { .. }) {
+                    if matches!(entry.kind(), Kind::CharDevice { .. }) {
                         KIND_CHAR
                     } else {
                         KIND_BLOCK
@@ -449,7 +525,7 @@ impl Index {
 
     /// Symlink `i`'s target (empty for the other kinds).
     pub fn target(&self, i: usize) -> &[u8] {
-        match self.entries[i].kind {
+        match self.entries[i].kind() {
             Kind::Symlink { target } => self.targets.get(target as usize),
             _ => &[],
         }
@@ -497,7 +573,7 @@ impl Index {
 
     /// The regular file entry whose data entry `i` has: itself, or for a hard link its target.
     pub fn data_entry(&self, i: usize) -> Option<usize> {
-        match self.entries[i].kind {
+        match self.entries[i].kind() {
             Kind::File { .. } => Some(i),
             Kind::HardLink { target } => Some(target as usize),
             _ => None,
@@ -509,7 +585,7 @@ impl Index {
     pub fn path(&self, i: usize) -> Vec<u8> {
         let mut chain = vec![i];
         let mut at = i;
-        while let Some(parent) = self.entries[at].parent {
+        while let Some(parent) = self.entries[at].parent() {
             at = parent as usize;
             chain.push(at);
         }
@@ -938,11 +1014,11 @@ mod tests {
         let index = Index::from_record(record(), DATA_END).expect("valid");
         assert_eq!(index.path(2), b"r/a/x");
         assert_eq!(index.path(4), b"r/l");
-        assert_eq!(index.entries[3].kind, Kind::File { size: 4 });
+        assert_eq!(index.entries[3].kind(), Kind::File { size: 4 });
         assert_eq!(index.span(3), Some((3, 4)));
         assert_eq!(index.span(1), None);
         assert_eq!((index.entries[3].uid, index.entries[3].gid), (3, 5));
-        assert_eq!(index.entries[4].kind, Kind::Symlink { target: 0 });
+        assert_eq!(index.entries[4].kind(), Kind::Symlink { target: 0 });
         assert_eq!(index.target(4), b"../elsewhere");
         assert_eq!(index.subtree_end(1), 3);
         assert_eq!(index.subtree_end(0), 5);
@@ -957,6 +1033,27 @@ mod tests {
         match Index::from_record(r, DATA_END) {
             Err(FormatError::Corrupt(why)) => why,
             other => panic!("expected corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn entries_are_small_and_keep_their_kind() {
+        // What a million entries cost in memory (SECURITY.md §8 charges it).
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+        let mtime = Mtime { secs: -1, nanos: 7 };
+        for kind in [
+            Kind::Dir,
+            Kind::File { size: u64::MAX },
+            Kind::Symlink { target: u32::MAX },
+            Kind::HardLink { target: 3 },
+            Kind::Fifo,
+            Kind::CharDevice { major: u32::MAX, minor: 1 },
+            Kind::BlockDevice { major: 0, minor: u32::MAX },
+        ] {
+            for parent in [None, Some(0), Some(MAX_ENTRIES as u32)] {
+                let entry = Entry::new(kind, parent, 2, 0o644, mtime, 1, 2);
+                assert_eq!((entry.kind(), entry.parent(), entry.is_dir()), (kind, parent, kind == Kind::Dir));
+            }
         }
     }
 
@@ -1053,7 +1150,7 @@ mod tests {
     #[test]
     fn hard_links_refer_to_earlier_regular_files_only() {
         let index = Index::from_record(with_links(), DATA_END).expect("valid");
-        assert_eq!(index.entries[5].kind, Kind::HardLink { target: 2 });
+        assert_eq!(index.entries[5].kind(), Kind::HardLink { target: 2 });
         assert_eq!(index.data_entry(6), Some(2));
         assert_eq!(Index::from_record(index.clone().into_record(), DATA_END), Ok(index));
         let refused_links = |change: &dyn Fn(&mut IndexRecord)| {
@@ -1094,7 +1191,7 @@ mod tests {
             Index::from_record(r, DATA_END)
         };
         let index = sparse(vec![10, 50], vec![2, 1]).expect("valid");
-        assert_eq!(index.entries[2].kind, Kind::File { size: 100 });
+        assert_eq!(index.entries[2].kind(), Kind::File { size: 100 });
         assert_eq!((index.span(2), index.stored(2)), (Some((0, 3)), 3));
         assert_eq!(
             index.extents(2),

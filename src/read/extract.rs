@@ -168,7 +168,7 @@ impl<'a> Extraction<'a> {
 
     /// The directory entry that holds entry `i` as extraction sees it (`None`: DEST).
     fn parent_key(&self, i: usize) -> Option<u32> {
-        self.index.entries[i].parent.filter(|&p| !self.stripped(p as usize))
+        self.index.entries[i].parent().filter(|&p| !self.stripped(p as usize))
     }
 
     /// Bytes of file contents the extraction will write, once probed.
@@ -243,7 +243,7 @@ impl<'a> Extraction<'a> {
     /// A handle on the directory that holds entry `i` (DEST for a root, or for an entry right
     /// below the components stripped).
     fn parent_dir(&self, i: usize) -> Result<DirFd<'_>> {
-        match self.index.entries[i].parent {
+        match self.index.entries[i].parent() {
             Some(p) if !self.stripped(p as usize) => self.dir(p as usize),
             _ => Ok(DirFd::Borrowed(self.dest_fd.as_fd())),
         }
@@ -285,7 +285,7 @@ impl<'a> Extraction<'a> {
             }
             let entry = &self.index.entries[i];
             let parent_action =
-                entry.parent.filter(|&p| !self.stripped(p as usize)).map(|p| self.actions[p as usize]);
+                entry.parent().filter(|&p| !self.stripped(p as usize)).map(|p| self.actions[p as usize]);
             let action = match plan::inherited(parent_action) {
                 Some(action) => action,
                 None => {
@@ -580,7 +580,7 @@ impl<'a> Extraction<'a> {
                 continue;
             }
             stop.check()?;
-            match &entry.kind {
+            match &entry.kind() {
                 Kind::HardLink { .. } => {
                     let Some(source) = plan::link_source(self.index, &self.actions, &self.plan.holders, i)
                     else {
@@ -624,7 +624,7 @@ impl<'a> Extraction<'a> {
     /// warning too: the rest of the archive is no less worth extracting.
     fn make_special(&self, i: usize) -> Result<()> {
         let entry = &self.index.entries[i];
-        let special = match entry.kind {
+        let special = match entry.kind() {
             Kind::CharDevice { major, minor } => Special::Char(major, minor),
             Kind::BlockDevice { major, minor } => Special::Block(major, minor),
             _ => Special::Fifo,

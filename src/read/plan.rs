@@ -72,7 +72,7 @@ pub fn creates(action: Action) -> bool {
 pub fn holders(index: &Index, actions: &[Action]) -> HashMap<u32, u32> {
     let mut holders = HashMap::new();
     for (i, entry) in index.entries.iter().enumerate() {
-        if let Kind::HardLink { target } = entry.kind {
+        if let Kind::HardLink { target } = entry.kind() {
             if creates(actions[i]) && !creates(actions[target as usize]) {
                 holders.entry(target).or_insert(i as u32);
             }
@@ -83,7 +83,7 @@ pub fn holders(index: &Index, actions: &[Action]) -> HashMap<u32, u32> {
 
 /// Where hard link `i` is made from: its file, or the link that holds the file's data.
 pub fn link_source(index: &Index, actions: &[Action], holders: &HashMap<u32, u32>, i: usize) -> Option<u32> {
-    let Kind::HardLink { target } = index.entries[i].kind else { return None };
+    let Kind::HardLink { target } = index.entries[i].kind() else { return None };
     match holders.get(&target) {
         Some(&holder) if holder == i as u32 => None,
         Some(&holder) => Some(holder),
@@ -131,7 +131,7 @@ impl Plan {
     /// Whether entry `i` gets file contents written: a regular file extraction creates, or a
     /// hard link that holds its file's data.
     pub fn writes(&self, index: &Index, actions: &[Action], i: usize) -> bool {
-        match index.entries[i].kind {
+        match index.entries[i].kind() {
             Kind::File { .. } => creates(actions[i]),
             Kind::HardLink { target } => self.holders.get(&target) == Some(&(i as u32)),
             _ => false,

@@ -316,7 +316,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 let inode = (meta.dev, meta.ino);
                 if let Some(&target) = self.links.get(&inode).filter(|_| meta.nlink > 1) {
                     // Another name of a file stored already: its data and attributes are there.
-                    entry.kind = Kind::HardLink { target };
+                    entry.set_kind(Kind::HardLink { target });
                     self.push(path, entry, &name)?;
                     return Ok(());
                 }
@@ -339,7 +339,7 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                     }
                     None => self.read_file(path, file, &meta)?,
                 };
-                entry.kind = Kind::File { size };
+                entry.set_kind(Kind::File { size });
                 if meta.nlink > 1 {
                     self.links.insert(inode, me);
                 }
@@ -362,17 +362,17 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 if !self.targets.fits(target.len()) {
                     bail!("reading {}: the symlinks' targets take more than 4 GiB", shown(path));
                 }
-                entry.kind = Kind::Symlink { target: self.targets.len() as u32 };
+                entry.set_kind(Kind::Symlink { target: self.targets.len() as u32 });
                 self.targets.push(&target);
                 self.push(path, entry, &name)?;
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
                 let (major, minor) = (rustix::fs::major(meta.rdev), rustix::fs::minor(meta.rdev));
-                entry.kind = match file_type {
+                entry.set_kind(match file_type {
                     FileType::Fifo => Kind::Fifo,
                     FileType::CharacterDevice => Kind::CharDevice { major, minor },
                     _ => Kind::BlockDevice { major, minor },
-                };
+                });
                 self.read_xattrs(me, path, place.at_path(&name));
                 self.push(path, entry, &name)?;
             }
@@ -670,15 +670,8 @@ impl Meta {
 
     /// The entry of what this metadata is of, as a directory until its kind is known.
     fn entry(&self, parent: Option<u32>, depth: u32) -> Entry {
-        Entry {
-            parent,
-            depth: depth as u16,
-            kind: Kind::Dir,
-            mode: (self.mode & 0o7777) as u16,
-            mtime: Mtime { secs: self.mtime, nanos: self.mtime_nanos },
-            uid: self.uid,
-            gid: self.gid,
-        }
+        let mtime = Mtime { secs: self.mtime, nanos: self.mtime_nanos };
+        Entry::new(Kind::Dir, parent, depth as u16, (self.mode & 0o7777) as u16, mtime, self.uid, self.gid)
     }
 
     /// Fewer bytes allocated than the size: holes, most likely (or compression, which

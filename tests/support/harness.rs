@@ -248,23 +248,23 @@ pub fn check_invariants(index: &Index, data_end: u64) {
         assert!(!name.is_empty() && name != b"." && name != b"..", "entry {i}: name {name:?}");
         assert!(!name.contains(&b'/') && !name.contains(&0) && name.len() <= format::MAX_NAME_LEN);
         assert!(u32::from(entry.depth) <= format::MAX_DEPTH);
-        match entry.parent {
+        match entry.parent() {
             None => assert_eq!(entry.depth, 0),
             Some(p) => {
                 let parent = &entries[p as usize];
-                assert!((p as usize) < i && parent.kind == Kind::Dir && parent.depth + 1 == entry.depth);
+                assert!((p as usize) < i && parent.kind() == Kind::Dir && parent.depth + 1 == entry.depth);
             }
         }
         // Siblings strictly sorted: the previous entry with the same parent sorts first.
         if let Some(prev) = (0..i).rev().find(|&p| entries[p].depth <= entry.depth) {
             if entries[prev].depth == entry.depth {
-                assert_eq!(entries[prev].parent, entry.parent);
+                assert_eq!(entries[prev].parent(), entry.parent());
                 assert!(index.name(prev) < name, "{:?} then {name:?}", index.name(prev));
             }
         }
         let end = index.subtree_end(i);
         assert!(end > i && entries[i + 1..end].iter().all(|e| e.depth > entry.depth));
-        match &entry.kind {
+        match &entry.kind() {
             &Kind::File { size } => {
                 let (start, stored) = index.span(i).unwrap_or((offset, 0));
                 assert_eq!(start, offset);
@@ -292,7 +292,7 @@ pub fn check_invariants(index: &Index, data_end: u64) {
                 assert!(!target.is_empty() && !target.contains(&0));
             }
             &Kind::HardLink { target } => {
-                assert!((target as usize) < i && matches!(entries[target as usize].kind, Kind::File { .. }))
+                assert!((target as usize) < i && matches!(entries[target as usize].kind(), Kind::File { .. }))
             }
         }
     }
@@ -385,12 +385,12 @@ fn check_extracted(archive: &Path, dest: &Path) {
         let Ok(meta) = fs::symlink_metadata(&at) else {
             // Devices are made only with --same-permissions, and as root.
             assert!(
-                matches!(entry.kind, Kind::CharDevice { .. } | Kind::BlockDevice { .. }),
+                matches!(entry.kind(), Kind::CharDevice { .. } | Kind::BlockDevice { .. }),
                 "{rel} missing"
             );
             continue;
         };
-        match &entry.kind {
+        match &entry.kind() {
             Kind::Dir => assert!(meta.is_dir(), "{rel} is not a directory"),
             Kind::File { .. } | Kind::HardLink { .. } => {
                 let size = index.data_entry(i).map_or(0, |d| index.entries[d].size());
