@@ -495,6 +495,13 @@ impl Index {
         record
     }
 
+    /// The index serialized as its [`IndexRecord`] would be (the same bytes: a unit test
+    /// compares), column by column straight from the entries, without the record's copy of
+    /// them: what a writer of a million entries serializes.
+    pub fn as_record(&self) -> impl serde::Serialize + '_ {
+        RecordView(self)
+    }
+
     /// Builds an index from entries, names, targets, blocks and tables the caller made
     /// consistent (the writer): no check is made here beyond what [`Index::from_packed`] would
     /// refuse later when the archive is read.
@@ -521,6 +528,11 @@ impl Index {
         }
         index.offsets.push(offset);
         index
+    }
+
+    /// Bytes of all names.
+    pub fn names_len(&self) -> usize {
+        self.names.total_len()
     }
 
     /// Symlink `i`'s target (empty for the other kinds).
@@ -741,6 +753,113 @@ impl<'a> TreeCheck<'a> {
         Ok(parent)
     }
 }
+
+/// [`Index::as_record`].
+struct RecordView<'a>(&'a Index);
+
+/// A packed column of unsigned integers, made from the entries when it is serialized.
+struct Uints<F>(F);
+
+impl<F: Fn() -> I, I: ExactSizeIterator<Item = u64>> serde::Serialize for Uints<F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        super::packed::uints_of((self.0)(), serializer)
+    }
+}
+
+/// A packed column of signed integers as differences, likewise.
+struct Deltas<F>(F);
+
+impl<F: Fn() -> I, I: ExactSizeIterator<Item = i64>> serde::Serialize for Deltas<F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        super::packed::deltas_of((self.0)(), serializer)
+    }
+}
+
+impl serde::Serialize for RecordView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let index = self.0;
+        let entries = &index.entries;
+        // The kind-dependent columns, in entry order.
+        let of_kind = |tags: &'static [u8]| entries.iter().filter(move |e| tags.contains(&e.tag));
+        let count = |tags: &'static [u8]| of_kind(tags).count();
+        let (files, links, devices) =
+            (count(&[KIND_FILE]), count(&[KIND_LINK]), count(&[KIND_CHAR, KIND_BLOCK]));
+        let mut record = serializer.serialize_struct("IndexRecord", 18)?;
+        record.serialize_field("names", &index.names)?;
+        record.serialize_field("depths", &Uints(|| entries.iter().map(|e| u64::from(e.depth))))?;
+        record.serialize_field(
+            "kinds",
+            serde_bytes::Bytes::new(&entries.iter().map(|e| e.tag).collect::<Vec<u8>>()),
+        )?;
+        record.serialize_field("modes", &Uints(|| entries.iter().map(|e| u64::from(e.mode))))?;
+        record.serialize_field("mtime_secs", &Deltas(|| entries.iter().map(|e| e.mtime.secs)))?;
+        record.serialize_field("mtime_nanos", &Uints(|| entries.iter().map(|e| u64::from(e.mtime.nanos))))?;
+        record.serialize_field("uids", &Uints(|| entries.iter().map(|e| u64::from(e.uid))))?;
+        record.serialize_field("gids", &Uints(|| entries.iter().map(|e| u64::from(e.gid))))?;
+        record.serialize_field(
+            "sizes",
+            &Uints(|| ExactLen(files, Box::new(of_kind(&[KIND_FILE]).map(|e| e.data)))),
+        )?;
+        record.serialize_field("targets", &index.targets)?;
+        record.serialize_field(
+            "links",
+            &Uints(|| ExactLen(links, Box::new(of_kind(&[KIND_LINK]).map(|e| e.data)))),
+        )?;
+        let devices_of = |half: fn(u64) -> u64| {
+            Uints(move || {
+                ExactLen(devices, Box::new(of_kind(&[KIND_CHAR, KIND_BLOCK]).map(move |e| half(e.data))))
+            })
+        };
+        record.serialize_field("dev_majors", &devices_of(|data| data >> 32))?;
+        record.serialize_field("dev_minors", &devices_of(|data| data & u64::from(u32::MAX)))?;
+        let tables = &index.tables;
+        let mut sparse = SparseRecord::default();
+        for (entry, extents) in &tables.sparse {
+            sparse.files.push(*entry);
+            sparse.counts.push(extents.len() as u32);
+            sparse.offsets.extend(extents.iter().map(|x| x.offset));
+            sparse.lens.extend(extents.iter().map(|x| x.len));
+        }
+        record.serialize_field("sparse", &sparse)?;
+        let mut xattrs = XattrRecord::default();
+        for (entry, list) in &tables.xattrs {
+            xattrs.entries.push(*entry);
+            xattrs.counts.push(list.len() as u32);
+            xattrs.names.extend(list.iter().map(|x| x.name.clone()));
+            xattrs.values.extend(list.iter().map(|x| x.value.clone()));
+        }
+        record.serialize_field("xattrs", &xattrs)?;
+        let owners = |table: &NameTable| OwnerRecord {
+            ids: table.iter().map(|(id, _)| *id).collect(),
+            names: table.iter().map(|(_, name)| name.clone()).collect(),
+        };
+        record.serialize_field("users", &owners(&tables.users))?;
+        record.serialize_field("groups", &owners(&tables.groups))?;
+        let blocks = BlockRecord {
+            lens: index.blocks.iter().map(|b| b.len).collect(),
+            raw_lens: index.blocks.iter().map(|b| b.raw_len).collect(),
+            hashes: index.blocks.iter().map(|b| b.hash).collect(),
+        };
+        record.serialize_field("blocks", &blocks)?;
+        record.end()
+    }
+}
+
+/// An iterator whose length is known ahead (the count of entries of some kinds).
+struct ExactLen<'a>(usize, Box<dyn Iterator<Item = u64> + 'a>);
+
+impl Iterator for ExactLen<'_> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.1.next()
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0, Some(self.0))
+    }
+}
+
+impl ExactSizeIterator for ExactLen<'_> {}
 
 /// A packed column being read, named in its errors.
 struct Column<'a> {
@@ -1025,6 +1144,46 @@ mod tests {
         assert_eq!(index.blocks_for(3, 4), 0..1);
         assert_eq!(index.blocks_for(3, 0), 0..0);
         assert_eq!(Index::from_record(index.clone().into_record(), DATA_END), Ok(index));
+    }
+
+    /// What [`Index::as_record`] serializes is what the index's record does.
+    fn serializes_as_its_record(index: &Index) {
+        let cbor = |value: &dyn erased::Ser| value.cbor();
+        assert_eq!(cbor(&index.as_record()), cbor(&index.clone().into_record()));
+    }
+
+    mod erased {
+        pub trait Ser {
+            fn cbor(&self) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize> Ser for T {
+            fn cbor(&self) -> Vec<u8> {
+                let mut out = Vec::new();
+                ciborium::into_writer(self, &mut out).expect("serializing");
+                out
+            }
+        }
+    }
+
+    #[test]
+    fn the_view_serializes_as_the_record() {
+        serializes_as_its_record(&Index::from_record(record(), DATA_END).expect("valid"));
+        serializes_as_its_record(&Index::from_record(with_links(), DATA_END).expect("valid"));
+        serializes_as_its_record(&spanning_index());
+        let mut r = with_links();
+        r.kinds[4] = KIND_CHAR;
+        r.dev_majors = vec![u32::MAX];
+        r.dev_minors = vec![7];
+        r.targets.clear();
+        r.xattrs = XattrRecord {
+            entries: vec![2],
+            counts: vec![1],
+            names: vec![b"user.a".to_vec()],
+            values: vec![vec![0, 255]],
+        };
+        r.users = OwnerRecord { ids: vec![0], names: vec![b"root".to_vec()] };
+        r.sparse = SparseRecord { files: vec![2], counts: vec![1], offsets: vec![0], lens: vec![3] };
+        serializes_as_its_record(&Index::from_record(r, DATA_END).expect("valid"));
     }
 
     fn refused(change: impl FnOnce(&mut IndexRecord)) -> String {

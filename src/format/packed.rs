@@ -35,18 +35,34 @@ fn unzigzag(value: u64) -> i64 {
 
 /// A column of unsigned integers.
 pub fn uints<S: Serializer, T: Copy + Into<u64>>(column: &[T], serializer: S) -> Result<S::Ok, S::Error> {
+    uints_of(column.iter().map(|&v| v.into()), serializer)
+}
+
+/// A column of unsigned integers given one by one.
+pub fn uints_of<S: Serializer>(
+    column: impl ExactSizeIterator<Item = u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let mut out = Vec::with_capacity(column.len() * 2);
-    for &value in column {
-        put_uint(&mut out, value.into());
+    for value in column {
+        put_uint(&mut out, value);
     }
     serializer.serialize_bytes(&out)
 }
 
 /// A column of signed integers, as zigzag differences from the value before.
 pub fn deltas<S: Serializer>(column: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
+    deltas_of(column.iter().copied(), serializer)
+}
+
+/// The same, given one by one.
+pub fn deltas_of<S: Serializer>(
+    column: impl ExactSizeIterator<Item = i64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     let mut out = Vec::with_capacity(column.len() * 3);
     let mut before = 0i64;
-    for &value in column {
+    for value in column {
         put_uint(&mut out, zigzag(value.wrapping_sub(before)));
         before = value;
     }

@@ -240,14 +240,32 @@ pub struct BlockRecord {
     pub hashes: Vec<u64>,
 }
 
-/// Serializes and compresses the index. Returns the zstd frame and the CBOR length.
-pub fn encode_index(record: &IndexRecord, level: i32) -> std::io::Result<(Vec<u8>, u64)> {
-    let mut cbor = Vec::new();
-    ciborium::into_writer(record, &mut cbor).map_err(std::io::Error::other)?;
-    let mut compressor = zstd::bulk::Compressor::new(level)?;
-    compressor.include_checksum(true)?;
-    let frame = compressor.compress(&cbor)?;
-    Ok((frame, cbor.len() as u64))
+/// Serializes and compresses the index (an [`IndexRecord`], or [`super::Index::as_record`]).
+/// Returns the zstd frame and the CBOR length. The CBOR is never held whole: it is serialized
+/// once to count its bytes (the frame declares them, FORMAT.md §3.1), then again into the
+/// compressor.
+pub fn encode_index(record: &impl Serialize, level: i32) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut counted = Counter(0);
+    ciborium::into_writer(record, &mut counted).map_err(std::io::Error::other)?;
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+    encoder.include_checksum(true)?;
+    encoder.set_pledged_src_size(Some(counted.0))?;
+    encoder.include_contentsize(true)?;
+    ciborium::into_writer(record, &mut encoder).map_err(std::io::Error::other)?;
+    Ok((encoder.finish()?, counted.0))
+}
+
+/// A writer that only counts.
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Memory a reader may spend on what an archive declares (SECURITY.md §8): 48 MiB, plus 32
@@ -329,40 +347,42 @@ const XATTR_COST: u64 = 2 * std::mem::size_of::<Vec<u8>>() as u64;
 const STRING_MIN: u64 = 16;
 
 /// What [`decode_index`] and [`super::Index::from_packed`] charge to the budget for
-/// `record`, from a frame of `index_len` bytes holding `raw_len` bytes of CBOR, at their peak:
+/// `index`, from a frame of `index_len` bytes holding `raw_len` bytes of CBOR, at their peak:
 /// a writer checks with it that readers will take its archive.
-pub fn reader_memory(record: &IndexRecord, index_len: u64, raw_len: u64) -> u64 {
-    let strings = |column: &[Vec<u8>]| -> u64 {
-        column.iter().map(|s| (s.len() as u64).max(STRING_MIN) + VALUE_COST).sum::<u64>()
-            + column.len() as u64 * std::mem::size_of::<Vec<u8>>() as u64
+pub fn reader_memory(index: &super::Index, index_len: u64, raw_len: u64) -> u64 {
+    let strings = |column: &mut dyn Iterator<Item = &[u8]>| -> u64 {
+        column.map(|s| (s.len() as u64).max(STRING_MIN) + VALUE_COST + VALUE_COST).sum::<u64>()
     };
-    let n = record.names.len() as u64;
-    let files = record.kinds.iter().filter(|&&k| k == KIND_FILE).count() as u64;
-    let targets = record.targets.iter().map(|t| t.len() as u64 + NAME_END_COST).sum::<u64>();
-    let blocks = record.blocks.lens.len() as u64;
+    let entries = &index.entries;
+    let n = entries.len() as u64;
+    let files = entries.iter().filter(|e| matches!(e.kind(), super::Kind::File { .. })).count() as u64;
+    let symlinks = (0..entries.len()).map(|i| index.target(i).len() as u64);
+    let targets = symlinks.filter(|&len| len > 0).map(|len| len + NAME_END_COST).sum::<u64>();
+    let blocks = index.blocks.len() as u64;
     let window = raw_len.min(1 << MAX_WINDOW_LOG);
-    let (sparse, xattrs) = (&record.sparse, &record.xattrs);
+    let tables = &index.tables;
+    let extents = tables.sparse.iter().map(|(_, x)| x.len() as u64).sum::<u64>();
+    let xattrs = tables.xattrs.iter().flat_map(|(_, x)| x);
+    let xattr_count = xattrs.clone().count() as u64;
+    let owner_table = |table: &super::NameTable| {
+        table.len() as u64 * (4 + ROW_COST) + strings(&mut table.iter().map(|(_, name)| name.as_slice()))
+    };
     index_len
         + window
         + raw_len
-        + record.names.total_len() as u64
+        + index.names_len() as u64
         + n * ENTRY_COST
         + files * FILE_COST
         + 8
         + targets
-        + sparse.files.len() as u64 * (4 + ROW_COST)
-        + sparse.counts.len() as u64 * 4
-        + sparse.offsets.len() as u64 * 8
-        + sparse.lens.len() as u64 * (8 + EXTENT_COST)
-        + xattrs.entries.len() as u64 * (4 + ROW_COST)
-        + xattrs.counts.len() as u64 * 4
-        + strings(&xattrs.names)
-        + xattrs.names.len() as u64 * XATTR_COST
-        + strings(&xattrs.values)
-        + [&record.users, &record.groups]
-            .iter()
-            .map(|t| t.ids.len() as u64 * (4 + ROW_COST) + strings(&t.names))
-            .sum::<u64>()
+        + tables.sparse.len() as u64 * (4 + ROW_COST + 4)
+        + extents * (8 + 8 + EXTENT_COST)
+        + tables.xattrs.len() as u64 * (4 + ROW_COST + 4)
+        + strings(&mut xattrs.clone().map(|x| x.name.as_slice()))
+        + xattr_count * XATTR_COST
+        + strings(&mut xattrs.map(|x| x.value.as_slice()))
+        + owner_table(&tables.users)
+        + owner_table(&tables.groups)
         + blocks * (8 + BLOCK_COST)
         + blocks * 16
 }
@@ -1245,6 +1265,7 @@ mod tests {
         crate::format::Index::from_packed(&packed, crate::format::HEADER_LEN, &mut budget).expect("valid");
         // decode_index gave the window back; the frame and CBOR are given back by its caller.
         let window = raw_len.min(1 << MAX_WINDOW_LOG);
-        assert_eq!(before - budget.left() + window, reader_memory(&record, frame.len() as u64, raw_len));
+        let index = crate::format::Index::from_record(record, crate::format::HEADER_LEN).expect("valid");
+        assert_eq!(before - budget.left() + window, reader_memory(&index, frame.len() as u64, raw_len));
     }
 }

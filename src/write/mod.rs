@@ -104,13 +104,12 @@ fn finish(options: &WriteOptions, index: Index, mut sink: Sink, stop: &Stop) -> 
     }
     let data_end = index.blocks.last().map_or(format::HEADER_LEN, |b| b.offset + b.len);
     let entries = index.entries.len();
-    let record = index.into_record();
-    let (frame, raw_len) = format::encode_index(&record, options.level)
+    let (frame, raw_len) = format::encode_index(&index.as_record(), options.level)
         .with_context(|| format!("writing {}", options.output))?;
     // Never make an archive that readers would refuse for the memory its index needs
     // (SECURITY.md §8): many entries without data compress to almost nothing.
     let archive_len = data_end + frame.len() as u64 + format::TRAILER_LEN;
-    let needed = format::reader_memory(&record, frame.len() as u64, raw_len);
+    let needed = format::reader_memory(&index, frame.len() as u64, raw_len);
     let allowed = format::Budget::for_archive(archive_len).left();
     if needed > allowed {
         bail!(
