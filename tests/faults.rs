@@ -532,3 +532,16 @@ fn a_file_rewritten_in_place_while_read_is_a_warning() {
     }
     panic!("arc always finished reading before the file could be rewritten");
 }
+
+#[test]
+fn a_file_listed_as_empty_that_is_not_is_a_warning() {
+    // /proc says 0 bytes for files that have some: arc reads one byte of every empty file, so
+    // such a file is never archived empty without a word (tar: "file changed as we read it").
+    let env = TestEnv::new();
+    let run = env.arc(["write", "-o", "p.arc", "/proc/self/status"]);
+    run.code(1);
+    assert!(run.stderr.contains("/proc/self/status: file grew while it was read"), "{}", run.describe());
+    // A truly empty file is no warning, and costs nothing more.
+    env.file("t/empty", "");
+    env.arc(["write", "-o", "e.arc", "t"]).success();
+}

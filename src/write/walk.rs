@@ -451,19 +451,24 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         }
     }
 
-    /// Reads a file into the data stream and returns how many bytes went in. Reads one byte
-    /// past the expected size to notice a file that grew; the extra byte is dropped.
+    /// Reads a file into the data stream and returns how many bytes went in: its listed size,
+    /// no more. A read that ends there is taken as the end, and the file's size afterwards
+    /// tells whether it grew meanwhile: one read for a small file, where reading to the end
+    /// takes two. A file listed as empty is asked for one byte all the same: files of /proc
+    /// and /sys say 0 and are not, and must not be archived empty unsaid.
     fn read_file(&mut self, path: &Path, mut file: File, listed: &Meta) -> Result<u64> {
         let path = shown(path);
         let expected = listed.size;
+        let target = expected.max(1);
         let mut done: u64 = 0;
-        loop {
+        while done < target {
             if self.block.len() == self.settings.block_size {
                 self.flush()?;
             }
             let room = (self.settings.block_size - self.block.len()) as u64;
-            let want = room.min(expected + 1 - done);
+            let want = room.min(target - done);
             let before = self.block.len();
+            // Take stops at `want` without asking the file again.
             let read = (&mut file).take(want).read_to_end(&mut self.block);
             let got = (self.block.len() - before) as u64;
             done += got;
@@ -478,27 +483,35 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 self.console.warn(format!("{error:#} (archived only its first {done} of {expected} bytes)"));
                 return Ok(done);
             }
-            if done > expected {
-                self.block.pop();
-                self.offset -= 1;
+            if got < want && done < expected {
                 self.console.warn(format!(
-                    "reading {path}: file grew while it was read (archived its first {expected} bytes)"
+                    "reading {path}: file shrank while it was read (archived {done} of {expected} bytes)"
                 ));
-                return Ok(expected);
-            }
-            if got < want {
-                if done < expected {
-                    self.console.warn(format!(
-                        "reading {path}: file shrank while it was read (archived {done} of {expected} bytes)"
-                    ));
-                } else if Meta::of(rustix::fs::fstat(&file)).is_ok_and(|now| listed.changed_since(&now)) {
-                    // Rewritten in place, same size: the bytes stored may mix old and new, as
-                    // GNU tar warns ("file changed as we read it").
-                    self.console.warn(format!("reading {path}: file changed while it was read"));
-                }
                 return Ok(done);
             }
+            if got < want {
+                break;
+            }
         }
+        // The byte an empty file was asked for is not its own.
+        let grew = done > expected;
+        if grew {
+            self.block.pop();
+            self.offset -= 1;
+            done = expected;
+        }
+        match Meta::of(rustix::fs::fstat(&file)) {
+            Ok(now) if grew || now.size > expected => self.console.warn(format!(
+                "reading {path}: file grew while it was read (archived its first {expected} bytes)"
+            )),
+            // Rewritten in place, same size: the bytes stored may mix old and new, as GNU tar
+            // warns ("file changed as we read it").
+            Ok(now) if listed.changed_since(&now) => {
+                self.console.warn(format!("reading {path}: file changed while it was read"))
+            }
+            _ => {}
+        }
+        Ok(done)
     }
 
     /// Reads the data extents of a sparse file into the data stream, as [`Walker::read_file`]
