@@ -44,7 +44,7 @@ impl Archive {
     }
 
     /// The index of the archive at `path` decoded but not built: its tree can be walked with
-    /// [`format::walk_tree`] without the memory and time of the whole index (what `list`
+    /// [`format::Tree`] without the memory and time of the whole index (what `list`
     /// without details needs). Header, trailer and the index frame's checksums are checked as
     /// by [`Archive::open`].
     pub fn open_packed(path: &Utf8Path) -> Result<Packed> {

@@ -13,7 +13,7 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use crate::archive::Archive;
-use crate::format::{self, Entry, Index, Kind};
+use crate::format::{Entry, Index, Kind, Tree};
 use crate::select::{self, PathStack, Selected};
 use crate::ui::{escape, push_escaped, text_of, write_json};
 
@@ -58,11 +58,11 @@ fn quiet_broken_pipe(result: Result<()>) -> Result<()> {
 /// checked whole before a line is printed, so a damaged one prints nothing.
 fn print_tree(options: &ListOptions) -> Result<()> {
     let packed = Archive::open_packed(&options.archive)?;
-    format::walk_tree(&packed, |_, _, _| {}).with_context(|| format!("reading {}", options.archive))?;
+    let tree = Tree::check(&packed).with_context(|| format!("reading {}", options.archive))?;
     let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut printed = PathStack::default();
     let mut failed = None;
-    format::walk_tree(&packed, |name, depth, is_dir| {
+    tree.walk(|name, depth, is_dir| {
         if failed.is_none() {
             let path = printed.push_as(depth, name, push_escaped);
             let end: &[u8] = if is_dir { b"/\n" } else { b"\n" };
@@ -70,7 +70,7 @@ fn print_tree(options: &ListOptions) -> Result<()> {
                 failed = Some(e);
             }
         }
-    })?;
+    });
     match failed {
         Some(e) => Err(e),
         None => out.flush(),

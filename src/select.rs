@@ -145,7 +145,7 @@ impl PathStack {
     }
 
     /// The path of the entry named `name` at `depth`, the next in pre-order, its name as `push`
-    /// writes it (for a walk of the tree alone, [`crate::format::walk_tree`]).
+    /// writes it (for a walk of the tree alone, [`crate::format::Tree`]).
     pub fn push_as(&mut self, depth: usize, name: &[u8], push: impl FnOnce(&[u8], &mut Vec<u8>)) -> &[u8] {
         self.ends.truncate(depth);
         let start = if depth == 0 { 0 } else { self.ends[depth - 1] };

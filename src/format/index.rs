@@ -661,11 +661,36 @@ impl Index {
     }
 }
 
-/// Walks the tree of an index alone (names, depths and kinds, checked by the rules
-/// [`Index::from_packed`] applies to them, nothing else read), calling `visit(name, depth,
-/// is_dir)` for each entry in order: what `list` needs, without building the index.
-/// Returns the number of entries.
-pub fn walk_tree(packed: &Packed, mut visit: impl FnMut(&[u8], usize, bool)) -> Result<usize, FormatError> {
+/// The tree of an index alone (names, depths and kinds), checked whole by the rules
+/// [`Index::from_packed`] applies to them, nothing else read: what `list` needs, without
+/// building the index. [`Tree::walk`] then goes through it again without the checks.
+pub struct Tree<'a> {
+    packed: &'a Packed,
+}
+
+impl<'a> Tree<'a> {
+    pub fn check(packed: &'a Packed) -> Result<Tree<'a>, FormatError> {
+        walk_tree(packed, |_, _, _| {})?;
+        Ok(Tree { packed })
+    }
+
+    /// Calls `visit(name, depth, is_dir)` for each entry, in order.
+    pub fn walk(&self, mut visit: impl FnMut(&[u8], usize, bool)) {
+        let mut names = Unpack::new(self.packed.column(Col::Names));
+        let mut depths = Unpack::new(self.packed.column(Col::Depths));
+        for &kind in self.packed.column(Col::Kinds) {
+            // Checked already: every value is there and in range.
+            let (Ok(name), Ok(depth)) = (names.string(MAX_NAME_LEN), depths.uint(MAX_DEPTH.into())) else {
+                return;
+            };
+            visit(name, depth as usize, kind == KIND_DIR);
+        }
+    }
+}
+
+/// Walks the tree of an index, checking it, calling `visit(name, depth, is_dir)` for each
+/// entry in order. Returns the number of entries.
+fn walk_tree(packed: &Packed, mut visit: impl FnMut(&[u8], usize, bool)) -> Result<usize, FormatError> {
     let kinds = packed.column(Col::Kinds);
     let (names, depths) = (packed.column(Col::Names), packed.column(Col::Depths));
     let count = kinds.len();

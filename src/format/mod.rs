@@ -27,7 +27,7 @@ pub use header::{decode_header, encode_header};
 #[cfg(test)]
 pub use index::spanning_index;
 pub use index::{
-    file_writes, walk_tree, Block, Entry, Extent, FilePiece, Index, Kind, Mtime, NameTable, Tables, Xattr,
+    file_writes, Block, Entry, Extent, FilePiece, Index, Kind, Mtime, NameTable, Tables, Tree, Xattr,
 };
 pub use record::{
     decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, IndexRecord, Names,
