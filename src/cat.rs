@@ -51,10 +51,14 @@ pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
     }
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let written = write_files(&archive, &chosen, options.threads, stop, &mut out);
-    match written.and_then(|()| out.flush().map_err(Into::into)) {
+    let result = match written.and_then(|()| out.flush().map_err(Into::into)) {
         Err(e) if is_broken_pipe(&e) => Ok(()),
         result => result,
-    }
+    };
+    // The index is left to the end of the process, as `list` leaves it: freeing its memory
+    // while the decoding threads' address space is shared costs more than the file.
+    std::mem::forget(archive);
+    result
 }
 
 /// One block to decode (none for a run of holes only), and what to write from it, in order,
