@@ -615,7 +615,7 @@ pub struct Tree<'a> {
 
 impl<'a> Tree<'a> {
     pub fn check(packed: &'a Packed) -> Result<Tree<'a>, FormatError> {
-        walk_tree(packed, |_, _, _| {})?;
+        check_tree(packed)?;
         Ok(Tree { packed })
     }
 
@@ -633,9 +633,8 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// Walks the tree of an index, checking it, calling `visit(name, depth, is_dir)` for each
-/// entry in order. Returns the number of entries.
-fn walk_tree(packed: &Packed, mut visit: impl FnMut(&[u8], usize, bool)) -> Result<usize, FormatError> {
+/// Checks the tree of an index, entry by entry ([`Tree::check`]).
+fn check_tree(packed: &Packed) -> Result<(), FormatError> {
     let kinds = packed.column(Col::Kinds);
     let (names, depths) = (packed.column(Col::Names), packed.column(Col::Depths));
     let count = kinds.len();
@@ -662,7 +661,6 @@ fn walk_tree(packed: &Packed, mut visit: impl FnMut(&[u8], usize, bool)) -> Resu
         if kind > newest {
             return Err(corrupt(format!("entry {} has unknown kind {kind}", Shown(name))));
         }
-        visit(name, depth as usize, kind == KIND_DIR);
     }
     if !name_column.unpack.is_done() {
         return Err(corrupt(format!("{} has more names than the {count} entries", Col::Names.shown())));
@@ -670,7 +668,7 @@ fn walk_tree(packed: &Packed, mut visit: impl FnMut(&[u8], usize, bool)) -> Resu
     if !depth_column.unpack.is_done() {
         return Err(col_error(Col::Depths, "ends inside an integer"));
     }
-    Ok(count)
+    Ok(())
 }
 
 /// The rules of the tree (FORMAT.md §4.1), checked entry by entry in pre-order: each name is
