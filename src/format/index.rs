@@ -684,6 +684,7 @@ struct TreeCheck<'a> {
 
 impl<'a> TreeCheck<'a> {
     /// Checks entry `i` (of `kinds`, the index's kinds column) and returns its parent.
+    #[inline]
     fn step(
         &mut self,
         i: usize,
@@ -712,7 +713,7 @@ impl<'a> TreeCheck<'a> {
             }
         };
         if let Some(&(_, sibling)) = self.chain.get(depth) {
-            if sibling >= name {
+            if !sorts_before(sibling, name) {
                 return Err(corrupt(format!("entry {shown} is a duplicate or out of order")));
             }
         }
@@ -720,6 +721,19 @@ impl<'a> TreeCheck<'a> {
         self.chain.push((i as u32, name));
         Ok(parent)
     }
+}
+
+/// Whether `a < b` in byte order, the first eight bytes compared as one number: siblings
+/// mostly differ there, and every entry of every index is compared with the one before.
+#[inline]
+fn sorts_before(a: &[u8], b: &[u8]) -> bool {
+    if let (Some(a8), Some(b8)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (a8, b8) = (u64::from_be_bytes(*a8), u64::from_be_bytes(*b8));
+        if a8 != b8 {
+            return a8 < b8;
+        }
+    }
+    a < b
 }
 
 /// [`Index::as_record`].
@@ -836,23 +850,28 @@ struct Column<'a> {
 }
 
 impl<'a> Column<'a> {
+    #[inline(always)]
     fn uint(&mut self, max: u64) -> Result<u64, FormatError> {
         self.unpack.uint(max).map_err(|why| col_error(self.col, &why))
     }
 
+    #[inline(always)]
     fn delta(&mut self) -> Result<i64, FormatError> {
         self.unpack.delta().map_err(|why| col_error(self.col, &why))
     }
 
+    #[inline(always)]
     fn string(&mut self, max: usize) -> Result<&'a [u8], FormatError> {
         self.unpack.string(max).map_err(|why| col_error(self.col, &why))
     }
 
     /// The next value of a column with one per entry of a kind: `None` past its end.
+    #[inline(always)]
     fn next_uint(&mut self, max: u64) -> Option<Result<u64, FormatError>> {
         (!self.unpack.is_done()).then(|| self.uint(max))
     }
 
+    #[inline(always)]
     fn next_string(&mut self, max: usize) -> Option<Result<&'a [u8], FormatError>> {
         (!self.unpack.is_done()).then(|| self.string(max))
     }
@@ -910,7 +929,7 @@ fn lookup(table: &[(u32, Vec<u8>)], id: u32) -> Option<&[u8]> {
 
 /// A name must be one safe path component (FORMAT.md §4.1).
 fn check_name(name: &[u8]) -> Result<(), FormatError> {
-    if name.is_empty() || name == b"." || name == b".." {
+    if let [] | [b'.'] | [b'.', b'.'] = name {
         return Err(corrupt(format!("invalid entry name '{}'", String::from_utf8_lossy(name))));
     }
     if name.len() > MAX_NAME_LEN {
@@ -922,20 +941,26 @@ fn check_name(name: &[u8]) -> Result<(), FormatError> {
     Ok(())
 }
 
-/// Whether `bytes` hold a `/` or a NUL, eight bytes at a time: every name of every index goes
-/// through this.
+/// Whether `bytes` hold a `/` or a NUL, eight bytes at a time (the last word overlapping the
+/// one before, a short name padded): every name of every index goes through this.
 fn has_slash_or_nul(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const SLASHES: u64 = u64::from_ne_bytes([b'/'; 8]);
     // Nonzero exactly when some byte of `word` is zero.
     let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
-    let mut words = bytes.chunks_exact(8);
-    let found = words.by_ref().any(|w| {
+    let found = |w: &[u8]| {
         let word = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
         has_zero(word) || has_zero(word ^ SLASHES)
-    });
-    found || words.remainder().iter().any(|&b| b == b'/' || b == 0)
+    };
+    match bytes.len() {
+        0..8 => {
+            let mut padded = [b'a'; 8];
+            padded[..bytes.len()].copy_from_slice(bytes);
+            found(&padded)
+        }
+        len => bytes.chunks_exact(8).any(found) || found(&bytes[len - 8..]),
+    }
 }
 
 /// Splits `counts[k]` consecutive elements off `items` for each row: the rows of a table
@@ -1199,6 +1224,29 @@ mod tests {
                 let mut name = vec![b'a'; len];
                 name[at] = [b'.', b'0', 1, 0x80, 0xaf][at % 5];
                 assert!(!has_slash_or_nul(&name), "{name:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_sort_as_their_bytes() {
+        let names: [&[u8]; 12] = [
+            b"",
+            b"a",
+            b"ab",
+            b"abcdefg",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgi",
+            b"abcdefh",
+            b"b",
+            b"\x7f",
+            b"\xffabcdefgh",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(sorts_before(a, b), a < b, "{a:?} {b:?}");
             }
         }
     }

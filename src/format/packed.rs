@@ -119,7 +119,7 @@ impl<'a> Unpack<'a> {
     }
 
     /// An unsigned integer of at most `max`, in its shortest LEB128 form.
-    #[inline]
+    #[inline(always)]
     pub fn uint(&mut self, max: u64) -> Result<u64, String> {
         // One byte, the usual case: no loop.
         if let Some(&byte) = self.bytes.get(self.at) {
@@ -158,6 +158,7 @@ impl<'a> Unpack<'a> {
 
     /// The next value of a column of differences ([`deltas`]; both sides wrap, so every
     /// sequence of 64-bit values has one encoding).
+    #[inline(always)]
     pub fn delta(&mut self) -> Result<i64, String> {
         let value = self.before.wrapping_add(unzigzag(self.uint(u64::MAX)?));
         self.before = value;
@@ -165,6 +166,7 @@ impl<'a> Unpack<'a> {
     }
 
     /// A byte string of at most `max` bytes.
+    #[inline(always)]
     pub fn string(&mut self, max: usize) -> Result<&'a [u8], String> {
         let len = self.uint(u64::MAX)?;
         if len > max as u64 {
