@@ -285,7 +285,8 @@ mod index {
             let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
             let packed = format::decode_index(&frame, raw_len, format::VERSION, &mut budget)
                 .expect("decoding the index");
-            Index::from_packed(&packed, format::HEADER_LEN, &mut budget).expect("checking the index")
+            Index::from_packed(&packed, format::HEADER_LEN, &mut budget, format::Keep::All)
+                .expect("checking the index")
         });
     }
 
@@ -300,7 +301,8 @@ mod index {
             format::decode_index(&frame, raw_len, format::VERSION, &mut budget).expect("decoding the index");
         bencher.counter(ItemsCount::new(record.names.len())).bench_local(|| {
             let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
-            Index::from_packed(&packed, format::HEADER_LEN, &mut budget).expect("checking the index")
+            Index::from_packed(&packed, format::HEADER_LEN, &mut budget, format::Keep::All)
+                .expect("checking the index")
         });
     }
 }

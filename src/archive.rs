@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::format::{self, Block, Budget, FormatError, Index, Packed, Trailer};
+use crate::format::{self, Block, Budget, FormatError, Index, Keep, Packed, Trailer, Tree};
 
 /// Why a block could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +38,16 @@ pub struct Archive {
 
 impl Archive {
     pub fn open(path: &Utf8Path) -> Result<Archive> {
+        Archive::open_some(path, |_| Vec::new())
+    }
+
+    /// The same, its index built with only the subtrees of the entries `roots` finds in the
+    /// tree (and what they need: [`Tree::keep`]), or whole when it finds none or they are a
+    /// large part of the archive. Every entry is checked all the same: what is refused does
+    /// not depend on what is kept. What one file out needs.
+    pub fn open_some(path: &Utf8Path, roots: impl FnOnce(&Tree) -> Vec<usize>) -> Result<Archive> {
         let file = File::open(path).with_context(|| format!("opening {path}"))?;
-        let (index, budget) = read_index(&file).with_context(|| format!("reading {path}"))?;
+        let (index, budget) = read_index(&file, roots).with_context(|| format!("reading {path}"))?;
         Ok(Archive { path: path.to_owned(), file, index, budget })
     }
 
@@ -74,18 +82,48 @@ impl Archive {
         frame: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<(), BlockError> {
+        self.read_block_start(block, frame, out, block.raw_len as usize)
+    }
+
+    /// The same, decompressing only as far as the first `wanted` bytes of the block
+    /// ([`format::decode_block_start`]): `out` holds at least those.
+    pub fn read_block_start(
+        &self,
+        block: &Block,
+        frame: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        wanted: usize,
+    ) -> Result<(), BlockError> {
         // The length was checked against the archive's size when the index was built.
         frame.resize(block.len as usize, 0);
         self.file.read_exact_at(frame, block.offset).map_err(|e| BlockError::Io(self.path.clone(), e))?;
-        format::decode_block(block, frame, out)?;
+        format::decode_block_start(block, frame, out, wanted)?;
         Ok(())
     }
 }
 
-/// The checked index, and what is left of the archive's memory budget.
-fn read_index(file: &File) -> Result<(Index, Budget)> {
+/// The checked index (with what `roots` chooses: [`Archive::open_some`]), and what is left of
+/// the archive's memory budget.
+fn read_index(file: &File, roots: impl FnOnce(&Tree) -> Vec<usize>) -> Result<(Index, Budget)> {
     let (packed, mut budget, index_offset) = read_packed(file)?;
-    let index = Index::from_packed(&packed, index_offset, &mut budget)?;
+    let tree = Tree::unchecked(&packed);
+    let roots = roots(&tree);
+    // Past an eighth of the entries, building them all costs little more.
+    let limit = tree.len() / 8;
+    let list_cost = limit as u64 * 4;
+    let keep = match roots.is_empty() {
+        true => None,
+        false => {
+            budget.take(list_cost, "the entries chosen")?;
+            tree.keep(&roots, limit)
+        }
+    };
+    let chosen = keep.as_deref().map_or(Keep::All, Keep::Only);
+    let index = Index::from_packed(&packed, index_offset, &mut budget, chosen)?;
+    if !roots.is_empty() {
+        drop(keep);
+        budget.give_back(list_cost);
+    }
     // The CBOR goes back to the budget once the index is built from it.
     let cbor_len = packed.cbor_len();
     drop(packed);

@@ -30,7 +30,7 @@ pub struct CatOptions {
 }
 
 pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
-    let archive = Archive::open(&options.archive)?;
+    let archive = Archive::open_some(&options.archive, |tree| select::roots(tree, &options.paths, &[]))?;
     let index = &archive.index;
     // Check every PATH before writing a byte.
     let mut chosen = Vec::with_capacity(options.paths.len());
@@ -142,8 +142,13 @@ impl Decoder<'_> {
         let mut data = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
         let Some(block) = run.block else { return Ok(data) };
         let index = &self.archive.index;
-        let read = FRAME
-            .with(|frame| self.archive.read_block(&index.blocks[block], &mut frame.borrow_mut(), &mut data));
+        // Only as far as the last byte written from it.
+        let wanted =
+            run.pieces.iter().filter_map(|(_, p)| if let Piece::Data(r) = p { Some(r.end) } else { None });
+        let wanted = wanted.max().unwrap_or(0);
+        let read = FRAME.with(|frame| {
+            self.archive.read_block_start(&index.blocks[block], &mut frame.borrow_mut(), &mut data, wanted)
+        });
         read.with_context(|| {
             let entry = run.pieces.first().map_or(0, |(i, _)| *i);
             format!("reading {}: damaged data of {}", self.archive.path, text_of(&index.path(entry)))

@@ -31,7 +31,8 @@ pub fn run(options: &ListOptions) -> Result<()> {
     if !options.long && !options.json && options.paths.is_empty() && options.globs.is_empty() {
         return quiet_broken_pipe(print_tree(options));
     }
-    let archive = Archive::open(&options.archive)?;
+    let archive =
+        Archive::open_some(&options.archive, |tree| select::roots(tree, &options.paths, &options.globs))?;
     let selected = select::select(&archive.index, &options.paths, &options.globs)
         .with_context(|| format!("listing {}", options.archive))?;
     let printed = print(&archive, &selected, options);

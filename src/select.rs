@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use globset::{GlobBuilder, GlobSetBuilder};
 
-use crate::format::Index;
+use crate::format::{Index, Tree};
 use crate::ui::{bytes_of, unescape};
 
 /// Why an entry is in the selection.
@@ -90,21 +90,46 @@ pub fn select(index: &Index, paths: &[String], globs: &[String]) -> Result<Vec<S
     Ok(selected)
 }
 
+/// The entries whose subtrees PATHs select, found in a tree not yet built into an index (for
+/// [`crate::archive::Archive::open_some`]); none when there is a glob or a PATH not there,
+/// which need the whole index (a glob to match every path, a missing PATH to be reported
+/// as [`select`] reports it).
+pub fn roots(tree: &Tree, paths: &[String], globs: &[String]) -> Vec<usize> {
+    if !globs.is_empty() {
+        return Vec::new();
+    }
+    paths.iter().map(|path| find_printed_in(tree, path)).collect::<Option<_>>().unwrap_or_default()
+}
+
 /// The entry whose path `list` prints as `path`; failing that, the entry whose raw path is
 /// `path`, so that a name holding a backslash can be typed either way. The printed form wins:
 /// with entries `a\nb` (a backslash and an n) and `a<newline>b`, `a\nb` typed selects the
 /// second, and the first is typed as `a\\nb`.
 pub fn find_printed(index: &Index, path: &str) -> Option<usize> {
-    unescape(path).and_then(|raw| find(index, &bytes_of(&raw))).or_else(|| find(index, path.as_bytes()))
+    printed(path, |path| find(index, path))
+}
+
+/// The same in a tree not yet built into an index (see [`Tree::unchecked`]).
+fn find_printed_in(tree: &Tree, path: &str) -> Option<usize> {
+    printed(path, |path| tree.find(&components(path)))
+}
+
+fn printed(path: &str, find: impl Fn(&[u8]) -> Option<usize>) -> Option<usize> {
+    unescape(path).and_then(|raw| find(&bytes_of(&raw))).or_else(|| find(path.as_bytes()))
+}
+
+/// The components of a path as typed: a trailing `/` and `./` prefixes are allowed.
+fn components(path: &[u8]) -> Vec<&[u8]> {
+    path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect()
 }
 
 /// The entry whose path is `path` (a trailing `/` and `./` prefixes are allowed).
 pub fn find(index: &Index, path: &[u8]) -> Option<usize> {
-    let mut components = path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".");
-    let first = components.next()?;
+    let components = components(path);
+    let (first, rest) = components.split_first()?;
     // Siblings are found by hopping over subtrees.
     let mut at = find_sibling(index, 0, index.entries.len(), first)?;
-    for name in components {
+    for name in rest {
         if !index.entries[at].is_dir() {
             return None;
         }

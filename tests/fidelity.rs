@@ -516,6 +516,16 @@ fn hard_links_share_data() {
 
     env.arc(["read", "-q", "three.arc", "-C", "out"]).success();
     assert_trees_match(&env.path("three"), &env.path("out/three"), &Expect::exact());
+
+    // Selected alone, a link whose file is not selected gets the data itself; selected with
+    // it, the link is made again (the index is then built with those entries only).
+    env.arc(["read", "-q", "three.arc", "-C", "alone", "three/c/same-again"]).success();
+    assert_eq!(fs::read(env.path("alone/three/c/same-again")).expect("read the link"), data);
+    assert!(!env.path("alone/three/a").exists(), "the link's file was extracted too");
+    env.arc(["read", "-q", "three.arc", "-C", "both", "three/c", "three/a"]).success();
+    let ino = |name: &str| fs::metadata(env.path(name)).expect("stat").ino();
+    assert_eq!(ino("both/three/c/same-again"), ino("both/three/a/file"));
+    assert!(!env.path("both/three/b").exists(), "three/b was not selected");
 }
 
 /// A 1 GiB file with 12 KiB of data takes less than 1 MiB in the archive, and its copy has

@@ -89,6 +89,10 @@ pub struct Entry {
 /// [`Entry::parent`] of a root (entry numbers are below [`MAX_ENTRIES`]).
 const NO_PARENT: u32 = u32::MAX;
 
+/// Marks a place in [`Index`]'s list of files where bytes of files left out lie (an index
+/// built with [`Keep::Only`]): the file before it, with this bit set.
+const GAP: u32 = 1 << 31;
+
 impl Entry {
     pub fn new(
         kind: Kind,
@@ -235,7 +239,9 @@ pub struct Index {
     pub blocks: Vec<Block>,
     pub tables: Tables,
     /// The files that have bytes in the data stream, in data-stream order (which is entry
-    /// order): what [`Index::files_in`] and [`Index::span`] search.
+    /// order): what [`Index::files_in`] and [`Index::span`] search. In an index of some
+    /// entries only ([`Keep::Only`]), a file followed by bytes of files left out is followed
+    /// by a gap: its number again, with [`GAP`] set.
     files: Vec<u32>,
     /// Where each of `files` starts in the data stream, and after them where it ends: a
     /// file's stored bytes run to the next one's start.
@@ -243,11 +249,19 @@ pub struct Index {
 }
 
 impl Index {
-    /// Checks an untrusted index and builds it. `data_end` is where the block region must end
-    /// (the index frame's offset); blocks must tile the region from the header on. Every
-    /// column is read in one pass, its values checked as they are used; what the index holds
-    /// is charged to `budget` before it is allocated.
-    pub fn from_packed(packed: &Packed, data_end: u64, budget: &mut Budget) -> Result<Index, FormatError> {
+    /// Checks an untrusted index and builds it, with every entry or only those of `keep`.
+    /// `data_end` is where the block region must end (the index frame's offset); blocks must
+    /// tile the region from the header on. Every value of every column is checked, whatever
+    /// is kept, one column at a time in a tight loop (a loop per column is about twice as fast
+    /// as one loop over all of them at once); what the whole index would hold is charged to
+    /// `budget` before anything is allocated, so that what is refused does not depend on what
+    /// is kept.
+    pub fn from_packed(
+        packed: &Packed,
+        data_end: u64,
+        budget: &mut Budget,
+        keep: Keep<'_>,
+    ) -> Result<Index, FormatError> {
         // No entries is an empty archive (everything left out, as tar allows too).
         let (count, total) = count_strings(packed.column(Col::Names), Col::Names, MAX_NAME_LEN)?;
         if count > MAX_ENTRIES {
@@ -280,127 +294,209 @@ impl Index {
         let (target_count, target_bytes) =
             count_strings(packed.column(Col::Targets), Col::Targets, MAX_TARGET_LEN)?;
         budget.take(target_count as u64 * NAME_END_COST + target_bytes as u64, &Col::Targets.shown())?;
-        let sparse = sparse_table(packed.sparse(budget)?, count)?;
-        let xattrs = xattr_table(packed.xattrs(budget)?, count)?;
+        let mut sparse = sparse_table(packed.sparse(budget)?, count)?;
+        let mut xattrs = xattr_table(packed.xattrs(budget)?, count)?;
         let users = owner_table(packed.owners(false, budget)?, "users")?;
         let groups = owner_table(packed.owners(true, budget)?, "groups")?;
         let block_record = packed.blocks(budget)?;
-
-        let mut names = Names::with_capacity(count, total);
-        let mut targets = Names::with_capacity(target_count, target_bytes);
-        let mut entries: Vec<Entry> = Vec::with_capacity(count);
-        let mut files = Vec::with_capacity(file_count);
-        let mut offsets = Vec::with_capacity(file_count + 1);
+        let kept_count = match keep {
+            Keep::All => count,
+            Keep::Only(list) => list.len(),
+        };
         let column = |col: Col| Column { col, unpack: Unpack::new(packed.column(col)) };
+        // For messages only: entry `i`'s name, found again when a message is made.
+        let shown = |i: usize| String::from_utf8_lossy(name_at(packed, i)).into_owned();
+
+        // The tree: names, depths and kinds, with the same checks as `Tree::check`.
+        let mut names = Names::with_capacity(kept_count, if kept_count == count { total } else { 0 });
+        let mut entries: Vec<Entry> = Vec::with_capacity(kept_count);
+        let newest = if owners { KIND_BLOCK } else { KIND_SYMLINK };
         let mut name_column = column(Col::Names);
         let mut depths = column(Col::Depths);
-        let mut modes = column(Col::Modes);
-        let mut mtime_secs = column(Col::MtimeSecs);
-        let mut mtime_nanos = column(Col::MtimeNanos);
-        let mut uids = column(Col::Uids);
-        let mut gids = column(Col::Gids);
-        let mut sizes = column(Col::Sizes);
-        let mut target_column = column(Col::Targets);
-        let mut links = column(Col::Links);
-        let mut majors = column(Col::DevMajors);
-        let mut minors = column(Col::DevMinors);
-        let mut sparse_rows = sparse.iter().peekable();
         let mut tree = TreeCheck::default();
-        let mut offset: u64 = 0;
+        // The kept entries' new numbers along the current chain of ancestors.
+        let mut kept_chain: Vec<u32> = Vec::new();
+        let mut kept = keep.cursor();
         for (i, &kind) in kinds.iter().enumerate() {
             let name = name_column.string(MAX_NAME_LEN)?;
-            // For messages only: made when one is.
-            let shown = Shown(name);
             let depth = depths.uint(u32::MAX.into())?;
             let parent = tree.step(i, name, depth, kinds)?;
+            if kind > newest {
+                return Err(corrupt(format!("entry {} has unknown kind {kind}", Shown(name))));
+            }
+            let (new, parent) = match keep {
+                Keep::All => (i, parent),
+                Keep::Only(_) => {
+                    kept_chain.truncate(depth as usize);
+                    let Some(new) = kept.next(i) else {
+                        kept_chain.push(NO_PARENT);
+                        continue;
+                    };
+                    let parent = match depth {
+                        0 => None,
+                        _ => match kept_chain[depth as usize - 1] {
+                            NO_PARENT => return Err(corrupt("index: a kept entry's directory is not kept")),
+                            parent => Some(parent),
+                        },
+                    };
+                    kept_chain.push(new as u32);
+                    (new, parent)
+                }
+            };
+            debug_assert_eq!(new, entries.len());
             names.push(name);
+            let mut entry = Entry::new(Kind::Dir, parent, depth as u16, 0, Mtime { secs: 0, nanos: 0 }, 0, 0);
+            // The kinds with data get theirs below, in their columns' loops.
+            entry.tag = kind;
+            entries.push(entry);
+        }
+        // Each holds as many integers as entries: what follows the last is a cut one.
+        if !depths.unpack.is_done() {
+            return Err(col_error(Col::Depths, "ends inside an integer"));
+        }
 
+        let mut modes = column(Col::Modes);
+        let mut kept = keep.cursor();
+        for i in 0..count {
             let mode = modes.uint(u16::MAX.into())? as u16;
             if mode > 0o7777 {
-                return Err(corrupt(format!("entry {shown} has mode {mode:o}")));
+                return Err(corrupt(format!("entry {} has mode {mode:o}", shown(i))));
             }
+            if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
+                entry.mode = mode;
+            }
+        }
+        let (mut mtime_secs, mut mtime_nanos) = (column(Col::MtimeSecs), column(Col::MtimeNanos));
+        let mut kept = keep.cursor();
+        for i in 0..count {
             let mtime = Mtime { secs: mtime_secs.delta()?, nanos: mtime_nanos.uint(u32::MAX.into())? as u32 };
             if mtime.nanos >= 1_000_000_000 {
-                return Err(corrupt(format!("entry {shown} has {} nanoseconds", { mtime.nanos })));
+                return Err(corrupt(format!("entry {} has {} nanoseconds", shown(i), { mtime.nanos })));
             }
-            let kind = match kind {
-                KIND_DIR => Kind::Dir,
-                KIND_FILE => {
-                    let size =
-                        sizes.next_uint(u64::MAX).ok_or_else(|| corrupt("fewer sizes than files"))??;
-                    let stored = match sparse_rows.next_if(|(e, _)| *e == i as u32) {
-                        Some((_, extents)) => {
-                            let end = extents.last().map_or(0, |x| x.offset + x.len);
-                            if end > size {
-                                return Err(corrupt(format!(
-                                    "sparse file {shown} has an extent past its end"
-                                )));
-                            }
-                            extents.iter().map(|x| x.len).sum()
-                        }
-                        None => size,
-                    };
-                    if stored > 0 {
-                        files.push(i as u32);
-                        offsets.push(offset);
+            if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
+                entry.mtime = mtime;
+            }
+        }
+        let (mut uids, mut gids) = (column(Col::Uids), column(Col::Gids));
+        let mut kept = keep.cursor();
+        for i in 0..owner_count {
+            let (uid, gid) = (uids.uint(u32::MAX.into())? as u32, gids.uint(u32::MAX.into())? as u32);
+            if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
+                (entry.uid, entry.gid) = (uid, gid);
+            }
+        }
+        for column in [&modes, &mtime_secs, &mtime_nanos, &uids, &gids] {
+            if !column.unpack.is_done() {
+                return Err(col_error(column.col, "ends inside an integer"));
+            }
+        }
+
+        // Regular files: sizes, sparse extents, and where each one's bytes lie.
+        let mut files = Vec::with_capacity(if kept_count == count { file_count } else { 0 });
+        let mut offsets = Vec::with_capacity(if kept_count == count { file_count + 1 } else { 0 });
+        let mut sizes = column(Col::Sizes);
+        let mut sparse_rows = sparse.iter().peekable();
+        let mut kept = keep.cursor();
+        let mut offset: u64 = 0;
+        // Where the last kept file's bytes end: a gap follows it when the next kept file
+        // starts later (only when some entries are left out).
+        let mut kept_end: u64 = 0;
+        for (i, &kind) in kinds.iter().enumerate() {
+            let new = kept.next(i);
+            if kind != KIND_FILE {
+                continue;
+            }
+            let size = sizes.next_uint(u64::MAX).ok_or_else(|| corrupt("fewer sizes than files"))??;
+            let stored = match sparse_rows.next_if(|(e, _)| *e == i as u32) {
+                Some((_, extents)) => {
+                    let end = extents.last().map_or(0, |x| x.offset + x.len);
+                    if end > size {
+                        return Err(corrupt(format!("sparse file {} has an extent past its end", shown(i))));
                     }
-                    offset = offset.checked_add(stored).ok_or_else(|| corrupt("file sizes overflow"))?;
-                    Kind::File { size }
+                    extents.iter().map(|x| x.len).sum()
                 }
+                None => size,
+            };
+            if let Some(new) = new {
+                entries[new].data = size;
+                if stored > 0 {
+                    if let (Some(&last), true) = (files.last(), kept_end != offset) {
+                        files.push(last | GAP);
+                        offsets.push(kept_end);
+                    }
+                    files.push(new as u32);
+                    offsets.push(offset);
+                }
+            }
+            offset = offset.checked_add(stored).ok_or_else(|| corrupt("file sizes overflow"))?;
+            if new.is_some() {
+                kept_end = offset;
+            }
+        }
+        offsets.push(kept_end);
+        if let Some((e, _)) = sparse_rows.next() {
+            return Err(corrupt(format!("sparse extents for entry {e}, which is not a regular file")));
+        }
+        if !sizes.unpack.is_done() {
+            return Err(corrupt("more sizes than files"));
+        }
+
+        // Symlinks' targets, hard links, devices.
+        let mut targets = match keep {
+            Keep::All => Names::with_capacity(target_count, target_bytes),
+            Keep::Only(_) => Names::with_capacity(0, 0),
+        };
+        let mut target_column = column(Col::Targets);
+        let mut links = column(Col::Links);
+        let (mut majors, mut minors) = (column(Col::DevMajors), column(Col::DevMinors));
+        let mut kept = keep.cursor();
+        for (i, &kind) in kinds.iter().enumerate() {
+            let new = kept.next(i);
+            let data = match kind {
                 KIND_SYMLINK => {
                     let target = target_column
                         .next_string(MAX_TARGET_LEN)
                         .ok_or_else(|| corrupt("fewer targets than symlinks"))??;
                     if target.is_empty() || target.contains(&0) {
-                        return Err(corrupt(format!("symlink {shown} has an invalid target")));
+                        return Err(corrupt(format!("symlink {} has an invalid target", shown(i))));
+                    }
+                    if new.is_none() {
+                        continue;
                     }
                     targets.push(target);
-                    Kind::Symlink { target: targets.len() as u32 - 1 }
+                    targets.len() as u64 - 1
                 }
-                KIND_LINK if owners => {
+                KIND_LINK => {
                     let target = links
                         .next_uint(u32::MAX.into())
                         .ok_or_else(|| corrupt("fewer links than hard links"))??;
                     // Only an earlier regular file: never a path, never a link to a link.
-                    let refers = entries.get(target as usize).map(Entry::kind);
-                    if !matches!(refers, Some(Kind::File { .. })) {
+                    if target >= i as u64 || kinds[target as usize] != KIND_FILE {
                         return Err(corrupt(format!(
-                            "hard link {shown} does not refer to an earlier regular file"
+                            "hard link {} does not refer to an earlier regular file",
+                            shown(i)
                         )));
                     }
-                    Kind::HardLink { target: target as u32 }
-                }
-                KIND_FIFO if owners => Kind::Fifo,
-                kind @ (KIND_CHAR | KIND_BLOCK) if owners => {
-                    let fewer = || corrupt("fewer device numbers than devices");
-                    let major = majors.next_uint(u32::MAX.into()).ok_or_else(fewer)?? as u32;
-                    let minor = minors.next_uint(u32::MAX.into()).ok_or_else(fewer)?? as u32;
-                    match kind {
-                        KIND_CHAR => Kind::CharDevice { major, minor },
-                        _ => Kind::BlockDevice { major, minor },
+                    if new.is_none() {
+                        continue;
                     }
+                    keep.renumbered(target as u32)
+                        .ok_or_else(|| corrupt("index: a kept hard link's file is not kept"))?
+                        .into()
                 }
-                other => return Err(corrupt(format!("entry {shown} has unknown kind {other}"))),
+                KIND_CHAR | KIND_BLOCK => {
+                    let fewer = || corrupt("fewer device numbers than devices");
+                    let major = majors.next_uint(u32::MAX.into()).ok_or_else(fewer)??;
+                    let minor = minors.next_uint(u32::MAX.into()).ok_or_else(fewer)??;
+                    major << 32 | minor
+                }
+                _ => continue,
             };
-            let (uid, gid) = if owners {
-                (uids.uint(u32::MAX.into())? as u32, gids.uint(u32::MAX.into())? as u32)
-            } else {
-                (0, 0)
-            };
-            entries.push(Entry::new(kind, parent, depth as u16, mode, mtime, uid, gid));
-        }
-        // Each holds as many integers as entries: what follows the last is a cut one.
-        for column in [&depths, &modes, &mtime_secs, &mtime_nanos, &uids, &gids] {
-            if !column.unpack.is_done() {
-                return Err(col_error(column.col, "ends inside an integer"));
+            if let Some(new) = new {
+                entries[new].data = data;
             }
         }
-        offsets.push(offset);
-        for (column, what) in [
-            (&sizes, "sizes than files"),
-            (&target_column, "targets than symlinks"),
-            (&links, "links than hard links"),
-        ] {
+        for (column, what) in [(&target_column, "targets than symlinks"), (&links, "links than hard links")] {
             if !column.unpack.is_done() {
                 return Err(corrupt(format!("more {what}")));
             }
@@ -408,10 +504,12 @@ impl Index {
         if !majors.unpack.is_done() {
             return Err(corrupt("more device numbers than devices"));
         }
-        if let Some((e, _)) = sparse_rows.next() {
-            return Err(corrupt(format!("sparse extents for entry {e}, which is not a regular file")));
-        }
         let blocks = block_table(block_record, offset, data_end)?;
+        if let Keep::Only(list) = keep {
+            // The tables' rows of the entries kept, under their new numbers.
+            renumber(&mut sparse, list);
+            renumber(&mut xattrs, list);
+        }
         let tables = Tables { owners, sparse, xattrs, users, groups };
         Ok(Index { entries, names, targets, blocks, tables, files, offsets })
     }
@@ -424,7 +522,7 @@ impl Index {
         ciborium::into_writer(&record, &mut cbor).map_err(|e| corrupt(format!("index: {e}")))?;
         let mut packed = decode_cbor(&cbor, 2, &mut budget)?;
         packed.version = record.version;
-        Index::from_packed(&packed, data_end, &mut budget)
+        Index::from_packed(&packed, data_end, &mut budget, Keep::All)
     }
 
     /// The record that serializes this index; the inverse of [`Index::from_record`] (for tests
@@ -491,8 +589,10 @@ impl Index {
     /// Where regular file `i`'s stored bytes lie in the data stream, (offset, length): `None`
     /// when it has none (an empty file, or not a file).
     pub fn span(&self, i: usize) -> Option<(u64, u64)> {
-        let k = self.files.binary_search(&(i as u32)).ok()?;
-        Some((self.offsets[k], self.offsets[k + 1] - self.offsets[k]))
+        // A gap after file `i` has the same number with GAP set: the file comes first.
+        let k = self.files.partition_point(|&f| f & !GAP < i as u32);
+        (self.files.get(k) == Some(&(i as u32)))
+            .then(|| (self.offsets[k], self.offsets[k + 1] - self.offsets[k]))
     }
 
     /// Bytes of entry `i` in the data stream: a file's size, or for a sparse file the sum of
@@ -592,6 +692,7 @@ impl Index {
         (first..self.files.len())
             .map(move |k| (self.files[k], self.offsets[k], self.offsets[k + 1]))
             .take_while(move |&(_, offset, _)| offset < block.raw_end())
+            .filter(|&(i, _, _)| i & GAP == 0)
             .map(move |(i, offset, file_end)| {
                 let start = offset.max(block.raw_offset);
                 let end = file_end.min(block.raw_end());
@@ -604,6 +705,68 @@ impl Index {
                 }
             })
     }
+}
+
+/// Which entries [`Index::from_packed`] keeps; every entry is checked either way.
+#[derive(Debug, Clone, Copy)]
+pub enum Keep<'k> {
+    All,
+    /// These entries, by their numbers in the archive, sorted: they must include the
+    /// directories above each and the file of each hard link ([`Tree::keep`] makes such a
+    /// list). They are numbered anew, in order, in the index built.
+    Only(&'k [u32]),
+}
+
+impl<'k> Keep<'k> {
+    fn cursor(self) -> KeptCursor<'k> {
+        KeptCursor { keep: self, at: 0 }
+    }
+
+    /// Entry `old`'s number in the index built, if it is kept.
+    fn renumbered(self, old: u32) -> Option<u32> {
+        match self {
+            Keep::All => Some(old),
+            Keep::Only(list) => list.binary_search(&old).ok().map(|new| new as u32),
+        }
+    }
+}
+
+/// Goes through the entries in order, saying which are kept and as what.
+struct KeptCursor<'k> {
+    keep: Keep<'k>,
+    /// How many of the list are behind.
+    at: usize,
+}
+
+impl KeptCursor<'_> {
+    /// Entry `i`'s number in the index built, if it is kept; `i` must grow from call to call.
+    #[inline(always)]
+    fn next(&mut self, i: usize) -> Option<usize> {
+        match self.keep {
+            Keep::All => Some(i),
+            Keep::Only(list) => (list.get(self.at) == Some(&(i as u32))).then(|| {
+                self.at += 1;
+                self.at - 1
+            }),
+        }
+    }
+}
+
+/// Keeps the rows of `list`'s entries, under their new numbers.
+fn renumber<T>(rows: &mut Vec<(u32, T)>, list: &[u32]) {
+    rows.retain_mut(|(e, _)| match list.binary_search(e) {
+        Ok(new) => {
+            *e = new as u32;
+            true
+        }
+        Err(_) => false,
+    });
+}
+
+/// Entry `i`'s name in a packed index (for messages: found again from the start).
+fn name_at(packed: &Packed, i: usize) -> &[u8] {
+    let mut names = Unpack::new(packed.column(Col::Names));
+    (0..=i).map(|_| names.string(MAX_NAME_LEN).unwrap_or_default()).last().unwrap_or_default()
 }
 
 /// The tree of an index alone (names, depths and kinds), checked whole by the rules
@@ -619,17 +782,115 @@ impl<'a> Tree<'a> {
         Ok(Tree { packed })
     }
 
-    /// Calls `visit(name, depth, is_dir)` for each entry, in order.
-    pub fn walk(&self, mut visit: impl FnMut(&[u8], usize, bool)) {
+    /// The tree of `packed`, not checked: what [`Tree::find`] and [`Tree::keep`] look through
+    /// to choose which entries to build an index with. Their answers mean something once
+    /// [`Index::from_packed`] has built the index from the same `packed`, which checks it all.
+    pub fn unchecked(packed: &'a Packed) -> Tree<'a> {
+        Tree { packed }
+    }
+
+    /// How many entries the index holds.
+    pub fn len(&self) -> usize {
+        self.packed.column(Col::Kinds).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each entry's name, depth and kind, in order; the walk stops early at a value that does
+    /// not parse (only in a tree not checked).
+    fn entries(&self) -> impl Iterator<Item = (&'a [u8], usize, u8)> + 'a {
         let mut names = Unpack::new(self.packed.column(Col::Names));
         let mut depths = Unpack::new(self.packed.column(Col::Depths));
-        for &kind in self.packed.column(Col::Kinds) {
-            // Checked already: every value is there and in range.
-            let (Ok(name), Ok(depth)) = (names.string(MAX_NAME_LEN), depths.uint(MAX_DEPTH.into())) else {
-                return;
-            };
-            visit(name, depth as usize, kind == KIND_DIR);
+        self.packed.column(Col::Kinds).iter().map_while(move |&kind| {
+            let name = names.string(MAX_NAME_LEN).ok()?;
+            let depth = depths.uint(MAX_DEPTH.into()).ok()?;
+            Some((name, depth as usize, kind))
+        })
+    }
+
+    /// Calls `visit(name, depth, is_dir)` for each entry, in order.
+    pub fn walk(&self, mut visit: impl FnMut(&[u8], usize, bool)) {
+        for (name, depth, kind) in self.entries() {
+            visit(name, depth, kind == KIND_DIR);
         }
+    }
+
+    /// The entry whose path is `components` (the root's name first), if there is one.
+    pub fn find(&self, components: &[&[u8]]) -> Option<usize> {
+        if components.is_empty() {
+            return None;
+        }
+        // How many of the components the current chain of entries matches.
+        let mut matched = 0;
+        for (i, (name, depth, _)) in self.entries().enumerate() {
+            if depth < matched {
+                // Out of the subtree of the last component matched: not there.
+                return None;
+            }
+            if depth == matched && name == components[matched] {
+                matched += 1;
+                if matched == components.len() {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// The entries an index of the subtrees of `roots` is built with ([`Keep::Only`]): each
+    /// root and everything beneath it, the directories above them, and the file of each of
+    /// their hard links with the directories above it; sorted. `None` when that is more than
+    /// `limit` entries (then the whole index is as good).
+    pub fn keep(&self, roots: &[usize], limit: usize) -> Option<Vec<u32>> {
+        let mut roots = roots.to_vec();
+        roots.sort_unstable();
+        let mut roots = roots.into_iter().peekable();
+        let mut keep = Vec::new();
+        let mut files = Vec::new();
+        let mut links = Unpack::new(self.packed.column(Col::Links));
+        // The chain of entries above the current one.
+        let mut chain: Vec<u32> = Vec::new();
+        // The depth of the root whose subtree the walk is in.
+        let mut inside: Option<usize> = None;
+        for (i, (_, depth, kind)) in self.entries().enumerate() {
+            chain.truncate(depth);
+            if inside.is_some_and(|root| depth <= root) {
+                inside = None;
+            }
+            let root = roots.next_if_eq(&i).is_some();
+            if root && inside.is_none() {
+                keep.extend_from_slice(&chain);
+                inside = Some(depth);
+            }
+            let link = (kind == KIND_LINK).then(|| links.uint(u32::MAX.into()).unwrap_or(0));
+            if inside.is_some() {
+                keep.push(i as u32);
+                files.extend(link);
+            }
+            if keep.len() > limit {
+                return None;
+            }
+            chain.push(i as u32);
+        }
+        if !files.is_empty() {
+            files.sort_unstable();
+            let mut files = files.into_iter().peekable();
+            chain.clear();
+            for (i, (_, depth, _)) in self.entries().enumerate() {
+                chain.truncate(depth);
+                if files.next_if(|&f| f == i as u64).is_some() {
+                    keep.extend_from_slice(&chain);
+                    keep.push(i as u32);
+                    while files.next_if(|&f| f == i as u64).is_some() {}
+                }
+                chain.push(i as u32);
+            }
+        }
+        keep.sort_unstable();
+        keep.dedup();
+        (keep.len() <= limit).then_some(keep)
     }
 }
 

@@ -22,12 +22,12 @@ mod packed;
 mod record;
 mod trailer;
 
-pub use block::{block_hash, decode_block};
+pub use block::{block_hash, decode_block, decode_block_start};
 pub use header::{decode_header, encode_header};
 #[cfg(test)]
 pub use index::spanning_index;
 pub use index::{
-    file_writes, Block, Entry, Extent, FilePiece, Index, Kind, Mtime, NameTable, Tables, Tree, Xattr,
+    file_writes, Block, Entry, Extent, FilePiece, Index, Keep, Kind, Mtime, NameTable, Tables, Tree, Xattr,
 };
 pub use record::{
     decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, IndexRecord, Names,

@@ -121,11 +121,18 @@ impl<'a> Unpack<'a> {
     /// An unsigned integer of at most `max`, in its shortest LEB128 form.
     #[inline(always)]
     pub fn uint(&mut self, max: u64) -> Result<u64, String> {
-        // One byte, the usual case: no loop.
+        // One byte or two (a mode, a small size), the usual cases: no loop.
         if let Some(&byte) = self.bytes.get(self.at) {
             if byte < 0x80 && u64::from(byte) <= max {
                 self.at += 1;
                 return Ok(byte.into());
+            }
+            if let Some(&high) = self.bytes.get(self.at + 1) {
+                let value = u64::from(byte & 0x7f) | u64::from(high) << 7;
+                if byte >= 0x80 && high < 0x80 && high != 0 && value <= max {
+                    self.at += 2;
+                    return Ok(value);
+                }
             }
         }
         self.long_uint(max)

@@ -1089,6 +1089,7 @@ mod tests {
             &decode_index(frame, raw_len, VERSION, &mut budget)?,
             DATA_END,
             &mut budget,
+            crate::format::Keep::All,
         )
     }
 
@@ -1213,8 +1214,13 @@ mod tests {
         v1.extend_from_slice(b"\x66blocks\xa3\x64lens\x80\x68raw_lens\x80\x66hashes\x80");
         let mut room = budget();
         let packed = decode_cbor(&v1, 1, &mut room).expect("version 1");
-        let index = crate::format::Index::from_packed(&packed, crate::format::HEADER_LEN, &mut room)
-            .expect("a valid version 1 index");
+        let index = crate::format::Index::from_packed(
+            &packed,
+            crate::format::HEADER_LEN,
+            &mut room,
+            crate::format::Keep::All,
+        )
+        .expect("a valid version 1 index");
         assert_eq!((packed.version, index.name(0), index.tables.owners), (1, &b"r"[..], false));
         // The same bytes are not version 2, and version 2 is not version 1.
         assert!(decode_cbor(&v1, 2, &mut budget()).is_err());
@@ -1262,7 +1268,13 @@ mod tests {
         // The peak is reached with the frame, the window, the CBOR and the index held.
         budget.take(frame.len() as u64, "the index frame").expect("room");
         let packed = decode_index(&frame, raw_len, VERSION, &mut budget).expect("decode");
-        crate::format::Index::from_packed(&packed, crate::format::HEADER_LEN, &mut budget).expect("valid");
+        crate::format::Index::from_packed(
+            &packed,
+            crate::format::HEADER_LEN,
+            &mut budget,
+            crate::format::Keep::All,
+        )
+        .expect("valid");
         // decode_index gave the window back; the frame and CBOR are given back by its caller.
         let window = raw_len.min(1 << MAX_WINDOW_LOG);
         let index = crate::format::Index::from_record(record, crate::format::HEADER_LEN).expect("valid");

@@ -463,7 +463,9 @@ impl<'a> Extraction<'a> {
         let FileWork { plan, spans, failure, pool } = *work;
         let block = &self.index.blocks[b];
         let pieces: Vec<FilePiece> = plan.pieces(self.index, &self.actions, b).collect();
-        self.archive.read_block(block, frame, data).map_err(|e| {
+        // Only as far as the last piece wanted: one file out of a block stops there.
+        let wanted = pieces.iter().map(|p| p.start_in_block + p.len).max().unwrap_or(0);
+        self.archive.read_block_start(block, frame, data, wanted).map_err(|e| {
             let mut names: Vec<String> =
                 pieces.iter().take(5).map(|p| self.archive_path(p.entry as usize)).collect();
             if pieces.len() > 5 {

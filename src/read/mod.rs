@@ -70,7 +70,8 @@ pub enum Existing {
 }
 
 pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
-    let archive = Archive::open(&options.archive)?;
+    let archive =
+        Archive::open_some(&options.archive, |tree| select::roots(tree, &options.paths, &options.globs))?;
     let selected = select::select(&archive.index, &options.paths, &options.globs)
         .with_context(|| format!("reading {}", options.archive))?;
     let console = Console::new(options.quiet, options.verbose);

@@ -202,7 +202,7 @@ pub fn check_index(data: &[u8]) -> bool {
         assert_eq!(format::decode_cbor(rest, format::VERSION, &mut fuzz_budget()).as_ref(), Ok(&packed));
         let Ok(record) = packed.record(&mut fuzz_budget()) else {
             // A value the columns' encoding refuses: the index is refused too.
-            assert!(format::Index::from_packed(&packed, HEADER_LEN, &mut budget).is_err());
+            assert!(format::Index::from_packed(&packed, HEADER_LEN, &mut budget, format::Keep::All).is_err());
             return false;
         };
         // Serializing and parsing again gives the same record.
@@ -229,13 +229,72 @@ fn fuzz_budget() -> format::Budget {
 }
 
 fn check_packed(packed: &format::Packed, data_end: u64, budget: &mut format::Budget) -> bool {
-    match Index::from_packed(packed, data_end, budget) {
+    let budget_for_some = *budget;
+    let whole = Index::from_packed(packed, data_end, budget, format::Keep::All);
+    // An index of some entries (the subtree of each entry of a small index, of the middle one
+    // of a large one, with what it needs) is refused exactly when the whole one is, and
+    // agrees with it.
+    let tree = format::Tree::unchecked(packed);
+    let roots = match tree.len() {
+        0..=32 => 0..tree.len(),
+        len => len / 2..len / 2 + 1,
+    };
+    for root in roots {
+        let keep = tree.keep(&[root], usize::MAX).expect("no limit");
+        let mut budget = budget_for_some;
+        let some = Index::from_packed(packed, data_end, &mut budget, format::Keep::Only(&keep));
+        match (&whole, some) {
+            (Ok(whole), Ok(some)) => check_some(whole, &some, &keep, root),
+            (Err(a), Err(b)) => assert_eq!(a, &b),
+            (whole, some) => panic!("the whole index: {whole:?}; some of it: {some:?}"),
+        }
+    }
+    match whole {
         Ok(index) => {
             check_invariants(&index, data_end);
             true
         }
         Err(_) => false,
     }
+}
+
+/// `some` is `whole` built with the entries `keep` only (their numbers in `whole`), for the
+/// subtree of `root`: each kept entry as it is in the whole index, under its new number.
+fn check_some(whole: &Index, some: &Index, keep: &[u32], root: usize) {
+    let old = |new: u32| keep[new as usize];
+    let end = whole.subtree_end(root);
+    assert!((root..end).all(|i| keep.binary_search(&(i as u32)).is_ok()), "the subtree of {root} is kept");
+    assert_eq!(some.entries.len(), keep.len());
+    assert_eq!(some.blocks, whole.blocks);
+    for (new, &o) in keep.iter().enumerate() {
+        let o = o as usize;
+        let (a, b) = (&whole.entries[o], &some.entries[new]);
+        assert_eq!(whole.name(o), some.name(new));
+        assert_eq!((a.mode, a.mtime, a.uid, a.gid, a.depth), (b.mode, b.mtime, b.uid, b.gid, b.depth));
+        assert_eq!(a.parent(), b.parent().map(old), "the parent of entry {o}");
+        // Above a kept entry, every directory is kept.
+        assert!(a.parent().map_or(true, |p| keep.binary_search(&p).is_ok()));
+        match (a.kind(), b.kind()) {
+            (Kind::HardLink { target: t }, Kind::HardLink { target: u }) => assert_eq!(t, old(u)),
+            (Kind::Symlink { .. }, Kind::Symlink { .. }) => assert_eq!(whole.target(o), some.target(new)),
+            (x, y) => assert_eq!(x, y),
+        }
+        assert_eq!(whole.span(o), some.span(new), "where entry {o}'s bytes lie");
+        assert_eq!(whole.extents(o), some.extents(new));
+        assert_eq!(whole.xattrs(o), some.xattrs(new));
+        for b in some.blocks_of(new) {
+            // Each block's pieces are the whole index's pieces of the files kept.
+            let pieces: Vec<_> = some.files_in(b).map(|p| (old(p.entry), p.start_in_block, p.len)).collect();
+            assert!(pieces.iter().any(|&(e, ..)| e as usize == o));
+            let expected: Vec<_> = whole
+                .files_in(b)
+                .filter(|p| keep.binary_search(&p.entry).is_ok())
+                .map(|p| (p.entry, p.start_in_block, p.len))
+                .collect();
+            assert_eq!(pieces, expected, "the pieces of block {b}");
+        }
+    }
+    assert_eq!(arc::select::find(some, &whole.path(root)), keep.binary_search(&(root as u32)).ok());
 }
 
 /// What list, read and verify rely on, for an index `from_record` accepted.
