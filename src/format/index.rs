@@ -798,15 +798,21 @@ impl<'a> Tree<'a> {
         self.len() == 0
     }
 
-    /// Each entry's name, depth and kind, in order; the walk stops early at a value that does
-    /// not parse (only in a tree not checked).
+    /// Each entry's name, depth and kind, in order. In a tree not checked, the walk stops
+    /// early at a value that does not parse or an entry deeper than one below the one before,
+    /// so that whoever follows the depths (a stack of the names above) can trust them.
     fn entries(&self) -> impl Iterator<Item = (&'a [u8], usize, u8)> + 'a {
         let mut names = Unpack::new(self.packed.column(Col::Names));
         let mut depths = Unpack::new(self.packed.column(Col::Depths));
+        let mut deepest = 0;
         self.packed.column(Col::Kinds).iter().map_while(move |&kind| {
             let name = names.string(MAX_NAME_LEN).ok()?;
-            let depth = depths.uint(MAX_DEPTH.into()).ok()?;
-            Some((name, depth as usize, kind))
+            let depth = depths.uint(MAX_DEPTH.into()).ok()? as usize;
+            if depth > deepest {
+                return None;
+            }
+            deepest = depth + 1;
+            Some((name, depth, kind))
         })
     }
 
@@ -858,6 +864,10 @@ impl<'a> Tree<'a> {
             chain.truncate(depth);
             if inside.is_some_and(|root| depth <= root) {
                 inside = None;
+            }
+            if inside.is_none() && roots.peek().is_none() {
+                // Past the last subtree: nothing more to keep.
+                break;
             }
             let root = roots.next_if_eq(&i).is_some();
             if root && inside.is_none() {
