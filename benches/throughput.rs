@@ -290,6 +290,29 @@ mod index {
         });
     }
 
+    /// What one file out costs beyond reading the frame: decompress, find the file's path in
+    /// the tree, and build the index of it alone (every entry still checked).
+    #[divan::bench(sample_count = 10, sample_size = 1, args = DIRS)]
+    fn decode_one(bencher: Bencher, dirs: usize) {
+        let record = record(dirs);
+        let entries = record.names.len();
+        let (frame, raw_len) = format::encode_index(&record, LEVEL).expect("encoding the index");
+        let path = format!("root/directory-{:04}/file-0500.txt", dirs / 2);
+        let components: Vec<&[u8]> = path.split('/').map(str::as_bytes).collect();
+        bencher.counter(ItemsCount::new(entries)).bench_local(|| {
+            let mut budget = format::Budget::for_archive(frame.len() as u64 + (1 << 30));
+            let packed = format::decode_index(&frame, raw_len, format::VERSION, &mut budget)
+                .expect("decoding the index");
+            let tree = format::Tree::unchecked(&packed);
+            let found = tree.find(&components).expect("the file is there");
+            let keep = tree.keep(&[found], entries).expect("no limit");
+            let index =
+                Index::from_packed(&packed, format::HEADER_LEN, &mut budget, format::Keep::Only(&keep))
+                    .expect("checking the index");
+            assert_eq!(index.entries.len(), 3);
+        });
+    }
+
     /// The checking part of `decode` alone: every column read, the tree, names and block
     /// table checked, the entries built.
     #[divan::bench(sample_count = 10, sample_size = 1, args = DIRS)]

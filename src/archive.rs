@@ -108,9 +108,11 @@ fn read_index(file: &File, roots: impl FnOnce(&Tree) -> Vec<usize>) -> Result<(I
     let (packed, mut budget, index_offset) = read_packed(file)?;
     let tree = Tree::unchecked(&packed);
     let roots = roots(&tree);
-    // Past an eighth of the entries, building them all costs little more.
-    let limit = tree.len() / 8;
-    let list_cost = limit as u64 * 4;
+    // Past an eighth of the entries (and 65,536), building them all costs little more.
+    let limit = (tree.len() / 8).max(1 << 16);
+    // The list and the hard links' files found on the way (Tree::keep), and one chain of
+    // directories above an entry past the limit.
+    let list_cost = limit as u64 * 12 + u64::from(format::MAX_DEPTH + 1) * 4;
     let keep = match roots.is_empty() {
         true => None,
         false => {

@@ -500,6 +500,10 @@ fn hard_links_share_data() {
     env.mkdir("three/c");
     fs::hard_link(env.path("three/a/file"), env.path("three/b/same")).expect("link three/b/same");
     fs::hard_link(env.path("three/a/file"), env.path("three/c/same-again")).expect("link three/c/same-again");
+    // Bytes after the linked file's that a read of three/c leaves out, then an empty file it
+    // keeps: the linked file must end where its own bytes do.
+    env.file("three/a/zz", b"not the file's bytes");
+    env.file("three/c/empty", b"");
     stamp_mtimes(&env.path("one"), 12);
     stamp_mtimes(&env.path("three"), 12);
     env.arc(["write", "-q", "-o", "one.arc", "one"]).success();
@@ -522,6 +526,12 @@ fn hard_links_share_data() {
     env.arc(["read", "-q", "three.arc", "-C", "alone", "three/c/same-again"]).success();
     assert_eq!(fs::read(env.path("alone/three/c/same-again")).expect("read the link"), data);
     assert!(!env.path("alone/three/a").exists(), "the link's file was extracted too");
+    env.arc(["read", "-q", "three.arc", "-C", "dir", "three/c"]).success();
+    assert_eq!(fs::read(env.path("dir/three/c/same-again")).expect("read the link"), data);
+    assert_eq!(env.arc(["cat", "three.arc", "three/c"]).code(0).stdout, data, "cat of three/c");
+    // A PATH given twice is one PATH.
+    env.arc(["read", "-q", "three.arc", "-C", "twice", "three/c", "three/c", "three/b"]).success();
+    assert!(env.path("twice/three/b/same").exists() && env.path("twice/three/c/empty").exists());
     env.arc(["read", "-q", "three.arc", "-C", "both", "three/c", "three/a"]).success();
     let ino = |name: &str| fs::metadata(env.path(name)).expect("stat").ino();
     assert_eq!(ino("both/three/c/same-again"), ino("both/three/a/file"));

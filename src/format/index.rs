@@ -429,7 +429,7 @@ impl Index {
                 }
             }
             offset = offset.checked_add(stored).ok_or_else(|| corrupt("file sizes overflow"))?;
-            if new.is_some() {
+            if new.is_some() && stored > 0 {
                 kept_end = offset;
             }
         }
@@ -848,10 +848,13 @@ impl<'a> Tree<'a> {
     /// The entries an index of the subtrees of `roots` is built with ([`Keep::Only`]): each
     /// root and everything beneath it, the directories above them, and the file of each of
     /// their hard links with the directories above it; sorted. `None` when that is more than
-    /// `limit` entries (then the whole index is as good).
+    /// `limit` entries (then the whole index is as good). What it allocates on the way stays
+    /// within `limit` entries of 12 bytes, plus the directories above one entry.
     pub fn keep(&self, roots: &[usize], limit: usize) -> Option<Vec<u32>> {
         let mut roots = roots.to_vec();
         roots.sort_unstable();
+        // A PATH given twice is one root (else the second would wait for its entry forever).
+        roots.dedup();
         let mut roots = roots.into_iter().peekable();
         let mut keep = Vec::new();
         let mut files = Vec::new();
@@ -889,6 +892,9 @@ impl<'a> Tree<'a> {
             let mut files = files.into_iter().peekable();
             chain.clear();
             for (i, (_, depth, _)) in self.entries().enumerate() {
+                if files.peek().is_none() || keep.len() > limit {
+                    break;
+                }
                 chain.truncate(depth);
                 if files.next_if(|&f| f == i as u64).is_some() {
                     keep.extend_from_slice(&chain);
@@ -1592,6 +1598,49 @@ mod tests {
             r.links.push(2);
         }
         r
+    }
+
+    /// The index of the subtree of entry `root` of `record` alone, with what it keeps.
+    fn some_of(record: &IndexRecord, root: usize) -> (Index, Vec<u32>) {
+        let mut cbor = Vec::new();
+        ciborium::into_writer(record, &mut cbor).expect("serializes");
+        let mut budget = Budget::for_archive(u64::MAX);
+        let packed = decode_cbor(&cbor, 2, &mut budget).expect("parses");
+        let keep = Tree::unchecked(&packed).keep(&[root], usize::MAX).expect("no limit");
+        let index = Index::from_packed(&packed, DATA_END, &mut budget, Keep::Only(&keep)).expect("valid");
+        (index, keep)
+    }
+
+    #[test]
+    fn an_index_of_some_entries_keeps_their_bytes_where_they_are() {
+        // r/c holds an empty file and a hard link to r/a/x: its index keeps x (3 bytes at 0)
+        // and leaves out r/b (4 bytes after x's), which the empty file follows.
+        let record = IndexRecord {
+            names: ["r", "a", "x", "b", "c", "e", "m"].into_iter().collect(),
+            depths: vec![0, 1, 2, 1, 1, 2, 2],
+            kinds: vec![KIND_DIR, KIND_DIR, KIND_FILE, KIND_FILE, KIND_DIR, KIND_FILE, KIND_LINK],
+            modes: vec![0o755; 7],
+            mtime_secs: vec![0; 7],
+            mtime_nanos: vec![0; 7],
+            uids: vec![0; 7],
+            gids: vec![0; 7],
+            sizes: vec![3, 4, 0],
+            links: vec![2],
+            blocks: BlockRecord { lens: vec![10], raw_lens: vec![7], hashes: vec![0] },
+            ..IndexRecord::default()
+        };
+        let (index, keep) = some_of(&record, 4);
+        assert_eq!(keep, [0, 1, 2, 4, 5, 6]);
+        assert_eq!(index.path(5), b"r/c/m");
+        assert_eq!(index.entries[5].kind(), Kind::HardLink { target: 2 });
+        assert_eq!((index.span(2), index.span(4)), (Some((0, 3)), None));
+        let pieces: Vec<_> = index.files_in(0).map(|p| (p.entry, p.start_in_block, p.len)).collect();
+        assert_eq!(pieces, [(2, 0, 3)]);
+        // Of r/b alone: its bytes after the gap where x's are.
+        let (index, keep) = some_of(&record, 3);
+        assert_eq!((keep.as_slice(), index.span(1)), (&[0, 3][..], Some((3, 4))));
+        let pieces: Vec<_> = index.files_in(0).map(|p| (p.entry, p.start_in_block, p.len)).collect();
+        assert_eq!(pieces, [(1, 3, 4)]);
     }
 
     #[test]
