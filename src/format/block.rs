@@ -138,7 +138,7 @@ mod tests {
     fn the_start_of_a_block_is_the_start_of_all_of_it() {
         // Text that compresses into many zstd blocks of 128 KiB.
         let raw: Vec<u8> =
-            (0..3_000_000u32).flat_map(|i| format!("{} ", i % 7919 * i).into_bytes()).collect();
+            (0..3_000_000u32).flat_map(|i| format!("{} ", (i % 7919).wrapping_mul(i)).into_bytes()).collect();
         let (block, frame) = block_of(&raw);
         let mut out = Vec::new();
         for wanted in [0, 1, 4096, 300_000, raw.len() / 2, raw.len() - 1, raw.len()] {
@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn a_block_whose_end_does_not_decode_is_refused_by_reads_of_its_end() {
         let raw: Vec<u8> =
-            (0..2_000_000u32).flat_map(|i| format!("{} ", i % 7919 * i).into_bytes()).collect();
+            (0..2_000_000u32).flat_map(|i| format!("{} ", (i % 7919).wrapping_mul(i)).into_bytes()).collect();
         let (mut block, mut frame) = block_of(&raw);
         // Damage near the end, with a checksum that matches (as a crafted archive would have).
         let at = frame.len() * 9 / 10;
