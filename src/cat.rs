@@ -272,7 +272,8 @@ fn write_in_order(decoder: &Decoder<'_>, runs: &[Run], out: &mut impl Write) -> 
         }
         Ok(())
     };
-    if decoder.in_memory < 3 {
+    // One block (one small file, say) is decoded here: threads would cost more than it.
+    if decoder.in_memory < 3 || runs.len() <= 1 {
         for run in runs {
             let data = decoder.decode(run)?;
             write(out, run, &data)?;

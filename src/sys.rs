@@ -25,3 +25,25 @@ pub fn raise_fd_limit() -> usize {
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().context("starting threads")
 }
+
+/// A worker pool started the first time it is needed: one file out of one block needs none,
+/// and starting threads costs more than writing it.
+pub struct LazyPool {
+    threads: usize,
+    pool: std::sync::OnceLock<rayon::ThreadPool>,
+}
+
+impl LazyPool {
+    pub fn new(threads: usize) -> LazyPool {
+        LazyPool { threads, pool: std::sync::OnceLock::new() }
+    }
+
+    /// The pool, started now if it is not yet (by two threads at once, one pool is kept).
+    pub fn get(&self) -> Result<&rayon::ThreadPool> {
+        if let Some(pool) = self.pool.get() {
+            return Ok(pool);
+        }
+        let pool = thread_pool(self.threads)?;
+        Ok(self.pool.get_or_init(|| pool))
+    }
+}

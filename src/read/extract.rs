@@ -91,7 +91,7 @@ struct FileWork<'w, 's> {
     plan: &'w Plan,
     spans: &'w [Span<'s>],
     failure: &'w Failure<'w>,
-    pool: &'w rayon::ThreadPool,
+    pool: &'w crate::sys::LazyPool,
 }
 
 /// A file whose bytes span several blocks. Its temporary file is created by the first piece
@@ -424,32 +424,40 @@ impl<'a> Extraction<'a> {
             .iter()
             .map(|&(_, blocks)| Span { temp: Mutex::new(None), blocks_left: AtomicUsize::new(blocks) })
             .collect();
-        let pool = crate::sys::thread_pool(self.options.threads)?;
-        pool.install(|| {
-            plan.empty.par_iter().for_each(|&i| {
-                if !failure.stopping() {
-                    if let Err(e) = self.write_whole(i as usize, &[]) {
-                        failure.record(e);
-                    }
-                }
-            });
-        });
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..self.archive.decode_threads(self.options.threads) {
-                scope.spawn(|| {
-                    let (mut frame, mut data) = (Vec::new(), Vec::new());
-                    while !failure.stopping() {
-                        let Some(&b) = plan.blocks.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                        let work = FileWork { plan, spans: &spans, failure: &failure, pool: &pool };
-                        let written = self.write_block(b, &work, &mut frame, &mut data);
-                        if let Err(e) = written {
+        let pool = crate::sys::LazyPool::new(self.options.threads);
+        if !plan.empty.is_empty() {
+            pool.get()?.install(|| {
+                plan.empty.par_iter().for_each(|&i| {
+                    if !failure.stopping() {
+                        if let Err(e) = self.write_whole(i as usize, &[]) {
                             failure.record(e);
                         }
                     }
                 });
+            });
+        }
+        let next = AtomicUsize::new(0);
+        let decode = || {
+            let (mut frame, mut data) = (Vec::new(), Vec::new());
+            while !failure.stopping() {
+                let Some(&b) = plan.blocks.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                let work = FileWork { plan, spans: &spans, failure: &failure, pool: &pool };
+                let written = self.write_block(b, &work, &mut frame, &mut data);
+                if let Err(e) = written {
+                    failure.record(e);
+                }
             }
-        });
+        };
+        // No more decoders than blocks; one (a file out of one block, say) on this thread.
+        match self.archive.decode_threads(self.options.threads).min(plan.blocks.len()) {
+            0 => {}
+            1 => decode(),
+            decoders => std::thread::scope(|scope| {
+                for _ in 0..decoders {
+                    scope.spawn(decode);
+                }
+            }),
+        }
         failure.take()
     }
 
@@ -498,7 +506,7 @@ impl<'a> Extraction<'a> {
         }
         // A block of small files holds hundreds of them: share them out on the pool, so that
         // the threads are not idle while one of them creates every file of the block.
-        pool.install(|| pieces.par_chunks(PIECES_PER_TASK).try_for_each(write_pieces))
+        pool.get()?.install(|| pieces.par_chunks(PIECES_PER_TASK).try_for_each(write_pieces))
     }
 
     /// Writes one piece of a file spanning blocks at its offset; the last piece renames it.
