@@ -32,6 +32,10 @@ pub struct Archive {
     pub path: Utf8PathBuf,
     file: File,
     pub index: Index,
+    /// The format version (FORMAT.md §2).
+    pub version: u16,
+    /// Where the region of records and blocks ends: the index frame's offset.
+    data_end: u64,
     /// What is left of the archive's memory budget once its index is in memory.
     budget: Budget,
 }
@@ -47,8 +51,9 @@ impl Archive {
     /// not depend on what is kept. What one file out needs.
     pub fn open_some(path: &Utf8Path, roots: impl FnOnce(&Tree) -> Vec<usize>) -> Result<Archive> {
         let file = File::open(path).with_context(|| format!("opening {path}"))?;
-        let (index, budget) = read_index(&file, roots).with_context(|| format!("reading {path}"))?;
-        Ok(Archive { path: path.to_owned(), file, index, budget })
+        let (index, budget, version, data_end) =
+            read_index(&file, roots).with_context(|| format!("reading {path}"))?;
+        Ok(Archive { path: path.to_owned(), file, index, version, data_end, budget })
     }
 
     /// The index of the archive at `path` decoded but not built: its tree can be walked with
@@ -72,6 +77,38 @@ impl Archive {
         let largest = (largest_frame + largest_contents).max(1);
         let fit = usize::try_from(self.budget.left() / largest).unwrap_or(usize::MAX);
         threads.min(fit).max(1)
+    }
+
+    /// Reads record `n` (FORMAT.md §3.2: the one before block `n`, or after the last block
+    /// the final one) into `buf` and checks it against the index: what `verify` does with
+    /// every record. A version-1 archive has none: nothing to check.
+    pub fn check_record(
+        &self,
+        expected: &(format::RecordHead, std::ops::Range<usize>),
+        buf: &mut Vec<u8>,
+    ) -> Result<(), BlockError> {
+        if self.version < 2 {
+            return Ok(());
+        }
+        let blocks = &self.index.blocks;
+        let n = expected.0.block as usize;
+        let (offset, len) = match blocks.get(n) {
+            Some(block) => (block.offset - block.record_len, block.record_len),
+            None => {
+                let end = blocks.last().map_or(format::HEADER_LEN, |b| b.offset + b.len);
+                (end, self.index.final_record)
+            }
+        };
+        // Lengths were checked against the archive's when the index was built; a record is
+        // at most what a reader takes (a longer one is refused unread).
+        if len > format::RECORD_FRAME_HEAD + format::MAX_RECORD_CONTENT {
+            return Err(format::corrupt(format!("record before block {n}: {len} bytes is too long")).into());
+        }
+        buf.resize(len as usize, 0);
+        self.file.read_exact_at(buf, offset).map_err(|e| BlockError::Io(self.path.clone(), e))?;
+        let mut budget = Budget::for_archive(self.data_end);
+        format::check_record(&self.index, expected, buf, &mut budget)?;
+        Ok(())
     }
 
     /// Reads, checks and decompresses one block into `out`. The error is a plain value (no
@@ -102,9 +139,9 @@ impl Archive {
     }
 }
 
-/// The checked index (with what `roots` chooses: [`Archive::open_some`]), and what is left of
-/// the archive's memory budget.
-fn read_index(file: &File, roots: impl FnOnce(&Tree) -> Vec<usize>) -> Result<(Index, Budget)> {
+/// The checked index (with what `roots` chooses: [`Archive::open_some`]), what is left of
+/// the archive's memory budget, the format version and where the index starts.
+fn read_index(file: &File, roots: impl FnOnce(&Tree) -> Vec<usize>) -> Result<(Index, Budget, u16, u64)> {
     let (packed, mut budget, index_offset) = read_packed(file)?;
     let tree = Tree::unchecked(&packed);
     let roots = roots(&tree);
@@ -127,10 +164,10 @@ fn read_index(file: &File, roots: impl FnOnce(&Tree) -> Vec<usize>) -> Result<(I
         budget.give_back(list_cost);
     }
     // The CBOR goes back to the budget once the index is built from it.
-    let cbor_len = packed.cbor_len();
+    let (cbor_len, version) = (packed.cbor_len(), packed.version);
     drop(packed);
     budget.give_back(cbor_len);
-    Ok((index, budget))
+    Ok((index, budget, version, index_offset))
 }
 
 /// The decoded index, the budget left, and where the index frame starts.

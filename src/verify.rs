@@ -2,10 +2,11 @@
 //!
 //! Opening the archive already checked header, trailer, index checksum and index structure,
 //! including that the blocks tile the data region and that their sizes add up to the files'.
-//! Verify adds every block's frame, checksum and decompressed length, which together cover
-//! every remaining byte of the archive. Damaged blocks do not stop the check: all of them are
-//! counted, with the entries whose bytes they hold, and the first of each are named; the
-//! report stays a screenful however many there are.
+//! Verify adds every block's frame, checksum and decompressed length, and every record
+//! (FORMAT.md §3.2): its checksum, and that it says what the index says. Together they cover
+//! every remaining byte of the archive. Damaged blocks and records do not stop the check: all
+//! of them are counted, with the entries whose bytes the blocks hold, and the first of each
+//! are named; the report stays a screenful however many there are.
 
 use anyhow::{bail, Result};
 use camino::Utf8PathBuf;
@@ -38,14 +39,20 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
         // are found again below. (Pushed under a lock rather than collected: a parallel
         // collect keeps a list node per damaged block until the end, gigabytes for millions.)
         let damaged = std::sync::Mutex::new(Vec::<u32>::new());
+        let records = index.blocks.len() + 1;
+        let bad_records = std::sync::Mutex::new(Vec::<u32>::new());
         pool.install(|| {
-            (0..index.blocks.len()).into_par_iter().with_min_len(16).for_each_init(
+            (0..records).into_par_iter().with_min_len(16).for_each_init(
                 || (Vec::new(), Vec::new()),
                 |(frame, data), b| {
                     if stop.check().is_err() {
                         return;
                     }
-                    let block = &index.blocks[b];
+                    if archive.check_record(&index.record(b), frame).is_err() {
+                        bad_records.lock().unwrap_or_else(|e| e.into_inner()).push(b as u32);
+                    }
+                    // The final record has no block.
+                    let Some(block) = index.blocks.get(b) else { return };
                     let result = archive.read_block(block, frame, data);
                     Counters::add(&counters.data, block.raw_len);
                     Counters::add(&counters.archive, block.len);
@@ -58,18 +65,30 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
         stop.check()?;
         let mut damaged = damaged.into_inner().unwrap_or_else(|e| e.into_inner());
         damaged.sort_unstable();
-        if damaged.is_empty() {
+        let mut bad_records = bad_records.into_inner().unwrap_or_else(|e| e.into_inner());
+        bad_records.sort_unstable();
+        if damaged.is_empty() && bad_records.is_empty() {
             counters.entries.store(index.entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
-        report(&archive, &console, &damaged);
+        report(&archive, &console, &damaged, &bad_records);
         let affected = affected_entries(index, &damaged).count();
-        bail!(
-            "verifying {}: {} of {} blocks damaged, {affected} entries affected",
-            options.archive,
-            damaged.len(),
-            index.blocks.len()
-        )
+        let mut what = Vec::new();
+        if !damaged.is_empty() {
+            what.push(format!(
+                "{} of {} blocks damaged, {affected} entries affected",
+                damaged.len(),
+                index.blocks.len()
+            ));
+        }
+        if !bad_records.is_empty() {
+            what.push(format!(
+                "{} of {} records damaged (reading from a pipe or with --salvage would suffer)",
+                bad_records.len(),
+                records
+            ));
+        }
+        bail!("verifying {}: {}", options.archive, what.join("; "))
     })
 }
 
@@ -86,8 +105,9 @@ fn affected_entries<'i>(index: &'i Index, damaged: &'i [u32]) -> impl Iterator<I
     )
 }
 
-/// Names the first damaged blocks, with why, and the first entries they hold; counts the rest.
-fn report(archive: &Archive, console: &Console, damaged: &[u32]) {
+/// Names the first damaged blocks and then records, with why, and the first entries the blocks
+/// hold; counts the rest.
+fn report(archive: &Archive, console: &Console, damaged: &[u32], bad_records: &[u32]) {
     let index = &archive.index;
     let (mut frame, mut data) = (Vec::new(), Vec::new());
     for &b in damaged.iter().take(NAMED) {
@@ -97,6 +117,15 @@ fn report(archive: &Archive, console: &Console, damaged: &[u32]) {
     }
     if damaged.len() > NAMED {
         console.warn(format!("and {} more damaged blocks", damaged.len() - NAMED));
+    }
+    let named = NAMED.saturating_sub(damaged.len());
+    for &r in bad_records.iter().take(named) {
+        if let Err(why) = archive.check_record(&index.record(r as usize), &mut frame) {
+            console.warn(why);
+        }
+    }
+    if bad_records.len() > named {
+        console.warn(format!("and {} more damaged records", bad_records.len() - named));
     }
     for (named, entry) in affected_entries(index, damaged).enumerate() {
         if named == NAMED {

@@ -12,8 +12,8 @@ use std::io::Write;
 use std::process::Command;
 
 use crate::support::{
-    arc_measured, assemble, assemble_cbor, assemble_index_frame, cbor, compress, craft_frames, format,
-    gnu_time, pseudo_random, rle_bomb, run, BlockRecord, Run, Scene, Spec, ARC,
+    arc_measured, assemble, assemble_cbor, assemble_exactly, assemble_index_frame, cbor, compress,
+    craft_frames, format, gnu_time, pseudo_random, rle_bomb, run, BlockRecord, Run, Scene, Spec, ARC,
 };
 
 /// SECURITY.md §8: what any command may use on an archive of `len` bytes.
@@ -335,8 +335,10 @@ fn one_byte_blocks(count: usize) -> Vec<u8> {
         lens: vec![1; count],
         raw_lens: vec![1; count],
         hashes: region.iter().map(|&b| hashes[usize::from(b)]).collect(),
+        records: vec![0; count + 1],
     };
-    assemble(&region, &record)
+    // No records: a million of them would take minutes to make (verify counts them damaged).
+    assemble_exactly(&region, &record)
 }
 
 #[test]
@@ -372,7 +374,7 @@ fn many_damaged_blocks_make_a_short_report() {
     assert!(lines.len() <= 15, "{} lines of report:\n{}", lines.len(), run.stderr);
     assert!(run.stderr.contains("and 99990 more damaged blocks"), "{}", run.stderr);
     assert!(
-        lines.last().expect("a line").ends_with("100000 of 100000 blocks damaged, 1 entries affected"),
+        lines.last().expect("a line").contains("100000 of 100000 blocks damaged, 1 entries affected; "),
         "{}",
         run.stderr
     );

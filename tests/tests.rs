@@ -14,6 +14,7 @@ mod golden;
 mod hostile;
 mod proptest_roundtrip;
 mod real_tree;
+mod records;
 mod roundtrip;
 mod strict;
 mod terminal;

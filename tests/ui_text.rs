@@ -47,6 +47,13 @@ fn damaged(env: &TestEnv, at: i64) {
     fs::write(&path, bytes).expect("writing x.arc");
 }
 
+/// `x.arc` with a byte of its first block flipped.
+fn damaged_block(env: &TestEnv) {
+    archived(env);
+    let block = crate::support::harness::index_of(&env.path("x.arc")).blocks[0];
+    damaged(env, block.offset as i64 + 4);
+}
+
 fn write_archive(env: &TestEnv, bytes: &[u8]) {
     fs::write(env.path("x.arc"), bytes).expect("writing x.arc");
 }
@@ -61,6 +68,7 @@ fn all_blocks_damaged(env: &TestEnv) {
         lens: frames.iter().map(|f| f.len() as u64).collect(),
         raw_lens: vec![100; frames.len()],
         hashes: vec![0; frames.len()],
+        records: vec![0; frames.len() + 1],
     };
     write_archive(env, &assemble(&frames.concat(), &record));
 }
@@ -149,8 +157,10 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
             },
             vec!["read", "x.arc", "-C", "out"],
         ),
-        ("read-damaged-block", |env| damaged(env, 20), vec!["read", "x.arc", "-C", "out"]),
-        ("verify-damaged-block", |env| damaged(env, 20), vec!["verify", "x.arc"]),
+        ("read-damaged-block", damaged_block, vec!["read", "x.arc", "-C", "out"]),
+        ("verify-damaged-block", damaged_block, vec!["verify", "x.arc"]),
+        // A flip inside the record before the first block: only verify reads records.
+        ("verify-damaged-record", |env| damaged(env, 40), vec!["verify", "x.arc"]),
         ("verify-many-damaged-blocks", all_blocks_damaged, vec!["verify", "x.arc"]),
         (
             "read-block-of-two-frames",

@@ -126,6 +126,7 @@ mod tests {
         let frame = compressor.compress(raw).expect("compress");
         let block = Block {
             offset: 0,
+            record_len: 0,
             len: frame.len() as u64,
             raw_offset: 0,
             raw_len: raw.len() as u64,

@@ -16,6 +16,7 @@ use super::packed::Unpack;
 use super::record::{
     col_error, count_strings, count_uints, Col, Packed, ENTRY_COST, FILE_COST, NAME_END_COST,
 };
+use super::run::RecordHead;
 use super::{
     corrupt, decode_cbor, BlockRecord, Budget, FormatError, IndexRecord, Names, OwnerRecord, SparseRecord,
     XattrRecord,
@@ -214,6 +215,8 @@ impl Default for Tables {
 pub struct Block {
     /// Byte offset of the zstd frame in the archive.
     pub offset: u64,
+    /// Length of the record frame just before it (FORMAT.md §3.2; 0 in version 1).
+    pub record_len: u64,
     pub len: u64,
     /// Offset of the block's contents in the data stream.
     pub raw_offset: u64,
@@ -237,6 +240,8 @@ pub struct Index {
     /// The symlinks' targets, in entry order ([`Kind::Symlink`] says which).
     targets: Names,
     pub blocks: Vec<Block>,
+    /// Length of the final record (FORMAT.md §3.2), after the last block.
+    pub final_record: u64,
     pub tables: Tables,
     /// The files that have bytes in the data stream, in data-stream order (which is entry
     /// order): what [`Index::files_in`] and [`Index::span`] search. In an index of some
@@ -504,14 +509,14 @@ impl Index {
         if !majors.unpack.is_done() {
             return Err(corrupt("more device numbers than devices"));
         }
-        let blocks = block_table(block_record, offset, data_end)?;
+        let (blocks, final_record) = block_table(block_record, offset, data_end, packed.version)?;
         if let Keep::Only(list) = keep {
             // The tables' rows of the entries kept, under their new numbers.
             renumber(&mut sparse, list);
             renumber(&mut xattrs, list);
         }
         let tables = Tables { owners, sparse, xattrs, users, groups };
-        Ok(Index { entries, names, targets, blocks, tables, files, offsets })
+        Ok(Index { entries, names, targets, blocks, final_record, tables, files, offsets })
     }
 
     /// Checks a record and builds its index, through its serialized form (for tests and tools;
@@ -542,7 +547,23 @@ impl Index {
     /// compares), column by column straight from the entries, without the record's copy of
     /// them: what a writer of a million entries serializes.
     pub fn as_record(&self) -> impl serde::Serialize + '_ {
-        RecordView(self)
+        RecordView { index: self, range: 0..self.entries.len(), base: 0, whole: true }
+    }
+
+    /// The record of entries `range` (FORMAT.md §3.2): the index map of those entries alone,
+    /// numbered from `range.start + base` (their tables' rows are found by those numbers),
+    /// with the owner names they use and no block table. What the writer puts before each
+    /// block and `verify` compares the records with.
+    pub fn run_record(&self, range: std::ops::Range<usize>, base: u32) -> impl serde::Serialize + '_ {
+        RecordView { index: self, range, base, whole: false }
+    }
+
+    /// The entries of one record, for [`Index::run_record`] to serialize (the writer): their
+    /// tables keyed by the entries' numbers in the archive, no blocks, and no spans (which
+    /// need the entries before them).
+    pub fn of_run(entries: Vec<Entry>, names: Names, targets: Names, tables: Tables) -> Index {
+        let (files, offsets) = (Vec::new(), Vec::new());
+        Index { entries, names, targets, blocks: Vec::new(), final_record: 0, tables, files, offsets }
     }
 
     /// Builds an index from entries, names, targets, blocks and tables the caller made
@@ -553,10 +574,19 @@ impl Index {
         names: Names,
         targets: Names,
         blocks: Vec<Block>,
+        final_record: u64,
         tables: Tables,
     ) -> Index {
-        let mut index =
-            Index { entries, names, targets, blocks, tables, files: Vec::new(), offsets: Vec::new() };
+        let mut index = Index {
+            entries,
+            names,
+            targets,
+            blocks,
+            final_record,
+            tables,
+            files: Vec::new(),
+            offsets: Vec::new(),
+        };
         let mut offset = 0;
         for i in 0..index.entries.len() {
             let stored = match index.extents(i) {
@@ -654,6 +684,89 @@ impl Index {
             path.extend_from_slice(self.names.get(e));
         }
         path
+    }
+
+    /// FORMAT.md §3.2: record `r` of this index's archive (the one before block `r`, or for
+    /// `r` = the number of blocks the final one), with the entries it holds; `cbor_len` is
+    /// left 0. A record holds the entries after the previous record's whose stored bytes start
+    /// in its block, an entry without stored bytes counting as starting where the next stored
+    /// byte would (inside the block, or at its end). The final record holds what is left:
+    /// every entry of an archive without data, none of any other. For a whole index only (not
+    /// [`Keep::Only`]); found by binary search, so a record costs no memory per block.
+    pub fn record(&self, r: usize) -> (RecordHead, std::ops::Range<usize>) {
+        let range = self.first_of_record(r)..self.first_of_record(r + 1);
+        let mut parents = Vec::new();
+        // A record without entries names no directories.
+        let mut up = self.entries[range.clone()].first().and_then(Entry::parent);
+        while let Some(p) = up {
+            parents.push(self.names.get(p as usize).to_vec());
+            up = self.entries[p as usize].parent();
+        }
+        parents.reverse();
+        let (data_offset, _) = self.data_at(range.start);
+        let head = match self.blocks.get(r) {
+            Some(block) => RecordHead {
+                block: r as u64,
+                block_len: block.len,
+                block_raw_len: block.raw_len,
+                block_hash: block.hash,
+                first_entry: range.start as u64,
+                block_offset: block.raw_offset,
+                data_offset,
+                cbor_len: 0,
+                parents,
+            },
+            None => RecordHead {
+                block: self.blocks.len() as u64,
+                first_entry: range.start as u64,
+                block_offset: self.data_len(),
+                data_offset,
+                parents,
+                ..RecordHead::default()
+            },
+        };
+        (head, range)
+    }
+
+    /// Every record, in order ([`Index::record`]).
+    pub fn records(&self) -> impl Iterator<Item = (RecordHead, std::ops::Range<usize>)> + '_ {
+        (0..=self.blocks.len()).map(|r| self.record(r))
+    }
+
+    /// The first entry of record `r` (entries' records never decrease), or the number of
+    /// entries past the last record.
+    fn first_of_record(&self, r: usize) -> usize {
+        if r > self.blocks.len() {
+            return self.entries.len();
+        }
+        // Entries 0..n, then one past: n + 1 candidates.
+        let (mut lo, mut hi) = (0usize, self.entries.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.record_of(mid) < r {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// The record entry `e` belongs to.
+    fn record_of(&self, e: usize) -> usize {
+        let (data, stored) = self.data_at(e);
+        match stored {
+            true => self.blocks.partition_point(|b| b.raw_end() <= data),
+            false => self.blocks.partition_point(|b| b.raw_end() < data),
+        }
+    }
+
+    /// Where entry `e`'s stored bytes start in the data stream (or would: where the next
+    /// file's start), and whether it has any.
+    fn data_at(&self, e: usize) -> (u64, bool) {
+        let k = self.files.partition_point(|&f| (f & !GAP) < e as u32);
+        let data = self.offsets.get(k).copied().unwrap_or(0);
+        (data, self.files.get(k) == Some(&(e as u32)))
     }
 
     /// One past the last entry of `i`'s subtree: entries are in pre-order, so a subtree is a
@@ -1013,8 +1126,15 @@ fn sorts_before(a: &[u8], b: &[u8]) -> bool {
     a < b
 }
 
-/// [`Index::as_record`].
-struct RecordView<'a>(&'a Index);
+/// [`Index::as_record`] and [`Index::run_record`]: the entries of `range`, numbered from
+/// `range.start + base` in the archive; `whole` for the index itself (every name and owner,
+/// the block table).
+struct RecordView<'a> {
+    index: &'a Index,
+    range: std::ops::Range<usize>,
+    base: u32,
+    whole: bool,
+}
 
 /// A packed column of unsigned integers, made from the entries when it is serialized.
 struct Uints<F>(F);
@@ -1037,15 +1157,22 @@ impl<F: Fn() -> I, I: ExactSizeIterator<Item = i64>> serde::Serialize for Deltas
 impl serde::Serialize for RecordView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let index = self.0;
-        let entries = &index.entries;
+        let RecordView { index, range, base, whole } = self;
+        let entries = &index.entries[range.clone()];
+        // Entry numbers as the archive has them: the tables' rows of this run.
+        let numbers = range.start as u32 + base..range.end as u32 + base;
         // The kind-dependent columns, in entry order.
         let of_kind = |tags: &'static [u8]| entries.iter().filter(move |e| tags.contains(&e.tag));
         let count = |tags: &'static [u8]| of_kind(tags).count();
         let (files, links, devices) =
             (count(&[KIND_FILE]), count(&[KIND_LINK]), count(&[KIND_CHAR, KIND_BLOCK]));
         let mut record = serializer.serialize_struct("IndexRecord", 18)?;
-        record.serialize_field("names", &index.names)?;
+        if *whole {
+            record.serialize_field("names", &index.names)?;
+        } else {
+            let names = Strings(|| range.clone().map(|i| index.names.get(i)));
+            record.serialize_field("names", &names)?;
+        }
         record.serialize_field("depths", &Uints(|| entries.iter().map(|e| u64::from(e.depth))))?;
         record.serialize_field(
             "kinds",
@@ -1060,7 +1187,14 @@ impl serde::Serialize for RecordView<'_> {
             "sizes",
             &Uints(|| ExactLen(files, Box::new(of_kind(&[KIND_FILE]).map(|e| e.data)))),
         )?;
-        record.serialize_field("targets", &index.targets)?;
+        if *whole {
+            record.serialize_field("targets", &index.targets)?;
+        } else {
+            let targets = Strings(|| {
+                range.clone().filter(|&i| index.entries[i].tag == KIND_SYMLINK).map(|i| index.target(i))
+            });
+            record.serialize_field("targets", &targets)?;
+        }
         record.serialize_field(
             "links",
             &Uints(|| ExactLen(links, Box::new(of_kind(&[KIND_LINK]).map(|e| e.data)))),
@@ -1074,7 +1208,7 @@ impl serde::Serialize for RecordView<'_> {
         record.serialize_field("dev_minors", &devices_of(|data| data & u64::from(u32::MAX)))?;
         let tables = &index.tables;
         let mut sparse = SparseRecord::default();
-        for (entry, extents) in &tables.sparse {
+        for (entry, extents) in rows_of(&tables.sparse, &numbers) {
             sparse.files.push(*entry);
             sparse.counts.push(extents.len() as u32);
             sparse.offsets.extend(extents.iter().map(|x| x.offset));
@@ -1082,26 +1216,59 @@ impl serde::Serialize for RecordView<'_> {
         }
         record.serialize_field("sparse", &sparse)?;
         let mut xattrs = XattrRecord::default();
-        for (entry, list) in &tables.xattrs {
+        for (entry, list) in rows_of(&tables.xattrs, &numbers) {
             xattrs.entries.push(*entry);
             xattrs.counts.push(list.len() as u32);
             xattrs.names.extend(list.iter().map(|x| x.name.clone()));
             xattrs.values.extend(list.iter().map(|x| x.value.clone()));
         }
         record.serialize_field("xattrs", &xattrs)?;
-        let owners = |table: &NameTable| OwnerRecord {
-            ids: table.iter().map(|(id, _)| *id).collect(),
-            names: table.iter().map(|(_, name)| name.clone()).collect(),
+        // The whole index names every owner the writer met; a run, those of its entries.
+        let owners = |table: &NameTable, id: fn(&Entry) -> u32| {
+            let used: Vec<u32> = match whole {
+                true => Vec::new(),
+                false => {
+                    let mut used: Vec<u32> = entries.iter().map(id).collect();
+                    used.sort_unstable();
+                    used.dedup();
+                    used
+                }
+            };
+            let rows = table.iter().filter(|(i, _)| *whole || used.binary_search(i).is_ok());
+            let (ids, names) = rows.map(|(i, name)| (*i, name.clone())).unzip();
+            OwnerRecord { ids, names }
         };
-        record.serialize_field("users", &owners(&tables.users))?;
-        record.serialize_field("groups", &owners(&tables.groups))?;
-        let blocks = BlockRecord {
-            lens: index.blocks.iter().map(|b| b.len).collect(),
-            raw_lens: index.blocks.iter().map(|b| b.raw_len).collect(),
-            hashes: index.blocks.iter().map(|b| b.hash).collect(),
+        record.serialize_field("users", &owners(&tables.users, |e| e.uid))?;
+        record.serialize_field("groups", &owners(&tables.groups, |e| e.gid))?;
+        let blocks = match whole {
+            true => BlockRecord {
+                lens: index.blocks.iter().map(|b| b.len).collect(),
+                raw_lens: index.blocks.iter().map(|b| b.raw_len).collect(),
+                hashes: index.blocks.iter().map(|b| b.hash).collect(),
+                records: index.blocks.iter().map(|b| b.record_len).chain([index.final_record]).collect(),
+            },
+            // A record's block is told by the record's head (FORMAT.md §3.2).
+            false => BlockRecord::default(),
         };
         record.serialize_field("blocks", &blocks)?;
         record.end()
+    }
+}
+
+/// The rows of a table (sorted by entry number) whose entries are `numbers`.
+fn rows_of<'t, T>(table: &'t [(u32, T)], numbers: &std::ops::Range<u32>) -> &'t [(u32, T)] {
+    let start = table.partition_point(|(e, _)| *e < numbers.start);
+    let end = table.partition_point(|(e, _)| *e < numbers.end);
+    &table[start..end]
+}
+
+/// A packed column of strings, made when it is serialized.
+struct Strings<F>(F);
+
+impl<'s, F: Fn() -> I, I: Iterator<Item = &'s [u8]>> serde::Serialize for Strings<F> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (count, bytes) = (self.0)().fold((0, 0), |(n, b), s| (n + 1, b + s.len()));
+        super::packed::strings_of((self.0)(), bytes + count, serializer)
     }
 }
 
@@ -1328,29 +1495,47 @@ fn owner_table(record: OwnerRecord, table: &str) -> Result<NameTable, FormatErro
     Ok(ids.into_iter().zip(names).collect())
 }
 
-fn block_table(record: BlockRecord, data_len: u64, data_end: u64) -> Result<Vec<Block>, FormatError> {
-    let BlockRecord { lens, raw_lens, hashes } = record;
-    if raw_lens.len() != lens.len() || hashes.len() != lens.len() {
+/// FORMAT.md §4.3: the block table, each block's frame after its record, then the final
+/// record, up to `data_end`, where the index frame starts. Returns the blocks and the final
+/// record's length.
+fn block_table(
+    record: BlockRecord,
+    data_len: u64,
+    data_end: u64,
+    version: u16,
+) -> Result<(Vec<Block>, u64), FormatError> {
+    let BlockRecord { lens, raw_lens, hashes, mut records } = record;
+    if raw_lens.len() != lens.len() || hashes.len() != lens.len() || records.len() != lens.len() + 1 {
         return Err(corrupt("block table columns differ in length"));
     }
+    let final_record = records.pop().unwrap_or(0);
     let mut blocks = Vec::with_capacity(lens.len());
     let mut offset = HEADER_LEN;
     let mut raw_offset = 0u64;
-    for ((len, raw_len), hash) in lens.into_iter().zip(raw_lens).zip(hashes) {
+    let overflow = || corrupt("block offsets overflow");
+    for (((len, raw_len), hash), record_len) in lens.into_iter().zip(raw_lens).zip(hashes).zip(records) {
         if len == 0 || len > MAX_BLOCK_LEN || raw_len == 0 || raw_len > MAX_BLOCK_RAW {
             return Err(corrupt(format!("block {} has invalid lengths", blocks.len())));
         }
-        blocks.push(Block { offset, len, raw_offset, raw_len, hash });
-        offset = offset.checked_add(len).ok_or_else(|| corrupt("block offsets overflow"))?;
+        if version == 1 && record_len != 0 {
+            return Err(corrupt("version 1 has no records"));
+        }
+        offset = offset.checked_add(record_len).ok_or_else(overflow)?;
+        blocks.push(Block { offset, record_len, len, raw_offset, raw_len, hash });
+        offset = offset.checked_add(len).ok_or_else(overflow)?;
         raw_offset = raw_offset.checked_add(raw_len).ok_or_else(|| corrupt("block sizes overflow"))?;
     }
+    if version == 1 && final_record != 0 {
+        return Err(corrupt("version 1 has no records"));
+    }
+    let offset = offset.checked_add(final_record).ok_or_else(overflow)?;
     if offset != data_end {
         return Err(corrupt(format!("blocks end at byte {offset} but the index starts at byte {data_end}")));
     }
     if raw_offset != data_len {
         return Err(corrupt(format!("blocks hold {raw_offset} bytes but the files need {data_len}")));
     }
-    Ok(blocks)
+    Ok((blocks, final_record))
 }
 
 /// For tests of code that works from an index: `r/` holding files `a` (3 bytes), `b` (0),
@@ -1369,7 +1554,12 @@ pub fn spanning_index() -> Index {
         gids: vec![0; 6],
         sizes: vec![3, 0, 6, 2],
         targets: vec!["a".into()],
-        blocks: BlockRecord { lens: vec![1, 1, 1], raw_lens: vec![4, 4, 3], hashes: vec![0; 3] },
+        blocks: BlockRecord {
+            lens: vec![1, 1, 1],
+            raw_lens: vec![4, 4, 3],
+            hashes: vec![0; 3],
+            records: vec![0; 4],
+        },
         ..IndexRecord::default()
     };
     Index::from_record(record, HEADER_LEN + 3).expect("a valid index")
@@ -1391,7 +1581,7 @@ mod tests {
             gids: vec![5; 5],
             sizes: vec![3, 4],
             targets: vec!["../elsewhere".into()],
-            blocks: BlockRecord { lens: vec![10], raw_lens: vec![7], hashes: vec![0] },
+            blocks: BlockRecord { lens: vec![10], raw_lens: vec![7], hashes: vec![0], records: vec![0; 2] },
             ..IndexRecord::default()
         }
     }
@@ -1626,7 +1816,7 @@ mod tests {
             gids: vec![0; 7],
             sizes: vec![3, 4, 0],
             links: vec![2],
-            blocks: BlockRecord { lens: vec![10], raw_lens: vec![7], hashes: vec![0] },
+            blocks: BlockRecord { lens: vec![10], raw_lens: vec![7], hashes: vec![0], records: vec![0; 2] },
             ..IndexRecord::default()
         };
         let (index, keep) = some_of(&record, 4);

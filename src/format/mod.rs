@@ -2,10 +2,10 @@
 //! [`Index`] built from them.
 //!
 //! This folder owns every byte layout of an archive; docs/FORMAT.md is its specification and
-//! names the same records, one file each: [`header`], [`block`], [`record`] (the serialized
-//! index), [`trailer`]; [`index`] holds the in-memory tree every command works from.
+//! names the same records, one file each: [`header`], [`block`], [`run`] (the records of the
+//! data region), [`record`] (the serialized index), [`trailer`]; [`index`] holds the in-memory tree every command works from.
 //!
-//! An archive is `Header | Block* | Index | Trailer` (FORMAT.md §1).
+//! An archive is `Header | (Record Block)* | Record | Index | Trailer` (FORMAT.md §1).
 //!
 //! Architecture Invariant: nothing here touches the filesystem, threads or the terminal, and
 //! nothing here imports from the rest of the crate: callers hand in bytes and get typed
@@ -20,6 +20,7 @@ mod header;
 mod index;
 mod packed;
 mod record;
+mod run;
 mod trailer;
 
 pub use block::{block_hash, decode_block, decode_block_start};
@@ -35,6 +36,10 @@ pub use record::{
     KIND_SYMLINK,
 };
 pub use record::{Col, Packed};
+pub use run::{
+    check_record, decode_record, decode_record_entries, encode_record, encode_records, record_len,
+    RecordHead, MAX_RECORD_CONTENT, RECORD_FRAME_HEAD, RECORD_MAGIC,
+};
 pub use trailer::Trailer;
 
 /// FORMAT.md §2: the first eight bytes of every archive. Like PNG's, the magic has a high-bit

@@ -99,7 +99,8 @@ impl Default for IndexRecord {
             xattrs: XattrRecord::default(),
             users: OwnerRecord::default(),
             groups: OwnerRecord::default(),
-            blocks: BlockRecord::default(),
+            // No blocks, and the final record.
+            blocks: BlockRecord { records: vec![0], ..BlockRecord::default() },
         }
     }
 }
@@ -238,6 +239,10 @@ pub struct BlockRecord {
     /// [`super::block_hash`] of the frame.
     #[serde(serialize_with = "packed::fixed64")]
     pub hashes: Vec<u64>,
+    /// Length of the record frame before each block, and then of the final record (FORMAT.md
+    /// §3.2): one more than blocks. All 0 in version 1, which has none.
+    #[serde(serialize_with = "packed::uints")]
+    pub records: Vec<u64>,
 }
 
 /// Serializes and compresses the index (an [`IndexRecord`], or [`super::Index::as_record`]).
@@ -385,6 +390,7 @@ pub fn reader_memory(index: &super::Index, index_len: u64, raw_len: u64) -> u64 
         + owner_table(&tables.groups)
         + blocks * (8 + BLOCK_COST)
         + blocks * 16
+        + (blocks + 1) * 8
 }
 
 /// The tables' columns, read into vectors (they are small, or as large as what they describe),
@@ -519,6 +525,7 @@ impl Packed {
             lens: self.uints(Col::BlockLens, BLOCK_COST, u64::MAX, |v| v, budget)?,
             raw_lens: self.uints(Col::BlockRawLens, 0, u64::MAX, |v| v, budget)?,
             hashes: self.fixed64(Col::BlockHashes, budget)?,
+            records: self.uints(Col::BlockRecords, 0, u64::MAX, |v| v, budget)?,
         })
     }
 }
@@ -586,10 +593,11 @@ pub enum Col {
     BlockLens,
     BlockRawLens,
     BlockHashes,
+    BlockRecords,
 }
 
 /// Every column's name in messages, in map order (`map.key` for a nested map's).
-const COLUMN_NAMES: [&str; 28] = [
+const COLUMN_NAMES: [&str; 29] = [
     "names",
     "depths",
     "kinds",
@@ -618,6 +626,7 @@ const COLUMN_NAMES: [&str; 28] = [
     "lens",
     "raw_lens",
     "hashes",
+    "records",
 ];
 
 impl Col {
@@ -643,6 +652,11 @@ impl Packed {
     /// The bytes of packed column `col`.
     pub fn column(&self, col: Col) -> &[u8] {
         &self.cbor[self.columns[col as usize].clone()]
+    }
+
+    /// The CBOR itself.
+    pub fn cbor(&self) -> &[u8] {
+        &self.cbor
     }
 
     /// Bytes of the CBOR, charged to the budget by [`decode_index`] and given back by its
@@ -766,7 +780,7 @@ impl<'a, 'b> Parser<'a, 'b> {
                 17 => Some(("xattrs", 4)),
                 21 => Some(("users", 2)),
                 23 => Some(("groups", 2)),
-                25 => Some(("blocks", 3)),
+                25 => Some(("blocks", 4)),
                 _ => None,
             };
             if let Some((map, len)) = nested {
@@ -850,7 +864,9 @@ impl<'a, 'b> Parser<'a, 'b> {
         let lens = self.column("lens", 0, |p, column| p.uint(column, u64::MAX))?;
         let raw_lens = self.column("raw_lens", 0, |p, column| p.uint(column, u64::MAX))?;
         let hashes = self.column("hashes", 0, |p, column| p.uint(column, u64::MAX))?;
-        Ok(BlockRecord { lens, raw_lens, hashes })
+        // Version 1 has no records.
+        let records = vec![0; lens.len() + 1];
+        Ok(BlockRecord { lens, raw_lens, hashes, records })
     }
 
     fn u32(&mut self, column: &str) -> Result<u32> {
@@ -1074,7 +1090,12 @@ mod tests {
                 values: vec![b"\x00\xff".to_vec()],
             },
             users: OwnerRecord { ids: vec![0], names: vec!["root".into()] },
-            blocks: BlockRecord { lens: vec![14], raw_lens: vec![5], hashes: vec![u64::MAX] },
+            blocks: BlockRecord {
+                lens: vec![14],
+                raw_lens: vec![5],
+                hashes: vec![u64::MAX],
+                records: vec![0; 2],
+            },
             ..IndexRecord::default()
         }
     }
@@ -1261,7 +1282,7 @@ mod tests {
         record.targets = vec!["a link target longer than sixteen bytes".into()];
         record.kinds[1] = KIND_SYMLINK;
         record.sizes.clear();
-        record.blocks = BlockRecord::default();
+        record.blocks = IndexRecord::default().blocks;
         let (frame, raw_len) = encode_index(&record, 3).expect("encode");
         let mut budget = Budget::for_archive(1 << 20);
         let before = budget.left();

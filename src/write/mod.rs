@@ -81,15 +81,16 @@ pub fn run(options: &WriteOptions, stop: &Stop) -> Result<Outcome> {
             skip,
             exclude: options.exclude.clone(),
         };
-        let index = pipeline::run(&settings, options, &roots, &console, &counters, stop, &mut sink)?;
-        finish(options, index, sink, stop)
+        let (index, data_end) =
+            pipeline::run(&settings, options, &roots, &console, &counters, stop, &mut sink)?;
+        finish(options, index, data_end, sink, stop)
     })?;
     Ok(console.outcome())
 }
 
 /// Appends the index and trailer of `index` to the archive and puts it in place, after
 /// checking that readers will take it.
-fn finish(options: &WriteOptions, index: Index, mut sink: Sink, stop: &Stop) -> Result<()> {
+fn finish(options: &WriteOptions, index: Index, data_end: u64, mut sink: Sink, stop: &Stop) -> Result<()> {
     // Never make an archive that read would refuse.
     for (count, what, hint) in
         [(index.blocks.len(), "blocks", "; use a larger --block-size"), (index.entries.len(), "entries", "")]
@@ -102,7 +103,6 @@ fn finish(options: &WriteOptions, index: Index, mut sink: Sink, stop: &Stop) -> 
             );
         }
     }
-    let data_end = index.blocks.last().map_or(format::HEADER_LEN, |b| b.offset + b.len);
     let entries = index.entries.len();
     let (frame, raw_len) = format::encode_index(&index.as_record(), options.level)
         .with_context(|| format!("writing {}", options.output))?;

@@ -7,12 +7,16 @@
 //! - entries are produced in pre-order with siblings sorted by name bytes, which is the order
 //!   the index stores and the order file bytes take in the data stream;
 //! - a file is read in bounded chunks straight into the current block, never whole;
-//! - the size recorded for a file is the number of bytes that went into the stream, even when
-//!   the file changed while it was read (that is a warning), so the archive stays consistent;
+//! - a file's entry is made before its bytes are read, with the size it was listed with: a
+//!   file that shrinks while it is read is padded with zeros to that size and one that grows
+//!   is cut at it (both a warning, as GNU tar does), so the entries of a block are known when
+//!   the block is full, and the record before it (FORMAT.md §3.2) can tell them;
 //! - symlinks are recorded as links and never followed; only the top-level inputs are;
 //! - a file whose inode was stored already (same device and inode, more than one link) is a
 //!   hard link entry to the first, which is always an earlier regular file entry;
-//! - the walker hands finished blocks to a closure and knows nothing of threads or channels.
+//! - the walker hands each finished block, with the [`Run`] of entries that start in it, to
+//!   a closure, and the final run after the last block; it knows nothing of threads or
+//!   channels.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,7 +33,7 @@ use camino::Utf8PathBuf;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
-use crate::format::{self, Entry, Extent, Kind, Mtime, NameTable, Names, Tables, Xattr};
+use crate::format::{self, Entry, Extent, Index, Kind, Mtime, NameTable, Names, RecordHead, Tables, Xattr};
 use crate::stop::{Failure, Stopped};
 use crate::ui::{text_of, Console, Counters};
 
@@ -148,6 +152,16 @@ pub struct Settings {
     pub exclude: ExcludeOptions,
 }
 
+/// The entries of one record (FORMAT.md §3.2): those after the previous record's, up to the
+/// last whose stored bytes start in the block the record comes before (all that are left,
+/// for the final record), as an index of their own numbered from `base`; and the record's
+/// head, its block's fields left for whoever compresses the block to fill in.
+pub struct Run {
+    pub entries: Index,
+    pub base: u32,
+    pub head: RecordHead,
+}
+
 pub struct Walker<'a, F> {
     settings: &'a Settings,
     console: &'a Console,
@@ -171,9 +185,18 @@ pub struct Walker<'a, F> {
     links: HashMap<(u64, u64), u32>,
     /// Next byte's offset in the data stream.
     offset: u64,
+    /// The stored bytes of every entry made so far, the file being read included.
+    pushed_stored: u64,
+    /// Where the current run starts: its first entry, the number of symlink targets before
+    /// it, and the stored bytes of the entries before it.
+    run_start: usize,
+    run_targets: usize,
+    run_data: u64,
+    /// Blocks handed on so far.
+    blocks: u64,
 }
 
-impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
+impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
     pub fn new(
         settings: &'a Settings,
         console: &'a Console,
@@ -197,6 +220,11 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             owners: Owners::default(),
             links: HashMap::new(),
             offset: 0,
+            pushed_stored: 0,
+            run_start: 0,
+            run_targets: 0,
+            run_data: 0,
+            blocks: 0,
         })
     }
 
@@ -205,6 +233,10 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
     pub fn walk(mut self, roots: &[Root]) -> Result<(Vec<Entry>, Names, Names, Tables)> {
         self.walk_level(roots, 0, None)?;
         self.flush()?;
+        // The final record: the entries after the last block's, with no block after it.
+        self.failure.check()?;
+        let run = self.run(self.offset);
+        (self.send_block)(Vec::new(), run)?;
         (self.tables.users, self.tables.groups) = self.owners.tables();
         Ok((self.entries, self.names, self.targets, self.tables))
     }
@@ -329,21 +361,25 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 self.read_xattrs(me, path, XattrSource::Fd(file.as_fd()));
                 let extents =
                     if meta.looks_sparse() { data_extents(&file, meta.size, MAX_EXTENTS) } else { None };
-                // A sparse file keeps its size (its holes are made again on read); a dense
-                // one's size is what went into the data stream.
-                let size = match extents {
-                    Some(extents) => {
-                        let (_, extents) = self.read_sparse(path, &file, &meta, extents)?;
-                        self.tables.sparse.push((me, extents));
-                        meta.size
-                    }
-                    None => self.read_file(path, file, &meta)?,
-                };
-                entry.set_kind(Kind::File { size });
+                // The entry first, with the size as listed: its bytes follow, that many.
+                entry.set_kind(Kind::File { size: meta.size });
                 if meta.nlink > 1 {
                     self.links.insert(inode, me);
                 }
+                let stored = extents.as_ref().map_or(meta.size, |x| x.iter().map(|x| x.len).sum());
+                if let Some(extents) = &extents {
+                    self.tables.sparse.push((me, extents.clone()));
+                }
+                if stored > 0 && self.block.len() == self.settings.block_size {
+                    // Its bytes start in the next block, and so it is in the next record.
+                    self.flush()?;
+                }
                 self.push(path, entry, &name)?;
+                self.pushed_stored += stored;
+                match extents {
+                    Some(extents) => self.read_sparse(path, &file, &meta, &extents)?,
+                    None => self.read_file(path, file, &meta)?,
+                }
             }
             FileType::Symlink => {
                 let target = match place {
@@ -451,55 +487,54 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
         }
     }
 
-    /// Reads a file into the data stream and returns how many bytes went in: its listed size,
-    /// no more. A read that ends there is taken as the end, and the file's size afterwards
-    /// tells whether it grew meanwhile: one read for a small file, where reading to the end
-    /// takes two. A file listed as empty is asked for one byte all the same: files of /proc
-    /// and /sys say 0 and are not, and must not be archived empty unsaid.
-    fn read_file(&mut self, path: &Path, mut file: File, listed: &Meta) -> Result<u64> {
-        let path = shown(path);
+    /// Reads a file into the data stream: its listed size, no more, no less. A read that ends
+    /// there is taken as the end, and the file's size afterwards tells whether it grew
+    /// meanwhile: one read for a small file, where reading to the end takes two. A file listed
+    /// as empty is asked for one byte all the same: files of /proc and /sys say 0 and are not,
+    /// and must not be archived empty unsaid. A file that shrank, or (with
+    /// `--ignore-failed-read`) failed, is padded with zeros to its listed size.
+    fn read_file(&mut self, path: &Path, mut file: File, listed: &Meta) -> Result<()> {
         let expected = listed.size;
-        let target = expected.max(1);
         let mut done: u64 = 0;
-        while done < target {
+        let mut grew = false;
+        let mut error = None;
+        if expected == 0 {
+            // Asked aside, not into the block: a full block waits for bytes that are there.
+            let probe = loop {
+                match file.read(&mut [0u8; 1]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    result => break result,
+                }
+            };
+            match probe {
+                Ok(got) => grew = got > 0,
+                Err(e) => error = Some(e),
+            }
+        }
+        while done < expected {
             if self.block.len() == self.settings.block_size {
                 self.flush()?;
             }
             let room = (self.settings.block_size - self.block.len()) as u64;
-            let want = room.min(target - done);
+            let want = room.min(expected - done);
             let before = self.block.len();
             // Take stops at `want` without asking the file again.
             let read = (&mut file).take(want).read_to_end(&mut self.block);
             let got = (self.block.len() - before) as u64;
             done += got;
-            self.offset += got;
-            Counters::add(&self.counters.data, got);
+            self.stored(got)?;
             if let Err(e) = read {
-                let error = anyhow::Error::new(e).context(format!("reading {path}"));
-                if !self.settings.ignore_failed_read {
-                    return Err(error);
-                }
-                // Bytes already read may sit in blocks that are gone: keep what was read.
-                self.console.warn(format!("{error:#} (archived only its first {done} of {expected} bytes)"));
-                return Ok(done);
-            }
-            if got < want && done < expected {
-                self.console.warn(format!(
-                    "reading {path}: file shrank while it was read (archived {done} of {expected} bytes)"
-                ));
-                return Ok(done);
+                error = Some(e);
+                break;
             }
             if got < want {
                 break;
             }
         }
-        // The byte an empty file was asked for is not its own.
-        let grew = done > expected;
-        if grew {
-            self.block.pop();
-            self.offset -= 1;
-            done = expected;
+        if done < expected || error.is_some() {
+            return self.pad_short(path, error, done, expected, expected - done);
         }
+        let path = shown(path);
         match Meta::of(rustix::fs::fstat(&file)) {
             Ok(now) if grew || now.size > expected => self.console.warn(format!(
                 "reading {path}: file grew while it was read (archived its first {expected} bytes)"
@@ -511,21 +546,14 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
             }
             _ => {}
         }
-        Ok(done)
+        Ok(())
     }
 
     /// Reads the data extents of a sparse file into the data stream, as [`Walker::read_file`]
-    /// does a dense one. Returns the bytes stored and the extents they fill: fewer if the file
-    /// shrank while it was read (a warning), so that the archive stays consistent.
-    fn read_sparse(
-        &mut self,
-        path: &Path,
-        file: &File,
-        listed: &Meta,
-        extents: Vec<Extent>,
-    ) -> Result<(u64, Vec<Extent>)> {
+    /// does a dense one, padding with zeros what could not be read.
+    fn read_sparse(&mut self, path: &Path, file: &File, listed: &Meta, extents: &[Extent]) -> Result<()> {
+        let total: u64 = extents.iter().map(|x| x.len).sum();
         let mut stored = 0u64;
-        let mut kept = Vec::with_capacity(extents.len());
         for extent in extents {
             let mut done = 0u64;
             while done < extent.len {
@@ -539,45 +567,120 @@ impl<'a, F: FnMut(Vec<u8>) -> Result<()>> Walker<'a, F> {
                 let got = *read.as_ref().unwrap_or(&0) as u64;
                 self.block.truncate(before + got as usize);
                 done += got;
-                self.offset += got;
-                Counters::add(&self.counters.data, got);
+                self.stored(got)?;
                 if got < want {
-                    if done > 0 {
-                        kept.push(Extent { offset: extent.offset, len: done });
-                    }
-                    let why = match read {
-                        Err(e) if !self.settings.ignore_failed_read => {
-                            return Err(anyhow::Error::new(e).context(format!("reading {}", shown(path))))
-                        }
-                        Err(e) => format!("{e}"),
-                        Ok(_) => "file shrank while it was read".to_owned(),
-                    };
-                    self.console.warn(format!(
-                        "reading {}: {why} (archived {} of its {} data bytes)",
-                        shown(path),
-                        stored + done,
-                        listed.size
-                    ));
-                    return Ok((stored + done, kept));
+                    let error = read.err();
+                    return self.pad_short(path, error, stored + done, listed.size, total - stored - done);
                 }
             }
             stored += extent.len;
-            kept.push(extent);
         }
         if Meta::of(rustix::fs::fstat(file)).is_ok_and(|now| listed.changed_since(&now)) {
             self.console.warn(format!("reading {}: file changed while it was read", shown(path)));
         }
-        Ok((stored, kept))
+        Ok(())
     }
 
-    /// Hands the current block on.
+    /// A file read short, `done` bytes of `size`: an error, or (it shrank, or failed with
+    /// `--ignore-failed-read`) a warning and `missing` zeros in the stream in place of what
+    /// was not read, so that it keeps the size its entry says.
+    fn pad_short(
+        &mut self,
+        path: &Path,
+        error: Option<std::io::Error>,
+        done: u64,
+        size: u64,
+        missing: u64,
+    ) -> Result<()> {
+        let why = match error {
+            Some(e) if !self.settings.ignore_failed_read => {
+                return Err(anyhow::Error::new(e).context(format!("reading {}", shown(path))))
+            }
+            Some(e) => e.to_string(),
+            None => "file shrank while it was read".to_owned(),
+        };
+        self.console.warn(format!(
+            "reading {}: {why} (archived its first {done} of {size} bytes, the rest as zeros)",
+            shown(path)
+        ));
+        let mut left = missing;
+        while left > 0 {
+            if self.block.len() == self.settings.block_size {
+                self.flush()?;
+            }
+            let n = ((self.settings.block_size - self.block.len()) as u64).min(left);
+            self.block.resize(self.block.len() + n as usize, 0);
+            left -= n;
+            self.stored(n)?;
+        }
+        Ok(())
+    }
+
+    /// `n` more bytes are in the block. A full block is handed on when more bytes come (or
+    /// an entry that has some), so that the entries without bytes made meanwhile are in its
+    /// record (FORMAT.md §3.2).
+    fn stored(&mut self, n: u64) -> Result<()> {
+        self.offset += n;
+        Counters::add(&self.counters.data, n);
+        Ok(())
+    }
+
+    /// Hands the current block on, with the run of entries that start in it.
     fn flush(&mut self) -> Result<()> {
         if self.block.is_empty() {
             return Ok(());
         }
         self.failure.check()?;
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(self.settings.block_size));
-        (self.send_block)(data)
+        let run = self.run(self.offset - data.len() as u64);
+        (self.send_block)(data, run)?;
+        self.blocks += 1;
+        Ok(())
+    }
+
+    /// The entries made since the last run, as the next record tells them; `block_offset` is
+    /// where its block starts in the data stream (the stream's end for the final record).
+    /// The run after it starts now.
+    fn run(&mut self, block_offset: u64) -> Run {
+        let (start, end) = (self.run_start, self.entries.len());
+        let mut parents = Vec::new();
+        let mut up = self.entries.get(start).and_then(|e| e.parent());
+        while let Some(p) = up {
+            parents.push(self.names.get(p as usize).to_vec());
+            up = self.entries[p as usize].parent();
+        }
+        parents.reverse();
+        let mut entries = self.entries[start..end].to_vec();
+        let mut names = Names::with_capacity(end - start, 0);
+        for i in start..end {
+            names.push(self.names.get(i));
+        }
+        let mut targets = Names::default();
+        for t in self.run_targets..self.targets.len() {
+            targets.push(self.targets.get(t));
+        }
+        for entry in &mut entries {
+            if let Kind::Symlink { target } = entry.kind() {
+                entry.set_kind(Kind::Symlink { target: target - self.run_targets as u32 });
+            }
+        }
+        let sparse = rows_from(&self.tables.sparse, start).to_vec();
+        let xattrs = rows_from(&self.tables.xattrs, start).to_vec();
+        let (users, groups) = self.owners.tables_of(&entries);
+        let tables = Tables { owners: true, sparse, xattrs, users, groups };
+        let head = RecordHead {
+            block: self.blocks,
+            first_entry: start as u64,
+            block_offset,
+            data_offset: self.run_data,
+            parents,
+            ..RecordHead::default()
+        };
+        let run = Run { entries: Index::of_run(entries, names, targets, tables), base: start as u32, head };
+        self.run_start = end;
+        self.run_targets = self.targets.len();
+        self.run_data = self.pushed_stored;
+        run
     }
 }
 
@@ -838,16 +941,37 @@ impl Owners {
         let table = |names: &mut HashMap<u32, Option<Vec<u8>>>| {
             let mut table: NameTable = names
                 .drain()
-                .filter_map(|(id, name)| {
-                    name.filter(|n| !n.is_empty() && n.len() <= format::MAX_OWNER_NAME && !n.contains(&0))
-                        .map(|n| (id, n))
-                })
+                .filter_map(|(id, name)| name.filter(|n| storable(n)).map(|n| (id, n)))
                 .collect();
             table.sort_unstable();
             table
         };
         (table(&mut self.users), table(&mut self.groups))
     }
+
+    /// The name tables of a run: the names of the ids its entries use, as [`Owners::tables`]
+    /// will have them.
+    fn tables_of(&self, entries: &[Entry]) -> (NameTable, NameTable) {
+        let table = |names: &HashMap<u32, Option<Vec<u8>>>, ids: &mut Vec<u32>| -> NameTable {
+            ids.sort_unstable();
+            ids.dedup();
+            let name = |id: &u32| names.get(id).cloned().flatten().filter(|n| storable(n));
+            ids.iter().filter_map(|id| name(id).map(|n| (*id, n))).collect()
+        };
+        let mut uids: Vec<u32> = entries.iter().map(|e| e.uid).collect();
+        let mut gids: Vec<u32> = entries.iter().map(|e| e.gid).collect();
+        (table(&self.users, &mut uids), table(&self.groups, &mut gids))
+    }
+}
+
+/// The rows of a table (sorted by entry number) of entries `start` and after.
+fn rows_from<T>(table: &[(u32, T)], start: usize) -> &[(u32, T)] {
+    &table[table.partition_point(|(e, _)| (*e as usize) < start)..]
+}
+
+/// Whether an owner name can be stored (FORMAT.md §4.6).
+fn storable(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= format::MAX_OWNER_NAME && !name.contains(&0)
 }
 
 /// A path on the filesystem as text for messages (bytes that are not UTF-8 print as `\xff`).

@@ -1,9 +1,11 @@
 //! Archives crafted byte by byte, valid checksums included, so that only arc's own checks stand
 //! between them and the disk.
 //!
-//! The archive layout is the one `arc::format` documents: header | blocks | index | trailer.
-//! Blocks have no stored offsets: they tile the region from the header to the index, so the
-//! helpers here only have to lay them out back to back.
+//! The archive layout is the one `arc::format` documents: header | (record block)* | record |
+//! index | trailer. Blocks have no stored offsets: with their records they tile the region from
+//! the header to the index, so the helpers here only have to lay them out back to back.
+//! [`craft_frames`] writes true records; the other helpers none (their index says records of
+//! 0 bytes), which every command but `verify` takes.
 //!
 //! Also included by the fuzz harness (fuzz/src/lib.rs).
 
@@ -34,6 +36,30 @@ pub fn craft_frames(mut record: IndexRecord, frames: &[(Vec<u8>, u64)]) -> Vec<u
     assemble(&region, &record)
 }
 
+/// The region of `frames` (blocks back to back, as the index's `lens` cut them) with the
+/// records of FORMAT.md §3.2 between them, and the index that says so, when the index has
+/// none yet and reads (a hostile one that does not gets none: every command refuses it before
+/// records matter).
+pub fn with_records(region: &[u8], record: &IndexRecord) -> Option<(Vec<u8>, IndexRecord)> {
+    let blocks = &record.blocks;
+    if blocks.records.iter().any(|&r| r != 0) || blocks.lens.iter().sum::<u64>() != region.len() as u64 {
+        return None;
+    }
+    let index = format::Index::from_record(record.clone(), HEADER_LEN + region.len() as u64).ok()?;
+    let records = format::encode_records(&index, 3).expect("encoding the records");
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (&len, record_frame) in blocks.lens.iter().zip(&records) {
+        out.extend_from_slice(record_frame);
+        out.extend_from_slice(&region[at..at + len as usize]);
+        at += len as usize;
+    }
+    out.extend_from_slice(records.last().expect("the final record"));
+    let mut record = record.clone();
+    record.blocks.records = records.iter().map(|r| r.len() as u64).collect();
+    Some((out, record))
+}
+
 /// The block table of `frames` (each with the decompressed length to claim): true lengths
 /// and checksums of the frames.
 pub fn block_table(frames: &[(Vec<u8>, u64)]) -> BlockRecord {
@@ -41,12 +67,22 @@ pub fn block_table(frames: &[(Vec<u8>, u64)]) -> BlockRecord {
         lens: frames.iter().map(|(frame, _)| frame.len() as u64).collect(),
         raw_lens: frames.iter().map(|&(_, raw_len)| raw_len).collect(),
         hashes: frames.iter().map(|(frame, _)| format::block_hash(frame)).collect(),
+        records: vec![0; frames.len() + 1],
     }
 }
 
-/// Header, the block `region` (frames back to back), and the index of `record` exactly as
-/// given (its block table is not touched), with a valid trailer.
+/// Header, the block `region` (frames back to back) with the records [`with_records`] puts
+/// between them when it can, and the index of `record` (its block table untouched but for the
+/// records' lengths), with a valid trailer.
 pub fn assemble(region: &[u8], record: &IndexRecord) -> Vec<u8> {
+    match with_records(region, record) {
+        Some((region, record)) => assemble_exactly(&region, &record),
+        None => assemble_exactly(region, record),
+    }
+}
+
+/// Header, `region` and the index of `record` exactly as given, with a valid trailer.
+pub fn assemble_exactly(region: &[u8], record: &IndexRecord) -> Vec<u8> {
     let (index_frame, cbor_len) = format::encode_index(record, 3).expect("encoding the index");
     assemble_index_frame(region, &index_frame, cbor_len)
 }

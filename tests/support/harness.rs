@@ -121,14 +121,20 @@ fn unpacked_archive(cbor: &[u8], tail: &[u8], compress_data: bool) -> Vec<u8> {
         }
         record.blocks.lens = lens;
         record.blocks.hashes.resize(record.blocks.raw_lens.len(), 0);
+        // New frames: `assemble` puts records between them.
+        record.blocks.records = vec![0; record.blocks.raw_lens.len() + 1];
         region
     } else {
         tail.to_vec()
     };
     // The real checksum of every block the index places inside the region.
     let mut at = 0u64;
-    for (len, hash) in record.blocks.lens.iter().zip(record.blocks.hashes.iter_mut()).take(MAX_HARNESS_BLOCKS)
+    let blocks = &mut record.blocks;
+    let records = blocks.records.iter().chain(std::iter::repeat(&0));
+    for ((len, hash), record_len) in
+        blocks.lens.iter().zip(blocks.hashes.iter_mut()).zip(records).take(MAX_HARNESS_BLOCKS)
     {
+        at = at.saturating_add(*record_len);
         let end = at.saturating_add(*len);
         if let Some(frame) = region.get(at as usize..end.min(usize::MAX as u64) as usize) {
             *hash = format::block_hash(frame);
@@ -153,7 +159,9 @@ pub fn inputs_from_archive(archive: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     inputs.push(("frames", unpacked(1, region)));
     let mut data = Vec::new();
     let mut at = 0usize;
-    for (&len, &raw_len) in record.blocks.lens.iter().zip(&record.blocks.raw_lens) {
+    let blocks = &record.blocks;
+    for ((&len, &raw_len), &record_len) in blocks.lens.iter().zip(&blocks.raw_lens).zip(&blocks.records) {
+        at += record_len as usize;
         let frame = &region[at..at + len as usize];
         data.extend_from_slice(&zstd::bulk::decompress(frame, raw_len as usize).expect("a valid block"));
         at += len as usize;
@@ -212,7 +220,9 @@ pub fn check_index(data: &[u8]) -> bool {
         assert_eq!(back.as_ref(), Ok(&record));
         // Where the blocks end if they are laid out as declared, so that the tiling check can
         // pass and the rest of the index is checked too.
-        let data_end = record.blocks.lens.iter().fold(HEADER_LEN, |end, &len| end.saturating_add(len));
+        let blocks = &record.blocks;
+        let data_end =
+            blocks.lens.iter().chain(&blocks.records).fold(HEADER_LEN, |end, &len| end.saturating_add(len));
         check_packed(&packed, data_end, &mut budget)
     }
 }
@@ -359,12 +369,13 @@ pub fn check_invariants(index: &Index, data_end: u64) {
     let mut at = HEADER_LEN;
     let mut raw = 0;
     for block in &index.blocks {
+        at += block.record_len;
         assert_eq!((block.offset, block.raw_offset), (at, raw));
         assert!(block.len > 0 && block.raw_len > 0 && block.raw_len <= format::MAX_BLOCK_RAW);
         at += block.len;
         raw += block.raw_len;
     }
-    assert_eq!(at, data_end);
+    assert_eq!(at + index.final_record, data_end);
     // Serialized again, an index is version 2, which stores owners (version 1's read as 0).
     let mut expected = index.clone();
     expected.tables.owners = true;
