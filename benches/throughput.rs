@@ -130,6 +130,7 @@ fn read_options(archive: &Utf8Path, dest: &Utf8Path) -> ReadOptions {
         existing: Existing::Refuse,
         same_permissions: false,
         strip_components: 0,
+        salvage: false,
         owners: arc::read::Owners::ByName,
     }
 }

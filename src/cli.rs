@@ -189,6 +189,10 @@ struct ReadArgs {
     /// written as `kernel/x.c`); entries with no more than N components are not extracted.
     #[arg(long, value_name = "N", default_value_t = 0)]
     strip_components: u32,
+    /// Recover what can be recovered of a damaged or cut archive (read from the front by its
+    /// records when its index is lost); name on stderr what was lost, and exit with status 2.
+    #[arg(long)]
+    salvage: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -319,6 +323,7 @@ impl Cli {
                     (false, false) => Owners::ByName,
                 },
                 strip_components: a.strip_components,
+                salvage: a.salvage,
             }),
             Command::List(a) => Config::List(ListOptions {
                 archive: a.archive,

@@ -28,9 +28,20 @@ pub struct VerifyOptions {
 }
 
 pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
-    let archive = Archive::open(&options.archive)?;
-    let index = &archive.index;
     let console = Console::new(options.quiet, false);
+    let archive = match Archive::open(&options.archive) {
+        Ok(archive) => archive,
+        Err(error) => {
+            // A damaged index or trailer: say what reading from the front would recover.
+            return Err(match crate::archive::salvage_estimate(&options.archive, &error) {
+                Some((recovered, found)) => anyhow::anyhow!(
+                    "{error:#} (arc read --salvage would recover {recovered} of the {found} entries its records tell)"
+                ),
+                None => error,
+            });
+        }
+    };
+    let index = &archive.index;
     let counters = Counters::default();
     let pool = crate::sys::thread_pool(archive.decode_threads(options.threads))?;
     let task = Task { doing: "verifying", done: "verified", total: Some(index.data_len()), packs: false };
@@ -75,10 +86,13 @@ pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
         let affected = affected_entries(index, &damaged).count();
         let mut what = Vec::new();
         if !damaged.is_empty() {
+            let entries = index.entries.len();
             what.push(format!(
-                "{} of {} blocks damaged, {affected} entries affected",
+                "{} of {} blocks damaged, {affected} entries affected (arc read --salvage would recover the \
+                 other {} of {entries})",
                 damaged.len(),
-                index.blocks.len()
+                index.blocks.len(),
+                entries - affected
             ));
         }
         if !bad_records.is_empty() {

@@ -100,3 +100,116 @@ fn verify_names_a_record_that_disagrees_with_the_index_and_read_does_not_need_it
         assert_eq!(fs::read(env.path("out/t").join(name)).ok(), fs::read(env.path("t").join(name)).ok());
     }
 }
+
+/// A tree of `count` files of 0 to 40 KiB (pseudo-random, so blocks do not shrink much),
+/// written in blocks of 64 KiB: many files a block, some spanning blocks.
+fn salvage_tree(env: &TestEnv, count: usize) -> Vec<u8> {
+    for i in 0..count {
+        let len = (i * 7919) % (40 << 10);
+        env.file(format!("t/d{}/f{i:04}", i % 7), pseudo_random(len, i as u64));
+    }
+    std::os::unix::fs::symlink("d1/f0001", env.path("t/link")).expect("symlink");
+    env.arc(["write", "-q", "--block-size", "64KiB", "-o", "x.arc", "t"]).success();
+    fs::read(env.path("x.arc")).expect("reading the archive")
+}
+
+/// Every file under `out/t` is the one under `t`, byte for byte; how many there are.
+fn recovered_files(env: &TestEnv) -> usize {
+    let mut count = 0;
+    for entry in walkdir(&env.path("out/t")) {
+        let rel = entry.strip_prefix(env.path("out")).expect("inside out");
+        assert_eq!(fs::read(&entry).ok(), fs::read(env.path(rel)).ok(), "{} differs", rel.display());
+        count += 1;
+    }
+    count
+}
+
+fn walkdir(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(read) = fs::read_dir(&dir) else { continue };
+        for entry in read.flatten() {
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn salvage_recovers_every_file_whose_blocks_are_before_the_cut() {
+    let env = TestEnv::new();
+    let archive = salvage_tree(&env, 120);
+    let index = index_of(&env.path("x.arc"));
+    let len = archive.len();
+    for k in 1..=9 {
+        let cut = len * k / 10;
+        fs::write(env.path("cut.arc"), &archive[..cut]).expect("writing the cut archive");
+        // Without --salvage nothing is written, and the error says what to do.
+        let run = env.arc(["read", "-q", "-C", "out", "cut.arc"]);
+        run.code(2);
+        assert!(run.stderr.contains("arc read --salvage would recover"), "{}", run.describe());
+        assert!(!env.path("out/t").exists());
+        let run = env.arc(["read", "-q", "--salvage", "-C", "out", "cut.arc"]);
+        run.code(2);
+        assert!(run.stderr.contains("damaged archive: recovered"), "{}", run.describe());
+        let got = recovered_files(&env);
+        // Every file whose blocks all end before the cut is there.
+        let before = (0..index.entries.len())
+            .filter(|&i| matches!(index.entries[i].kind(), format::Kind::File { .. }))
+            .filter(|&i| {
+                index.blocks_of(i).all(|b| (index.blocks[b].offset + index.blocks[b].len) as usize <= cut)
+            })
+            .count();
+        assert!(got >= before, "cut at {cut}: {got} files recovered, {before} lie before it");
+        assert!(crate::support::temp_files(&env.path("out")).is_empty());
+        // verify says as much.
+        let run = env.arc(["verify", "cut.arc"]);
+        run.code(2);
+        assert!(run.stderr.contains("arc read --salvage would recover"), "{}", run.describe());
+        fs::remove_dir_all(env.path("out")).expect("clearing out");
+    }
+}
+
+#[test]
+fn salvage_of_a_sound_archive_is_a_plain_read() {
+    let env = TestEnv::new();
+    salvage_tree(&env, 30);
+    env.arc(["read", "-q", "--salvage", "-C", "out", "x.arc"]).success();
+    assert_eq!(recovered_files(&env), 30);
+}
+
+#[test]
+fn salvage_leaves_out_the_files_of_a_damaged_block_and_names_them() {
+    let env = TestEnv::new();
+    let mut archive = salvage_tree(&env, 60);
+    let index = index_of(&env.path("x.arc"));
+    let block = index.blocks[2];
+    let hit: Vec<String> = index
+        .files_in(2)
+        .map(|p| String::from_utf8_lossy(&index.path(p.entry as usize)).into_owned())
+        .collect();
+    archive[(block.offset + block.len / 2) as usize] ^= 1;
+    for (case, bytes) in
+        [("index intact", archive.clone()), ("index lost", archive[..archive.len() - 10].to_vec())]
+    {
+        fs::write(env.path("bad.arc"), &bytes).expect("writing the damaged archive");
+        let run = env.arc(["read", "-q", "--salvage", "-C", "out", "bad.arc"]);
+        run.code(2);
+        for path in &hit {
+            assert!(
+                run.stderr.contains(&format!("arc: lost: {path}: its data is damaged")),
+                "{case}: {}",
+                run.describe()
+            );
+            assert!(!env.path("out").join(path).exists(), "{case}: {path} was written");
+        }
+        assert_eq!(recovered_files(&env), 60 - hit.len(), "{case}");
+        fs::remove_dir_all(env.path("out")).expect("clearing out");
+    }
+}

@@ -54,6 +54,15 @@ fn damaged_block(env: &TestEnv) {
     damaged(env, block.offset as i64 + 4);
 }
 
+/// `x.arc` cut inside its final record: its index and trailer are lost, its blocks are not.
+fn cut_archive(env: &TestEnv) {
+    archived(env);
+    let path = env.path("x.arc");
+    let bytes = fs::read(&path).expect("reading x.arc");
+    let index = crate::support::index_offset(&bytes);
+    fs::write(&path, &bytes[..index - 5]).expect("writing x.arc");
+}
+
 fn write_archive(env: &TestEnv, bytes: &[u8]) {
     fs::write(env.path("x.arc"), bytes).expect("writing x.arc");
 }
@@ -161,6 +170,9 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         ("verify-damaged-block", damaged_block, vec!["verify", "x.arc"]),
         // A flip inside the record before the first block: only verify reads records.
         ("verify-damaged-record", |env| damaged(env, 40), vec!["verify", "x.arc"]),
+        ("read-cut-archive", cut_archive, vec!["read", "x.arc", "-C", "out"]),
+        ("read-salvage-cut-archive", cut_archive, vec!["read", "--salvage", "x.arc", "-C", "out"]),
+        ("verify-cut-archive", cut_archive, vec!["verify", "x.arc"]),
         ("verify-many-damaged-blocks", all_blocks_damaged, vec!["verify", "x.arc"]),
         (
             "read-block-of-two-frames",

@@ -37,7 +37,7 @@ pub use record::{
 };
 pub use record::{Col, Packed};
 pub use run::{
-    check_record, decode_record, decode_record_entries, encode_record, encode_records, record_len,
+    check_record, decode_record, decode_record_entries, encode_record, encode_records, join_runs, record_len,
     RecordHead, MAX_RECORD_CONTENT, RECORD_FRAME_HEAD, RECORD_MAGIC,
 };
 pub use trailer::Trailer;

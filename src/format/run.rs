@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::index::Index;
 use super::packed::{self, Unpack};
-use super::record::{decode_index, Packed};
+use super::record::{decode_index, IndexRecord, Packed};
 use super::{corrupt, Budget, FormatError, Result, MAX_DEPTH, MAX_INDEX_LEN, MAX_INDEX_RAW, MAX_NAME_LEN};
 
 /// The magic of a zstd skippable frame (0x184D2A50 to 0x184D2A5F), with arc's nibble `E`.
@@ -216,6 +216,68 @@ pub fn encode_records(index: &Index, level: i32) -> std::io::Result<Vec<Vec<u8>>
         frames.push(encode_record(&head, &compressor.compress(&cbor)?));
     }
     Ok(frames)
+}
+
+/// The index of an archive's first records, rebuilt from them (what a salvage reads when the
+/// index is lost): `runs` are the records' heads and entries (`Packed::record`), in order from
+/// the first, each starting where the one before ended; `final_len` is the final record's
+/// length if it was found (else 0). The block table is the heads' blocks, each with its
+/// record's length (`record_lens`). The result is checked like any index by whoever builds
+/// it (`Index::from_packed`); here only the order of the records is.
+pub fn join_runs(runs: Vec<(RecordHead, u64, IndexRecord)>, final_len: u64) -> Result<IndexRecord> {
+    let mut whole = IndexRecord::default();
+    whole.blocks.records.clear();
+    let mut users: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut groups: Vec<(u32, Vec<u8>)> = Vec::new();
+    for (head, record_len, run) in runs {
+        if head.first_entry != whole.names.len() as u64 || head.block != whole.blocks.lens.len() as u64 {
+            return Err(corrupt(format!("record before block {}: out of order", head.block)));
+        }
+        for name in run.names.iter() {
+            whole.names.push(name);
+        }
+        whole.depths.extend(run.depths);
+        whole.kinds.extend(run.kinds);
+        whole.modes.extend(run.modes);
+        whole.mtime_secs.extend(run.mtime_secs);
+        whole.mtime_nanos.extend(run.mtime_nanos);
+        whole.uids.extend(run.uids);
+        whole.gids.extend(run.gids);
+        whole.sizes.extend(run.sizes);
+        whole.targets.extend(run.targets);
+        whole.links.extend(run.links);
+        whole.dev_majors.extend(run.dev_majors);
+        whole.dev_minors.extend(run.dev_minors);
+        let (sparse, xattrs) = (&mut whole.sparse, &mut whole.xattrs);
+        sparse.files.extend(run.sparse.files);
+        sparse.counts.extend(run.sparse.counts);
+        sparse.offsets.extend(run.sparse.offsets);
+        sparse.lens.extend(run.sparse.lens);
+        xattrs.entries.extend(run.xattrs.entries);
+        xattrs.counts.extend(run.xattrs.counts);
+        xattrs.names.extend(run.xattrs.names);
+        xattrs.values.extend(run.xattrs.values);
+        users.extend(run.users.ids.into_iter().zip(run.users.names));
+        groups.extend(run.groups.ids.into_iter().zip(run.groups.names));
+        if !head.is_final() {
+            whole.blocks.lens.push(head.block_len);
+            whole.blocks.raw_lens.push(head.block_raw_len);
+            whole.blocks.hashes.push(head.block_hash);
+            whole.blocks.records.push(record_len);
+        }
+    }
+    whole.blocks.records.push(final_len);
+    // Each record names the owners it uses: the index names each once, by id.
+    for (table, rows) in [(&mut whole.users, users), (&mut whole.groups, groups)] {
+        let mut rows = rows;
+        rows.sort();
+        rows.dedup();
+        if rows.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(corrupt("records name one owner id twice, differently"));
+        }
+        (table.ids, table.names) = rows.into_iter().unzip();
+    }
+    Ok(whole)
 }
 
 /// An error's words without the "corrupt archive: " its kind adds.

@@ -26,7 +26,7 @@ mod plan;
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 
-use crate::archive::Archive;
+use crate::archive::{Archive, Salvaged};
 use crate::select;
 use crate::stop::{Interrupted, Stop};
 use crate::ui::{with_progress, Console, Counters, Outcome, Task};
@@ -48,6 +48,8 @@ pub struct ReadOptions {
     pub strip_components: u32,
     /// Whether and how owners are restored (only ever as root).
     pub owners: Owners,
+    /// Recover what can be recovered of a damaged or cut archive (`Archive::salvage`).
+    pub salvage: bool,
 }
 
 /// How `read` gives entries their owners, when it runs as root (as another user it cannot).
@@ -70,8 +72,21 @@ pub enum Existing {
 }
 
 pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
-    let archive =
-        Archive::open_some(&options.archive, |tree| select::roots(tree, &options.paths, &options.globs))?;
+    let (archive, salvaged) = match options.salvage {
+        true => Archive::salvage(&options.archive).map(|(archive, salvaged)| (archive, Some(salvaged)))?,
+        false => {
+            let archive = Archive::open_some(&options.archive, |tree| {
+                select::roots(tree, &options.paths, &options.globs)
+            })
+            .map_err(|e| match crate::archive::salvage_estimate(&options.archive, &e) {
+                Some((recovered, found)) => anyhow::anyhow!(
+                    "{e:#} (arc read --salvage would recover {recovered} of the {found} entries its records tell)"
+                ),
+                None => e,
+            })?;
+            (archive, None)
+        }
+    };
     let selected = select::select(&archive.index, &options.paths, &options.globs)
         .with_context(|| format!("reading {}", options.archive))?;
     let console = Console::new(options.quiet, options.verbose);
@@ -94,5 +109,26 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
         extraction.make_links(stop)?;
         extraction.finish_dirs(&selected)
     })?;
+    if let Some(salvaged) = salvaged.filter(|s| !s.damage.is_empty()) {
+        return Err(salvage_report(options, &console, &salvaged));
+    }
     Ok(console.outcome())
+}
+
+/// What a salvage lost, on stderr, and the error that ends it (exit status 2): the archive was
+/// damaged, whatever could be recovered.
+fn salvage_report(options: &ReadOptions, console: &Console, salvaged: &Salvaged) -> anyhow::Error {
+    for damage in &salvaged.damage {
+        console.warn(damage);
+    }
+    for (path, why) in &salvaged.lost {
+        console.note("lost", format!("{}: {why}", crate::ui::text_of(path)));
+    }
+    let recovered = salvaged.found - salvaged.lost.len();
+    anyhow::anyhow!(
+        "reading {}: damaged archive: recovered {recovered} of the {} entries found, {} lost",
+        options.archive,
+        salvaged.found,
+        salvaged.lost.len()
+    )
 }

@@ -73,6 +73,7 @@ pub fn read_in_process(
         existing,
         same_permissions,
         strip_components: 0,
+        salvage: false,
         owners: arc::read::Owners::ByName,
     };
     arc::read::run(&options, &Stop::default())

@@ -19,6 +19,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::format::{self, Block, Budget, FormatError, Index, Keep, Packed, Trailer, Tree};
 
+mod salvage;
+
+pub use salvage::Salvaged;
+
 /// Why a block could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
@@ -38,6 +42,9 @@ pub struct Archive {
     data_end: u64,
     /// What is left of the archive's memory budget once its index is in memory.
     budget: Budget,
+    /// A salvaged archive's block cut short by the end of the file: its offset, and what of
+    /// it decompressed (`salvage`).
+    cut: Option<(u64, Vec<u8>)>,
 }
 
 impl Archive {
@@ -53,7 +60,31 @@ impl Archive {
         let file = File::open(path).with_context(|| format!("opening {path}"))?;
         let (index, budget, version, data_end) =
             read_index(&file, roots).with_context(|| format!("reading {path}"))?;
-        Ok(Archive { path: path.to_owned(), file, index, version, data_end, budget })
+        Ok(Archive { path: path.to_owned(), file, index, version, data_end, budget, cut: None })
+    }
+
+    /// What can be recovered of a damaged or cut archive ([`salvage`]): an archive whose index
+    /// holds only the entries that can be recovered whole, and what was lost. An archive
+    /// without damage comes back whole, with an empty report.
+    pub fn salvage(path: &Utf8Path) -> Result<(Archive, Salvaged)> {
+        let file = File::open(path).with_context(|| format!("opening {path}"))?;
+        let open = || -> Result<(Archive, Salvaged)> {
+            let len = file.metadata()?.len();
+            let mut budget = Budget::for_archive(len);
+            let found = salvage::salvage(&file, len, &mut budget)?;
+            let file = file.try_clone()?;
+            let archive = Archive {
+                path: path.to_owned(),
+                file,
+                index: found.index,
+                version: format::VERSION,
+                data_end: found.data_end,
+                budget,
+                cut: found.cut,
+            };
+            Ok((archive, found.report))
+        };
+        open().with_context(|| format!("reading {path}"))
     }
 
     /// The index of the archive at `path` decoded but not built: its tree can be walked with
@@ -131,12 +162,36 @@ impl Archive {
         out: &mut Vec<u8>,
         wanted: usize,
     ) -> Result<(), BlockError> {
+        if let Some((_, start)) = self.cut.as_ref().filter(|(at, _)| *at == block.offset) {
+            // Salvaged: what there is of it, which holds every byte wanted of it.
+            out.clear();
+            out.extend_from_slice(&start[..wanted.min(start.len())]);
+            return Ok(());
+        }
         // The length was checked against the archive's size when the index was built.
         frame.resize(block.len as usize, 0);
         self.file.read_exact_at(frame, block.offset).map_err(|e| BlockError::Io(self.path.clone(), e))?;
         format::decode_block_start(block, frame, out, wanted)?;
         Ok(())
     }
+}
+
+/// When `error` (from [`Archive::open`] of `path`) says the archive is damaged, not that it is
+/// no archive, a newer one, or unreadable: how many entries `--salvage` would recover, and of
+/// how many its records tell. `None` when salvage would not help (its records are refused
+/// too, as a hostile index's are).
+pub fn salvage_estimate(path: &Utf8Path, error: &anyhow::Error) -> Option<(usize, usize)> {
+    let damaged = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<FormatError>(),
+            Some(FormatError::Truncated(_) | FormatError::Corrupt(_))
+        )
+    });
+    if !damaged {
+        return None;
+    }
+    let (_, salvaged) = Archive::salvage(path).ok()?;
+    (salvaged.found > 0).then(|| (salvaged.found - salvaged.lost.len(), salvaged.found))
 }
 
 /// The checked index (with what `roots` chooses: [`Archive::open_some`]), what is left of
@@ -196,7 +251,7 @@ fn read_packed(file: &File) -> Result<(Packed, Budget, u64)> {
     Ok((packed, budget, index_offset))
 }
 
-fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+pub(crate) fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], offset + done as u64)? {
