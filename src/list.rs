@@ -28,6 +28,9 @@ pub struct ListOptions {
 }
 
 pub fn run(options: &ListOptions) -> Result<()> {
+    if options.archive.as_str() == "-" {
+        return quiet_broken_pipe(print_stream(options));
+    }
     if !options.long && !options.json && options.paths.is_empty() && options.globs.is_empty() {
         return quiet_broken_pipe(print_tree(options));
     }
@@ -81,33 +84,91 @@ fn print_tree(options: &ListOptions) -> Result<()> {
 
 fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std::io::Result<()> {
     let index = &archive.index;
-    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let mut paths = PathStack::default();
-    // Paths as they are printed, a name escaped at a time: escaping is per character and never
-    // touches `/`, so this is the escaped full path.
-    let mut printed = PathStack::default();
-    let mut long = Long { index, exact: options.bytes, owners: HashMap::new(), day: None };
-    for (i, entry) in index.entries.iter().enumerate() {
-        if options.json {
-            let path = paths.enter(index, i);
-            if selected[i] == Selected::Yes {
-                write_json(&mut out, &JsonEntry::new(index, i, path))?;
-            }
-            continue;
-        }
-        let path = printed.enter_as(index, i, push_escaped);
-        if selected[i] != Selected::Yes {
-            continue;
-        }
-        if options.long {
-            long.write(&mut out, i, path)?;
-        } else {
-            out.write_all(path)?;
-            out.write_all(if entry.is_dir() { b"/\n" } else { b"\n" })?;
+    let mut printer = Printer::new(options);
+    printer.print(index, 0..index.entries.len(), |i| selected[i])?;
+    printer.out.flush()
+}
+
+/// An archive read from stdin as it arrives (FORMAT.md §3.2): each record's entries are
+/// printed once they are checked; blocks are read past. The index at the end must agree with
+/// the records, else the listing ends with an error (exit status 2).
+fn print_stream(options: &ListOptions) -> Result<()> {
+    if !options.paths.is_empty() || !options.globs.is_empty() {
+        anyhow::bail!("listing -: PATHs and --glob need an archive file (not yet from a pipe)");
+    }
+    let mut stream = crate::archive::Stream::new(std::io::stdin().lock()).context("reading -")?;
+    let mut printer = Printer::new(options);
+    loop {
+        match stream.next_item().context("reading -")? {
+            crate::archive::Item::Entries(range) => printer
+                .print(stream.index(), range, |_| Selected::Yes)
+                .context("writing the listing to stdout")?,
+            crate::archive::Item::Block(..) => {}
+            crate::archive::Item::End => break,
         }
     }
-    out.flush()?;
-    Ok(())
+    printer.out.flush().context("writing the listing to stdout")
+}
+
+/// Writes listing lines, entry after entry in pre-order, in one call or in many (a stream's
+/// records).
+struct Printer<'o> {
+    options: &'o ListOptions,
+    out: BufWriter<std::io::StdoutLock<'static>>,
+    paths: PathStack,
+    /// Paths as they are printed, a name escaped at a time: escaping is per character and
+    /// never touches `/`, so this is the escaped full path.
+    printed: PathStack,
+    owners: HashMap<(u32, u32), String>,
+    day: Option<(i64, String)>,
+}
+
+impl<'o> Printer<'o> {
+    fn new(options: &'o ListOptions) -> Self {
+        Printer {
+            options,
+            out: BufWriter::with_capacity(1 << 16, std::io::stdout().lock()),
+            paths: PathStack::default(),
+            printed: PathStack::default(),
+            owners: HashMap::new(),
+            day: None,
+        }
+    }
+
+    /// The entries of `range` that `selected` says are selected.
+    fn print(
+        &mut self,
+        index: &Index,
+        range: std::ops::Range<usize>,
+        selected: impl Fn(usize) -> Selected,
+    ) -> std::io::Result<()> {
+        let options = self.options;
+        let (owners, day) = (std::mem::take(&mut self.owners), self.day.take());
+        let mut long = Long { index, exact: options.bytes, owners, day };
+        let out = &mut self.out;
+        for i in range {
+            let entry = &index.entries[i];
+            if options.json {
+                let path = self.paths.enter(index, i);
+                if selected(i) == Selected::Yes {
+                    write_json(&mut *out, &JsonEntry::new(index, i, path))?;
+                }
+                continue;
+            }
+            let path = self.printed.enter_as(index, i, push_escaped);
+            if selected(i) != Selected::Yes {
+                continue;
+            }
+            if options.long {
+                long.write(&mut *out, i, path)?;
+            } else {
+                out.write_all(path)?;
+                out.write_all(if entry.is_dir() { b"/\n" } else { b"\n" })?;
+            }
+        }
+        (self.owners, self.day) = (long.owners, long.day);
+        Ok(())
+    }
 }
 
 /// Long lines, `drwxr-xr-x root/root      4.0 KiB 2024-05-01 12:00:00 UTC path/`, as

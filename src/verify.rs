@@ -8,7 +8,7 @@
 //! of them are counted, with the entries whose bytes the blocks hold, and the first of each
 //! are named; the report stays a screenful however many there are.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 use rayon::prelude::*;
 
@@ -29,6 +29,9 @@ pub struct VerifyOptions {
 
 pub fn run(options: &VerifyOptions, stop: &Stop) -> Result<()> {
     let console = Console::new(options.quiet, false);
+    if options.archive.as_str() == "-" {
+        return verify_stream(options, &console, stop);
+    }
     let archive = match Archive::open(&options.archive) {
         Ok(archive) => archive,
         Err(error) => {
@@ -149,4 +152,77 @@ fn report(archive: &Archive, console: &Console, damaged: &[u32], bad_records: &[
         }
         console.note("damaged", text_of(&index.path(entry as usize)));
     }
+}
+
+/// `arc verify -`: the archive read from stdin as it arrives. Every record is checked and
+/// joined to the index so far, every block checked and decompressed (as many at once as there
+/// are threads), and the index at the end must say what the records said. Damaged blocks are
+/// counted and named, as for a file; anything else wrong ends it.
+fn verify_stream(options: &VerifyOptions, console: &Console, stop: &Stop) -> Result<()> {
+    use crate::archive::{Item, Stream};
+    let name = &options.archive;
+    let pool = crate::sys::thread_pool(options.threads)?;
+    let mut stream = Stream::new(std::io::stdin().lock()).with_context(|| format!("reading {name}"))?;
+    let counters = Counters::default();
+    let task = Task { doing: "verifying", done: "verified", total: None, packs: false };
+    with_progress(console, &counters, task, || {
+        let mut damaged: Vec<(usize, crate::format::FormatError)> = Vec::new();
+        let mut batch: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut check = |batch: &mut Vec<(usize, Vec<u8>)>, index: &Index| {
+            let found: Vec<_> = pool.install(|| {
+                batch
+                    .par_iter()
+                    .filter_map(|(b, frame)| {
+                        let mut data = Vec::new();
+                        let block = &index.blocks[*b];
+                        Counters::add(&counters.data, block.raw_len);
+                        Counters::add(&counters.archive, block.len);
+                        crate::format::decode_block(block, frame, &mut data).err().map(|e| (*b, e))
+                    })
+                    .collect()
+            });
+            damaged.extend(found);
+            batch.clear();
+        };
+        loop {
+            stop.check()?;
+            match stream.next_item().with_context(|| format!("reading {name}"))? {
+                Item::Entries(_) => {}
+                Item::Block(b, frame) => {
+                    batch.push((b, frame));
+                    if batch.len() >= options.threads.max(1) {
+                        check(&mut batch, stream.index());
+                    }
+                }
+                Item::End => break,
+            }
+        }
+        let index = stream.index();
+        check(&mut batch, index);
+        counters.entries.store(index.entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if damaged.is_empty() {
+            return Ok(());
+        }
+        damaged.sort_by_key(|(b, _)| *b);
+        for (_, why) in damaged.iter().take(NAMED) {
+            console.warn(why);
+        }
+        if damaged.len() > NAMED {
+            console.warn(format!("and {} more damaged blocks", damaged.len() - NAMED));
+        }
+        let blocks: Vec<u32> = damaged.iter().map(|(b, _)| *b as u32).collect();
+        for (named, entry) in affected_entries(index, &blocks).enumerate() {
+            if named == NAMED {
+                console.note("damaged", "and more entries");
+                break;
+            }
+            console.note("damaged", text_of(&index.path(entry as usize)));
+        }
+        bail!(
+            "verifying {name}: {} of {} blocks damaged, {} entries affected",
+            damaged.len(),
+            index.blocks.len(),
+            affected_entries(index, &blocks).count()
+        )
+    })
 }

@@ -213,3 +213,121 @@ fn salvage_leaves_out_the_files_of_a_damaged_block_and_names_them() {
         fs::remove_dir_all(env.path("out")).expect("clearing out");
     }
 }
+
+/// `arc write -o - | arc read -`: through a real pipe between two processes, the tree comes
+/// back exactly (contents, modes, ns mtimes, symlinks, hard links, empty directories), as from
+/// the file.
+#[test]
+fn a_pipe_reads_back_exactly_as_the_file() {
+    let env = TestEnv::new();
+    boundary_tree(&env);
+    env.file("t/hard-a", "linked\n");
+    fs::hard_link(env.path("t/hard-a"), env.path("t/hard-b")).expect("hard link");
+    env.mkdir("t/empty-dir");
+    let script = format!(
+        "set -e; '{arc}' write -q --block-size 64KiB -o - t | '{arc}' read -q - -C piped",
+        arc = crate::support::ARC
+    );
+    let run =
+        crate::support::run(std::process::Command::new("sh").arg("-c").arg(&script).current_dir(env.root()));
+    assert_eq!(run.code, 0, "{}", run.describe());
+    env.arc(["write", "-q", "--block-size", "64KiB", "-o", "x.arc", "t"]).success();
+    env.arc(["read", "-q", "x.arc", "-C", "filed"]).success();
+    crate::support::assert_same_tree(&env.path("t"), &env.path("piped/t"));
+    crate::support::assert_same_tree(&env.path("filed/t"), &env.path("piped/t"));
+    let piped = fs::metadata(env.path("piped/t/hard-a")).expect("stat");
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&piped), 2);
+    // list and verify from a pipe say what they say of the file.
+    let archive = fs::read(env.path("x.arc")).expect("reading the archive");
+    for args in [&["list"][..], &["list", "-l"], &["list", "--json"]] {
+        let filed = env.arc(args.iter().copied().chain(["x.arc"])).success().stdout.clone();
+        let piped = env.arc_fed(&archive, args.iter().copied().chain(["-"])).success().stdout.clone();
+        assert_eq!(filed, piped, "{args:?}");
+    }
+    env.arc_fed(&archive, ["verify", "-"]).success();
+}
+
+#[test]
+fn a_stream_cut_short_is_an_error_and_leaves_no_half_written_file() {
+    let env = TestEnv::new();
+    let archive = salvage_tree(&env, 60);
+    for k in 1..=4 {
+        let cut = archive.len() * k / 5;
+        let run = env.arc_fed(&archive[..cut], ["read", "-q", "-", "-C", "out"]);
+        run.code(2);
+        assert!(run.stderr.contains("truncated archive"), "{}", run.describe());
+        assert!(crate::support::temp_files(&env.path("out")).is_empty(), "cut at {cut}");
+        // What was written is whole.
+        recovered_files(&env);
+        let _ = fs::remove_dir_all(env.path("out"));
+        env.arc_fed(&archive[..cut], ["verify", "-"]).code(2);
+        env.arc_fed(&archive[..cut], ["list", "-"]).code(2);
+    }
+}
+
+#[test]
+fn a_stream_whose_records_and_index_disagree_is_an_error_at_its_end() {
+    let env = TestEnv::new();
+    env.file("t/a", "one\n");
+    env.file("t/b", "two\n");
+    env.arc(["write", "-q", "-o", "x.arc", "t"]).success();
+    let mut archive = fs::read(env.path("x.arc")).expect("reading the archive");
+    let index = index_of(&env.path("x.arc"));
+    // The record before the first block names `b` as `c`, its checksum made true again; the
+    // index still says `b`.
+    let block = index.blocks[0];
+    let at = (block.offset - block.record_len) as usize;
+    let (head, cbor_frame) = format::decode_record(&archive[at..block.offset as usize]).expect("a record");
+    let mut cbor = zstd::bulk::decompress(cbor_frame, head.cbor_len as usize).expect("the entries");
+    crate::support::patch(&mut cbor, b"\x01b", b"\x01c");
+    let record = format::encode_record(&head, &crate::support::compress(&cbor));
+    // The index made again with the record's new length: a file reader finds its blocks.
+    let mut index_record = index.clone().into_record();
+    index_record.blocks.records[0] = record.len() as u64;
+    let mut region = archive[format::HEADER_LEN as usize..crate::support::index_offset(&archive)].to_vec();
+    region.splice(
+        at - format::HEADER_LEN as usize..block.offset as usize - format::HEADER_LEN as usize,
+        record,
+    );
+    archive = crate::support::assemble_exactly(&region, &index_record);
+    let run = env.arc_fed(&archive, ["read", "-q", "-", "-C", "out"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("the index at the end does not say what the records said"),
+        "{}",
+        run.describe()
+    );
+    // The file reader goes by the index, and verify names the record.
+    fs::write(env.path("lie.arc"), &archive).expect("writing");
+    env.arc(["read", "-q", "lie.arc", "-C", "filed"]).success();
+    assert!(env.path("filed/t/b").exists());
+    let run = env.arc(["verify", "lie.arc"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("record before block 0: its entries are not the index's"),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn a_record_naming_a_path_out_of_dest_is_refused_before_it_is_written() {
+    let env = TestEnv::new();
+    env.file("t/aa", "one\n");
+    env.arc(["write", "-q", "-o", "x.arc", "t"]).success();
+    let mut archive = fs::read(env.path("x.arc")).expect("reading the archive");
+    let index = index_of(&env.path("x.arc"));
+    let block = index.blocks[0];
+    let at = (block.offset - block.record_len) as usize;
+    let (head, cbor_frame) = format::decode_record(&archive[at..block.offset as usize]).expect("a record");
+    let mut cbor = zstd::bulk::decompress(cbor_frame, head.cbor_len as usize).expect("the entries");
+    crate::support::patch(&mut cbor, b"\x02aa", b"\x02..");
+    let record = format::encode_record(&head, &crate::support::compress(&cbor));
+    // Its length may differ: a stream is read by its records, the index only checked at the end.
+    archive.splice(at..block.offset as usize, record);
+    let run = env.arc_fed(&archive, ["read", "-q", "-", "-C", "out/in"]);
+    run.code(2);
+    assert!(run.stderr.contains("invalid entry name '..'"), "{}", run.describe());
+    assert!(!env.path("out/in/t").exists(), "nothing of the record is written");
+    assert!(!env.path("out/aa").exists());
+}

@@ -20,8 +20,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::format::{self, Block, Budget, FormatError, Index, Keep, Packed, Trailer, Tree};
 
 mod salvage;
+mod stream;
 
 pub use salvage::Salvaged;
+pub use stream::{Item, Stream};
 
 /// Why a block could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -686,6 +686,221 @@ impl Index {
         path
     }
 
+    /// Appends the entries of a record read from a stream (FORMAT.md §3.2) to this index of
+    /// the records before it, as if they had been in it from the start: what a reader of a
+    /// pipe extracts from, block by block. `head` must follow on from this index (its block,
+    /// first entry and offsets), `record_len` is its frame's length and `block_at` where its
+    /// block's frame starts in the stream. The entries are checked as `from_packed` checks an
+    /// index, together with the entries they hang from (the directories above them and the
+    /// last entry before them, and the files their hard links name, with theirs): whatever
+    /// is refused in an index is refused here. The whole index so made equals the index read
+    /// from the archive's end, which the reader compares at the end. Returns the new entries.
+    pub fn append_run(
+        &mut self,
+        head: &RecordHead,
+        record_len: u64,
+        block_at: u64,
+        run: &IndexRecord,
+    ) -> Result<std::ops::Range<usize>, FormatError> {
+        let first = self.entries.len();
+        let stored_end = self.offsets.last().copied().unwrap_or(0);
+        if head.first_entry != first as u64
+            || head.block != self.blocks.len() as u64
+            || head.block_offset != self.data_len()
+            || head.data_offset != stored_end
+        {
+            return Err(corrupt(format!(
+                "record before block {}: it does not follow on from the records before it",
+                head.block
+            )));
+        }
+        let count = run.names.len();
+        if first + count > MAX_ENTRIES {
+            return Err(corrupt(format!("more than {MAX_ENTRIES} entries")));
+        }
+        // The entries the run hangs from: the last entry and the directories above it (its
+        // siblings and parents are among them), and the files its hard links name.
+        let mut context: Vec<u32> = Vec::new();
+        let add = |index: &Index, e: u32, context: &mut Vec<u32>| {
+            let mut at = Some(e);
+            while let Some(i) = at {
+                context.push(i);
+                at = index.entries[i as usize].parent();
+            }
+        };
+        if first > 0 {
+            add(self, first as u32 - 1, &mut context);
+            if let Kind::HardLink { target } = self.entries[first - 1].kind() {
+                add(self, target, &mut context);
+            }
+        }
+        for &target in &run.links {
+            if (target as usize) < first {
+                add(self, target, &mut context);
+            }
+        }
+        context.sort_unstable();
+        context.dedup();
+        let numbered = |abs: u32| -> u32 {
+            match context.binary_search(&abs) {
+                Ok(k) => k as u32,
+                Err(_) if (abs as usize) >= first => (context.len() + abs as usize - first) as u32,
+                // Not an entry the run can name: refused below as the index would be.
+                Err(_) => u32::MAX,
+            }
+        };
+        // The context and the run, as one index of their own.
+        let mut whole = IndexRecord::default();
+        whole.blocks.records.clear();
+        for &c in &context {
+            let entry = &self.entries[c as usize];
+            whole.names.push(self.names.get(c as usize));
+            whole.depths.push(u32::from(entry.depth));
+            whole.kinds.push(entry.tag);
+            whole.modes.push(entry.mode);
+            whole.mtime_secs.push(entry.mtime.secs);
+            whole.mtime_nanos.push(entry.mtime.nanos);
+            whole.uids.push(entry.uid);
+            whole.gids.push(entry.gid);
+            match entry.kind() {
+                Kind::File { size } => whole.sizes.push(size),
+                Kind::Symlink { .. } => whole.targets.push(self.target(c as usize).to_vec()),
+                Kind::HardLink { target } => whole.links.push(numbered(target)),
+                Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+                    whole.dev_majors.push(major);
+                    whole.dev_minors.push(minor);
+                }
+                Kind::Dir | Kind::Fifo => {}
+            }
+        }
+        for name in run.names.iter() {
+            whole.names.push(name);
+        }
+        whole.depths.extend(&run.depths);
+        whole.kinds.extend(&run.kinds);
+        whole.modes.extend(&run.modes);
+        whole.mtime_secs.extend(&run.mtime_secs);
+        whole.mtime_nanos.extend(&run.mtime_nanos);
+        whole.uids.extend(&run.uids);
+        whole.gids.extend(&run.gids);
+        whole.sizes.extend(&run.sizes);
+        whole.targets.extend(run.targets.iter().cloned());
+        whole.links.extend(run.links.iter().map(|&t| numbered(t)));
+        whole.dev_majors.extend(&run.dev_majors);
+        whole.dev_minors.extend(&run.dev_minors);
+        let in_run = |abs: u32| if (abs as usize) < first { u32::MAX } else { numbered(abs) };
+        whole.sparse = SparseRecord {
+            files: run.sparse.files.iter().map(|&e| in_run(e)).collect(),
+            ..run.sparse.clone()
+        };
+        whole.xattrs = XattrRecord {
+            entries: run.xattrs.entries.iter().map(|&e| in_run(e)).collect(),
+            ..run.xattrs.clone()
+        };
+        whole.users = run.users.clone();
+        whole.groups = run.groups.clone();
+        // Blocks that hold the stored bytes (never read: only the sums are checked here).
+        let mut stored: u64 = 0;
+        let (mut file, mut row, mut extent) = (0usize, 0usize, 0usize);
+        for (e, &kind) in whole.kinds.iter().enumerate() {
+            if kind != KIND_FILE {
+                continue;
+            }
+            let size = whole.sizes.get(file).copied().unwrap_or(0);
+            file += 1;
+            let sparse = &whole.sparse;
+            if sparse.files.get(row) == Some(&(e as u32)) {
+                let n = sparse.counts.get(row).copied().unwrap_or(0) as usize;
+                let end = (extent + n).min(sparse.lens.len());
+                stored = sparse.lens[extent.min(end)..end].iter().fold(stored, |t, &l| t.saturating_add(l));
+                (row, extent) = (row + 1, end);
+            } else {
+                stored = stored.saturating_add(size);
+            }
+        }
+        let mut left = stored;
+        while left > 0 {
+            let raw_len = left.min(MAX_BLOCK_RAW);
+            whole.blocks.lens.push(1);
+            whole.blocks.raw_lens.push(raw_len);
+            whole.blocks.hashes.push(0);
+            whole.blocks.records.push(0);
+            left -= raw_len;
+        }
+        whole.blocks.records.push(0);
+        let data_end = HEADER_LEN + whole.blocks.lens.len() as u64;
+        let checked = Index::from_record(whole, data_end)
+            .map_err(|e| corrupt(format!("record before block {}: {}", head.block, words(&e))))?;
+        // The run's entries, numbered as in the archive.
+        let base = context.len();
+        let absolute = |k: u32| -> u32 {
+            match (k as usize).checked_sub(base) {
+                Some(r) => (first + r) as u32,
+                None => context[k as usize],
+            }
+        };
+        let mut offset = stored_end;
+        if !self.offsets.is_empty() {
+            self.offsets.pop();
+        }
+        for k in base..checked.entries.len() {
+            let mut entry = checked.entries[k].clone();
+            entry.parent = entry.parent().map_or(NO_PARENT, absolute);
+            match entry.kind() {
+                Kind::HardLink { target } => entry.set_kind(Kind::HardLink { target: absolute(target) }),
+                Kind::Symlink { .. } => {
+                    entry.set_kind(Kind::Symlink { target: self.targets.len() as u32 });
+                    self.targets.push(checked.target(k));
+                }
+                _ => {}
+            }
+            let abs = absolute(k as u32);
+            if let Some(extents) = checked.extents(k) {
+                self.tables.sparse.push((abs, extents.to_vec()));
+            }
+            let xattrs = checked.xattrs(k);
+            if !xattrs.is_empty() {
+                self.tables.xattrs.push((abs, xattrs.to_vec()));
+            }
+            let stored = checked.stored(k);
+            if stored > 0 {
+                self.files.push(abs);
+                self.offsets.push(offset);
+                offset += stored;
+            }
+            self.names.push(checked.names.get(k));
+            self.entries.push(entry);
+        }
+        self.offsets.push(offset);
+        for (table, rows) in [
+            (&mut self.tables.users, &checked.tables.users),
+            (&mut self.tables.groups, &checked.tables.groups),
+        ] {
+            for (id, name) in rows {
+                match table.binary_search_by_key(id, |(i, _)| *i) {
+                    Ok(at) if table[at].1 != *name => {
+                        return Err(corrupt(format!("records name owner id {id} differently")));
+                    }
+                    Ok(_) => {}
+                    Err(at) => table.insert(at, (*id, name.clone())),
+                }
+            }
+        }
+        if head.is_final() {
+            self.final_record = record_len;
+        } else {
+            self.blocks.push(Block {
+                offset: block_at,
+                record_len,
+                len: head.block_len,
+                raw_offset: head.block_offset,
+                raw_len: head.block_raw_len,
+                hash: head.block_hash,
+            });
+        }
+        Ok(first..self.entries.len())
+    }
+
     /// FORMAT.md §3.2: record `r` of this index's archive (the one before block `r`, or for
     /// `r` = the number of blocks the final one), with the entries it holds; `cbor_len` is
     /// left 0. A record holds the entries after the previous record's whose stored bytes start
@@ -1110,6 +1325,14 @@ impl<'a> TreeCheck<'a> {
         self.chain.truncate(depth);
         self.chain.push((i as u32, name));
         Ok(parent)
+    }
+}
+
+/// An error's words without the "corrupt archive: " its kind adds.
+fn words(e: &FormatError) -> String {
+    match e {
+        FormatError::Corrupt(why) => why.clone(),
+        other => other.to_string(),
     }
 }
 

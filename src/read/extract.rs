@@ -23,10 +23,13 @@ use crate::ui::{text_of, Console, Counters};
 /// How many files of one block a thread creates before others may take the rest.
 const PIECES_PER_TASK: usize = 32;
 
-pub(super) struct Extraction<'a> {
+pub(super) struct Extraction<'a, 'i> {
     options: &'a ReadOptions,
-    archive: &'a Archive,
-    index: &'a Index,
+    /// The archive file; `None` for an archive read from a pipe, whose blocks are handed in.
+    archive: Option<&'a Archive>,
+    /// The archive's name in messages.
+    archive_name: &'a camino::Utf8Path,
+    index: &'i Index,
     console: &'a Console,
     dest_fd: OwnedFd,
     actions: Vec<Action>,
@@ -45,6 +48,13 @@ pub(super) struct Extraction<'a> {
     owners: Option<OwnerMap>,
     /// arc's effective uid and gid.
     ids: (u32, u32),
+    /// With `--strip-components`, what this run creates, by path (see `settle_duplicate`).
+    planned: HashMap<String, usize>,
+    /// Of an archive read from a pipe: files spanning blocks being written, by entry, with
+    /// their bytes still to come.
+    open: Mutex<HashMap<u32, (TempFile<'static>, u64)>>,
+    /// The owner names of the index `owners` was made from (a pipe's index grows).
+    owner_rows: usize,
     /// When owners are restored, the group a new entry gets in each directory this run writes
     /// into (Linux's rule: the directory's group if it is setgid, else arc's; new directories
     /// inherit the rule), by directory entry, `None` for DEST: so that a chown that would
@@ -85,6 +95,18 @@ impl OwnerMap {
     }
 }
 
+/// Owners to give, if owners are restored.
+fn owner_map(options: &ReadOptions, index: &Index) -> Option<OwnerMap> {
+    match options.owners {
+        // Only root can give files away; anyone else keeps them, which is no loss to warn
+        // about (tar's rule too).
+        _ if !rustix::process::geteuid().is_root() || !index.tables.owners => None,
+        Owners::Skip => None,
+        Owners::ByName => Some(OwnerMap::new(index, true)),
+        Owners::Numeric => Some(OwnerMap::new(index, false)),
+    }
+}
+
 /// What the block decoders of pass 3 share.
 #[derive(Clone, Copy)]
 struct FileWork<'w, 's> {
@@ -102,11 +124,27 @@ struct Span<'a> {
     blocks_left: AtomicUsize,
 }
 
-impl<'a> Extraction<'a> {
+impl<'a, 'i> Extraction<'a, 'i> {
     /// Opens DEST (which must exist) for an extraction of `archive`.
     pub(super) fn new(
         options: &'a ReadOptions,
-        archive: &'a Archive,
+        archive: &'i Archive,
+        console: &'a Console,
+        counters: &'a Counters,
+    ) -> Result<Self>
+    where
+        'i: 'a,
+    {
+        Extraction::of(options, Some(archive), &archive.path, &archive.index, console, counters)
+    }
+
+    /// The same for an archive read from a pipe, named `path`, whose `index` grows (call
+    /// [`Extraction::grown`] after it does).
+    pub(super) fn of(
+        options: &'a ReadOptions,
+        archive: Option<&'a Archive>,
+        archive_name: &'a camino::Utf8Path,
+        index: &'i Index,
         console: &'a Console,
         counters: &'a Counters,
     ) -> Result<Self> {
@@ -116,13 +154,14 @@ impl<'a> Extraction<'a> {
             rustix::fs::Mode::empty(),
         )
         .with_context(|| format!("opening {}", options.dest))?;
-        let count = archive.index.entries.len();
+        let count = index.entries.len();
         let mut dirs = Vec::new();
         dirs.resize_with(count, || None);
         Ok(Extraction {
             options,
             archive,
-            index: &archive.index,
+            archive_name,
+            index,
             console,
             dest_fd,
             actions: vec![Action::Skip; count],
@@ -135,14 +174,10 @@ impl<'a> Extraction<'a> {
             plan: Plan::default(),
             ids: (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()),
             new_group: HashMap::new(),
-            owners: match options.owners {
-                // Only root can give files away; anyone else keeps them, which is no loss to
-                // warn about (tar's rule too).
-                _ if !rustix::process::geteuid().is_root() || !archive.index.tables.owners => None,
-                Owners::Skip => None,
-                Owners::ByName => Some(OwnerMap::new(&archive.index, true)),
-                Owners::Numeric => Some(OwnerMap::new(&archive.index, false)),
-            },
+            owners: owner_map(options, index),
+            planned: HashMap::new(),
+            open: Mutex::new(HashMap::new()),
+            owner_rows: index.tables.users.len() + index.tables.groups.len(),
         })
         .map(|mut extraction| {
             let dest = extraction.dest_fd.try_clone();
@@ -151,6 +186,45 @@ impl<'a> Extraction<'a> {
             }
             extraction
         })
+    }
+
+    /// The same extraction over `index`, the index it had grown by entries (and blocks) read
+    /// from a pipe since: everything decided and opened so far carries over.
+    pub(super) fn grown<'j>(self, index: &'j Index) -> Extraction<'a, 'j> {
+        // Never fewer: the index this one is set aside with (`Extraction::aside`) is empty.
+        let count = index.entries.len().max(self.actions.len());
+        let (mut actions, mut dirs, mut merged) = (self.actions, self.dirs, self.merged);
+        actions.resize(count, Action::Skip);
+        dirs.resize_with(count, || None);
+        merged.resize(count, false);
+        let rows = index.tables.users.len() + index.tables.groups.len();
+        let (owners, owner_rows) = match rows == self.owner_rows || index.entries.is_empty() {
+            true => (self.owners, self.owner_rows),
+            // New owner names: the map is made again (there are few).
+            false => (owner_map(self.options, index), rows),
+        };
+        Extraction {
+            options: self.options,
+            archive: self.archive,
+            archive_name: self.archive_name,
+            index,
+            console: self.console,
+            dest_fd: self.dest_fd,
+            actions,
+            dirs,
+            dir_budget: self.dir_budget,
+            mode_mask: self.mode_mask,
+            replace: self.replace,
+            counters: self.counters,
+            merged,
+            plan: self.plan,
+            owners,
+            ids: self.ids,
+            new_group: self.new_group,
+            planned: self.planned,
+            open: self.open,
+            owner_rows,
+        }
     }
 
     /// Records the group new entries get in directory `key` (open as `dir`), if owners are
@@ -196,9 +270,9 @@ impl<'a> Extraction<'a> {
 
     /// What is restored of entry `i` besides its contents. The extended attributes are those
     /// of its data entry for a hard link that holds data (they are one inode).
-    fn attrs(&self, i: usize) -> Attrs<'a> {
+    fn attrs(&self, i: usize) -> Attrs<'i> {
         let entry = &self.index.entries[i];
-        let index: &'a Index = self.index;
+        let index: &'i Index = self.index;
         let all = self.options.same_permissions;
         let xattrs = index
             .xattrs(index.data_entry(i).unwrap_or(i))
@@ -271,12 +345,25 @@ impl<'a> Extraction<'a> {
     /// Pass 1: decide an action for every selected entry by looking at what DEST holds, and
     /// refuse before writing anything if something would be replaced without `--overwrite`.
     pub(super) fn probe(&mut self, selected: &[Selected]) -> Result<()> {
+        self.probe_range(0..selected.len(), |i| selected[i])?;
+        self.plan = Plan::new(self.index, &self.actions);
+        Ok(())
+    }
+
+    /// [`Extraction::probe`] for the entries of `range` (of an archive read from a pipe, those
+    /// of one record): what is refused, is refused before they are written.
+    pub(super) fn probe_range(
+        &mut self,
+        range: std::ops::Range<usize>,
+        selected: impl Fn(usize) -> Selected,
+    ) -> Result<()> {
         let mut conflicts = Vec::new();
         // With --strip-components, two entries can land on one path (`a/x` and `b/x`): what
-        // this run will create, by path, to merge directories and settle files as tar does.
-        let mut planned: HashMap<String, usize> = HashMap::new();
-        for (i, &selection) in selected.iter().enumerate() {
-            if selection == Selected::No {
+        // this run will create, by path (`planned`), to merge directories and settle files as
+        // tar does.
+        let mut planned = std::mem::take(&mut self.planned);
+        for i in range {
+            if selected(i) == Selected::No {
                 continue;
             }
             if self.stripped(i) {
@@ -326,7 +413,7 @@ impl<'a> Extraction<'a> {
             };
             self.actions[i] = action;
         }
-        self.plan = Plan::new(self.index, &self.actions);
+        self.planned = planned;
         if let Some(&first) = conflicts.first() {
             let more = match conflicts.len() {
                 1 => String::new(),
@@ -380,7 +467,12 @@ impl<'a> Extraction<'a> {
 
     /// Pass 2: create directories, parents first.
     pub(super) fn make_dirs(&mut self) -> Result<()> {
-        for i in 0..self.index.entries.len() {
+        self.make_dirs_range(0..self.index.entries.len())
+    }
+
+    /// [`Extraction::make_dirs`] for the entries of `range`.
+    pub(super) fn make_dirs_range(&mut self, range: std::ops::Range<usize>) -> Result<()> {
+        for i in range {
             let entry = &self.index.entries[i];
             let action = self.actions[i];
             if !entry.is_dir() || !matches!(action, Action::Create | Action::Replace) {
@@ -449,7 +541,8 @@ impl<'a> Extraction<'a> {
             }
         };
         // No more decoders than blocks; one (a file out of one block, say) on this thread.
-        match self.archive.decode_threads(self.options.threads).min(plan.blocks.len()) {
+        let archive = self.archive.ok_or_else(|| anyhow!("no archive file to read blocks from"))?;
+        match archive.decode_threads(self.options.threads).min(plan.blocks.len()) {
             0 => {}
             1 => decode(),
             decoders => std::thread::scope(|scope| {
@@ -473,40 +566,142 @@ impl<'a> Extraction<'a> {
         let pieces: Vec<FilePiece> = plan.pieces(self.index, &self.actions, b).collect();
         // Only as far as the last piece wanted: one file out of a block stops there.
         let wanted = pieces.iter().map(|p| p.start_in_block + p.len).max().unwrap_or(0);
-        self.archive.read_block_start(block, frame, data, wanted).map_err(|e| {
-            let mut names: Vec<String> =
-                pieces.iter().take(5).map(|p| self.archive_path(p.entry as usize)).collect();
-            if pieces.len() > 5 {
-                names.push(format!("and {} more", pieces.len() - 5));
-            }
-            anyhow::Error::new(e).context(format!(
-                "reading {}: damaged data of {}",
-                self.archive.path,
-                names.join(", ")
-            ))
-        })?;
+        let archive = self.archive.ok_or_else(|| anyhow!("no archive file to read blocks from"))?;
+        archive.read_block_start(block, frame, data, wanted).map_err(|e| self.damaged(&pieces, e))?;
         Counters::add(&self.counters.archive, block.len);
-        let write_pieces = |chunk: &[FilePiece]| -> Result<()> {
+        self.write_pieces(&pieces, data, failure, pool, |piece, bytes| match plan.span_of(piece.entry) {
+            None => self.write_whole(piece.entry as usize, bytes),
+            Some(s) => self.write_span_piece(piece, bytes, &spans[s]),
+        })
+    }
+
+    /// The same for block `b` of an archive read from a pipe.
+    pub(super) fn damaged_block(
+        &self,
+        b: usize,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> anyhow::Error {
+        let pieces: Vec<FilePiece> = self.index.files_in(b).collect();
+        self.damaged(&pieces, e)
+    }
+
+    /// The error of a block that does not decode, naming the first entries it holds.
+    fn damaged(
+        &self,
+        pieces: &[FilePiece],
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> anyhow::Error {
+        let mut names: Vec<String> =
+            pieces.iter().take(5).map(|p| self.archive_path(p.entry as usize)).collect();
+        if pieces.len() > 5 {
+            names.push(format!("and {} more", pieces.len() - 5));
+        }
+        anyhow::Error::new(e).context(format!(
+            "reading {}: damaged data of {}",
+            self.archive_name,
+            names.join(", ")
+        ))
+    }
+
+    /// Writes the pieces of a decoded block, each with `write`: on this thread if there are
+    /// few, else shared out on the pool in tasks of [`PIECES_PER_TASK`].
+    fn write_pieces(
+        &self,
+        pieces: &[FilePiece],
+        data: &[u8],
+        failure: &Failure,
+        pool: &crate::sys::LazyPool,
+        write: impl Fn(&FilePiece, &[u8]) -> Result<()> + Sync,
+    ) -> Result<()> {
+        let write_chunk = |chunk: &[FilePiece]| -> Result<()> {
             for piece in chunk {
                 if failure.stopping() {
                     // The first error is recorded already; this piece has nothing to add.
                     return Ok(());
                 }
-                let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
-                match plan.span_of(piece.entry) {
-                    None => self.write_whole(piece.entry as usize, bytes)?,
-                    Some(s) => self.write_span_piece(piece, bytes, &spans[s])?,
-                }
+                write(piece, &data[piece.start_in_block..piece.start_in_block + piece.len])?;
                 Counters::add(&self.counters.data, piece.len as u64);
             }
             Ok(())
         };
         if pieces.len() <= PIECES_PER_TASK {
-            return write_pieces(&pieces);
+            return write_chunk(pieces);
         }
         // A block of small files holds hundreds of them: share them out on the pool, so that
         // the threads are not idle while one of them creates every file of the block.
-        pool.get()?.install(|| pieces.par_chunks(PIECES_PER_TASK).try_for_each(write_pieces))
+        pool.get()?.install(|| pieces.par_chunks(PIECES_PER_TASK).try_for_each(write_chunk))
+    }
+
+    /// Of an archive read from a pipe: the files of `range` (a record's entries) that have no
+    /// bytes in the data stream, created at once (empty, or all holes).
+    pub(super) fn write_empty_range(&self, range: std::ops::Range<usize>) -> Result<()> {
+        for i in range {
+            let empty =
+                matches!(self.index.entries[i].kind(), Kind::File { .. }) && self.index.stored(i) == 0;
+            if empty && creates(self.actions[i]) {
+                self.write_whole(i, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Of an archive read from a pipe: the files of block `b` (its contents `data`, checked),
+    /// which the records so far tell; a file spanning blocks is created by its first piece and
+    /// put in place by its last. Directories were made when their records came.
+    pub(super) fn write_streamed(
+        &self,
+        b: usize,
+        data: &[u8],
+        failure: &Failure,
+        pool: &crate::sys::LazyPool,
+    ) -> Result<()> {
+        let pieces: Vec<FilePiece> =
+            self.index.files_in(b).filter(|p| creates(self.actions[p.entry as usize])).collect();
+        Counters::add(&self.counters.archive, self.index.blocks[b].len);
+        self.write_pieces(&pieces, data, failure, pool, |piece, bytes| match piece.whole {
+            true => self.write_whole(piece.entry as usize, bytes),
+            false => self.write_open_piece(piece, bytes),
+        })
+    }
+
+    /// A piece of a file spanning blocks, read from a pipe: written at its offset into the
+    /// file's temporary file, made by whichever piece comes first; the one that completes it
+    /// puts it in place.
+    fn write_open_piece(&self, piece: &FilePiece, bytes: &[u8]) -> Result<()> {
+        let i = piece.entry as usize;
+        let file = {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(piece.entry) {
+                // The directory by a handle of its own: the file outlives this extraction value.
+                let dir = match self.parent_dir(i)? {
+                    DirFd::Owned(fd) => fd,
+                    DirFd::Borrowed(fd) => fd.try_clone_to_owned()?,
+                };
+                let temp = TempFile::create(DirFd::Owned(dir))
+                    .with_context(|| format!("creating {}", self.display(i)))?;
+                let stored = self.index.stored(self.index.data_entry(i).unwrap_or(i));
+                slot.insert((temp, stored));
+            }
+            let (temp, _) = &open[&piece.entry];
+            temp.file.try_clone().with_context(|| format!("writing {}", self.display(i)))?
+        };
+        self.write_at(i, &file, bytes, piece.file_offset)?;
+        drop(file);
+        let done = {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let left = open.get_mut(&piece.entry).map(|(_, left)| {
+                *left -= bytes.len() as u64;
+                *left
+            });
+            match left {
+                Some(0) => open.remove(&piece.entry).map(|(temp, _)| temp),
+                _ => None,
+            }
+        };
+        match done {
+            Some(temp) => self.persist(i, &temp),
+            None => Ok(()),
+        }
     }
 
     /// Writes one piece of a file spanning blocks at its offset; the last piece renames it.

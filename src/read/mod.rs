@@ -22,6 +22,7 @@
 mod dest;
 mod extract;
 mod plan;
+mod stream;
 
 use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
@@ -72,6 +73,9 @@ pub enum Existing {
 }
 
 pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
+    if let Some(result) = from_a_pipe(options, stop) {
+        return result;
+    }
     let (archive, salvaged) = match options.salvage {
         true => Archive::salvage(&options.archive).map(|(archive, salvaged)| (archive, Some(salvaged)))?,
         false => {
@@ -113,6 +117,32 @@ pub fn run(options: &ReadOptions, stop: &Stop) -> Result<Outcome> {
         return Err(salvage_report(options, &console, &salvaged));
     }
     Ok(console.outcome())
+}
+
+/// `arc read -`, or of a pipe or FIFO: the archive read as it arrives ([`stream`]). `None` for
+/// an archive file, read from its two ends.
+fn from_a_pipe(options: &ReadOptions, stop: &Stop) -> Option<Result<Outcome>> {
+    let name = &options.archive;
+    let file = match name.as_str() {
+        "-" => None,
+        _ => match std::fs::File::open(name) {
+            Ok(file) if file.metadata().is_ok_and(|m| !m.is_file()) && !options.salvage => Some(file),
+            _ => return None,
+        },
+    };
+    let console = Console::new(options.quiet, options.verbose);
+    let counters = Counters::default();
+    let run = || -> Result<()> {
+        std::fs::create_dir_all(&options.dest).with_context(|| format!("creating {}", options.dest))?;
+        let task = Task { doing: "reading", done: "read", total: None, packs: false };
+        with_progress(&console, &counters, task, || match file {
+            Some(file) => {
+                stream::extract(options, std::io::BufReader::new(file), name, &console, &counters, stop)
+            }
+            None => stream::extract(options, std::io::stdin().lock(), name, &console, &counters, stop),
+        })
+    };
+    Some(run().map(|()| console.outcome()))
 }
 
 /// What a salvage lost, on stderr, and the error that ends it (exit status 2): the archive was

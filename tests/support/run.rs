@@ -222,6 +222,34 @@ impl TestEnv {
         run(Command::new(ARC).args(args).current_dir(cwd))
     }
 
+    /// Runs arc in the environment's root with `input` on its standard input, through a pipe
+    /// (written from another thread, so that arc may read as it goes).
+    pub fn arc_fed<I, S>(&self, input: &[u8], args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        use std::io::Write;
+        let mut command = Command::new(ARC);
+        command.args(args).current_dir(self.root());
+        let shown = format!("{:?} < ({} bytes)", command, input.len());
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {shown}: {e}"));
+        let mut stdin = child.stdin.take().expect("a pipe to arc");
+        let output = std::thread::scope(|scope| {
+            // arc may stop reading early (an error): the rest is not written.
+            scope.spawn(move || {
+                let _ = stdin.write_all(input);
+            });
+            child.wait_with_output().unwrap_or_else(|e| panic!("running {shown}: {e}"))
+        });
+        Run::from_output(shown, output)
+    }
+
     /// Runs arc in the environment's root with standard output on /dev/full.
     pub fn arc_into_full_device<I, S>(&self, args: I) -> Run
     where

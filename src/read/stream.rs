@@ -1,0 +1,156 @@
+//! `arc read -`: an archive read from a pipe as it arrives (FORMAT.md §3.2).
+//!
+//! The archive is read from the front by [`Stream`]: each record's entries are checked and
+//! joined to the index so far, then probed and their directories made (passes 1 and 2 for
+//! those entries); each block goes to a decoder thread as it arrives, and once decoded, in
+//! order, its files are written (pass 3 for that block: a file spanning blocks is created by
+//! its first piece and put in place by its last). At the end, when the index read from the
+//! archive's end has been found equal to the records', hard links, special files and symlinks
+//! are made and directories finished (passes 4 and 5), as for a file.
+//!
+//! Memory: the index so far, plus at most twice as many blocks as decoders (frames queued,
+//! contents waiting their turn), whatever the archive's size.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use camino::Utf8Path;
+
+use super::extract::Extraction;
+use super::ReadOptions;
+use crate::archive::{Item, Stream};
+use crate::format::{self, Block, Index};
+use crate::select::Selected;
+use crate::stop::{Failure, Stop};
+use crate::ui::{Console, Counters};
+
+/// A block on its way to a decoder, with where its contents go back.
+type Job = (Block, Vec<u8>, SyncSender<Decoded>);
+
+/// A block's contents, or why it has none.
+type Decoded = Result<Vec<u8>, format::FormatError>;
+
+/// Blocks sent to the decoders, in order, each with where its contents will come.
+type Waiting = VecDeque<(usize, Receiver<Decoded>)>;
+
+/// Extracts the archive `reader` gives, named `name` in messages.
+pub(super) fn extract(
+    options: &ReadOptions,
+    reader: impl std::io::Read,
+    name: &Utf8Path,
+    console: &Console,
+    counters: &Counters,
+    stop: &Stop,
+) -> Result<()> {
+    if !options.paths.is_empty() || !options.globs.is_empty() {
+        bail!("reading {name}: PATHs and --glob need an archive file (not yet from a pipe)");
+    }
+    let mut stream = Stream::new(reader).with_context(|| format!("reading {name}"))?;
+    let extraction = Extraction::of(options, None, name, empty(), console, counters)?;
+    let decoders = options.threads.max(1);
+    let failure = Failure::new(stop);
+    let pool = crate::sys::LazyPool::new(options.threads);
+    let (jobs, job_rx) = sync_channel::<Job>(decoders);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let extraction = std::thread::scope(|scope| {
+        for _ in 0..decoders {
+            let job_rx = Arc::clone(&job_rx);
+            scope.spawn(move || decoder(&job_rx));
+        }
+        drop(job_rx);
+        // The queue closes when `pump` returns, and the decoders with it.
+        pump(&mut stream, name, extraction, jobs, decoders, &failure, &pool)
+    })?;
+    failure.take()?;
+    let index = stream.index();
+    let all = vec![Selected::Yes; index.entries.len()];
+    let done = extraction.grown(index);
+    done.make_links(stop)?;
+    done.finish_dirs(&all)
+}
+
+/// Reads the stream to its end: entries probed and directories made as their records come,
+/// blocks sent to the decoders, and each block's files written once it is decoded, in order.
+fn pump<'a, R: std::io::Read>(
+    stream: &mut Stream<R>,
+    name: &Utf8Path,
+    mut extraction: Extraction<'a, 'static>,
+    jobs: SyncSender<Job>,
+    decoders: usize,
+    failure: &Failure,
+    pool: &crate::sys::LazyPool,
+) -> Result<Extraction<'a, 'static>> {
+    let mut waiting = Waiting::new();
+    loop {
+        failure.check()?;
+        let item = stream.next_item().with_context(|| format!("reading {name}"))?;
+        let index = stream.index();
+        match item {
+            Item::Entries(range) => {
+                let mut here = extraction.grown(index);
+                here.probe_range(range.clone(), |_| Selected::Yes)?;
+                here.make_dirs_range(range.clone())?;
+                here.write_empty_range(range)?;
+                extraction = here.grown(empty());
+            }
+            Item::Block(b, frame) => {
+                let (reply, contents) = sync_channel(1);
+                jobs.send((index.blocks[b], frame, reply))
+                    .map_err(|_| anyhow::anyhow!("the decoders stopped"))?;
+                waiting.push_back((b, contents));
+                // The oldest block is written once as many as there are decoders wait.
+                while waiting.len() > decoders {
+                    extraction = write_next(extraction, index, &mut waiting, failure, pool)?;
+                }
+            }
+            Item::End => break,
+        }
+    }
+    drop(jobs);
+    let index = stream.index();
+    while !waiting.is_empty() {
+        extraction = write_next(extraction, index, &mut waiting, failure, pool)?;
+    }
+    Ok(extraction)
+}
+
+/// Writes the files of the oldest block waiting, once it is decoded.
+fn write_next<'a>(
+    extraction: Extraction<'a, '_>,
+    index: &Index,
+    waiting: &mut Waiting,
+    failure: &Failure,
+    pool: &crate::sys::LazyPool,
+) -> Result<Extraction<'a, 'static>> {
+    let Some((b, contents)) = waiting.pop_front() else { unreachable!("a block waits") };
+    let here = extraction.grown(index);
+    let data = contents
+        .recv()
+        .map_err(|_| anyhow::anyhow!("a decoder stopped"))?
+        .map_err(|e| here.damaged_block(b, e))?;
+    here.write_streamed(b, &data, failure, pool)?;
+    Ok(here.grown(empty()))
+}
+
+/// The empty index an extraction is set aside with between records and blocks.
+fn empty() -> &'static Index {
+    static EMPTY: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Index::default)
+}
+
+/// A decoder: checks and decompresses blocks until the reader closes the queue.
+fn decoder(jobs: &Mutex<std::sync::mpsc::Receiver<Job>>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((block, frame, reply)) = job else { return };
+        let mut data = Vec::new();
+        let result = format::decode_block(&block, &frame, &mut data).map(|()| data);
+        drop(frame);
+        let _ = reply.send(result);
+    }
+}
