@@ -7,7 +7,9 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::support::harness::{archive_from_input, check_index, check_read, inputs_from_archive};
+use crate::support::harness::{
+    archive_from_input, check_index, check_read, check_stream, inputs_from_archive,
+};
 use crate::support::{arc, craft, Spec};
 
 fn fuzz_dir() -> PathBuf {
@@ -50,6 +52,13 @@ fn index_corpus_passes_the_index_checks() {
     let (inputs, built) = replay("index", check_index);
     // The seeds are valid archives and indexes: if none builds, the harness is broken.
     assert!(built * 2 >= inputs, "only {built} of {inputs} inputs built an index");
+}
+
+#[test]
+fn read_corpus_passes_the_stream_checks() {
+    // The read corpus stands for the stream target's too: the same inputs, read from a pipe.
+    let (inputs, extracted) = replay("read", check_stream);
+    assert!(extracted * 2 >= inputs, "only {extracted} of {inputs} inputs extracted from a pipe");
 }
 
 #[test]

@@ -17,4 +17,4 @@ mod scene;
 #[path = "../../tests/support/tree.rs"]
 mod tree;
 
-pub use harness::{check_index, check_read, inputs_from_archive};
+pub use harness::{check_index, check_read, check_stream, inputs_from_archive};

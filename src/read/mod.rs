@@ -130,19 +130,23 @@ fn from_a_pipe(options: &ReadOptions, stop: &Stop) -> Option<Result<Outcome>> {
             _ => return None,
         },
     };
+    Some(match file {
+        Some(file) => run_stream(options, std::io::BufReader::new(file), stop),
+        None => run_stream(options, std::io::stdin().lock(), stop),
+    })
+}
+
+/// Extracts the archive `reader` gives as it arrives (`arc read -`; also what the fuzz
+/// harness runs in-process): see [`stream`].
+pub fn run_stream(options: &ReadOptions, reader: impl std::io::Read, stop: &Stop) -> Result<Outcome> {
     let console = Console::new(options.quiet, options.verbose);
     let counters = Counters::default();
-    let run = || -> Result<()> {
-        std::fs::create_dir_all(&options.dest).with_context(|| format!("creating {}", options.dest))?;
-        let task = Task { doing: "reading", done: "read", total: None, packs: false };
-        with_progress(&console, &counters, task, || match file {
-            Some(file) => {
-                stream::extract(options, std::io::BufReader::new(file), name, &console, &counters, stop)
-            }
-            None => stream::extract(options, std::io::stdin().lock(), name, &console, &counters, stop),
-        })
-    };
-    Some(run().map(|()| console.outcome()))
+    std::fs::create_dir_all(&options.dest).with_context(|| format!("creating {}", options.dest))?;
+    let task = Task { doing: "reading", done: "read", total: None, packs: false };
+    with_progress(&console, &counters, task, || {
+        stream::extract(options, reader, &options.archive, &console, &counters, stop)
+    })?;
+    Ok(console.outcome())
 }
 
 /// What a salvage lost, on stderr, and the error that ends it (exit status 2): the archive was

@@ -31,7 +31,7 @@ use camino::Utf8PathBuf;
 
 use super::craft::{self, assemble, assemble_cbor, compress, format, IndexRecord, HEADER_LEN, TRAILER_LEN};
 use super::scene::Scene;
-use super::tree::paths_under;
+use super::tree::{paths_under, temp_files};
 
 /// Frames the harness compresses itself hold at most this much, whatever the index declares.
 const MAX_HARNESS_BLOCK: u64 = 1 << 20;
@@ -441,6 +441,53 @@ pub fn check_read(data: &[u8]) -> bool {
         assert_only_entries(&dest, entries.as_ref());
     }
     result.is_ok()
+}
+
+/// The `stream` target, and a second half of the `read` target: the archive read as from a
+/// pipe into DEST (in a [`Scene`]). Nothing outside DEST may change; no temporary file may be
+/// left; if the archive also extracts from its file, the stream must succeed and give the same
+/// entries, each of the same kind and size. Returns whether the stream succeeded.
+pub fn check_stream(data: &[u8]) -> bool {
+    let Some((&first, rest)) = data.split_first() else { return false };
+    let same_permissions = (first / 3) & 1 != 0;
+    let scene = Scene::new();
+    let archive = archive_from_input(first, rest);
+    scene.write_archive(&archive);
+    let (path, dest) = (scene.archive_path(), scene.dest());
+    let before = scene.outside();
+    let streamed = stream_in_process(&archive, &dest, same_permissions);
+    scene.assert_outside(&before, "the streamed extraction");
+    assert!(temp_files(&dest).is_empty(), "temporary files left in DEST");
+    let filed = tempfile::tempdir().expect("a temp dir");
+    // Format 1 has no records: it is read from a file only.
+    let recorded = format::decode_header(&archive).is_ok_and(|version| version >= 2);
+    if recorded && read_in_process(&path, filed.path(), Existing::Refuse, same_permissions, false).is_ok() {
+        assert!(streamed.is_ok(), "the file extracts but the stream does not: {streamed:?}");
+        let found: BTreeSet<String> = paths_under(&dest).into_iter().collect();
+        let filed_paths: BTreeSet<String> = paths_under(filed.path()).into_iter().collect();
+        assert_eq!(found, filed_paths, "the stream and the file give different entries");
+        check_extracted(&path, &dest);
+    }
+    streamed.is_ok()
+}
+
+/// `arc read -` in-process, `archive` as its standard input.
+pub fn stream_in_process(archive: &[u8], dest: &Path, same_permissions: bool) -> anyhow::Result<Outcome> {
+    let options = arc::read::ReadOptions {
+        archive: Utf8PathBuf::from("-"),
+        dest: utf8(dest),
+        paths: Vec::new(),
+        globs: Vec::new(),
+        threads: 2,
+        verbose: false,
+        quiet: true,
+        existing: Existing::Refuse,
+        same_permissions,
+        strip_components: 0,
+        salvage: false,
+        owners: arc::read::Owners::ByName,
+    };
+    arc::read::run_stream(&options, archive, &Stop::default())
 }
 
 /// After a successful extraction into an empty DEST: DEST holds exactly the archive's entries,
