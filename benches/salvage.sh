@@ -225,7 +225,7 @@ EOF
 # Counts, for a cut at CUT bytes of the arc archive: the regular files under DA that are
 # identical to TREE's and those that differ (or are not in TREE); the non-empty files wholly
 # before the cut and how many of them are not among the identical ones; the regular files
-# under DT identical to TREE's.
+# under DT identical to TREE's; the MiB in the identical files of each.
 count() {
     python3 - "$work/facts.pickle" "$1" "$2" "$3" <<'EOF'
 import bisect, hashlib, os, pickle, stat, sys
@@ -262,7 +262,8 @@ arc_same, arc_differ = identical(arc_dir)
 tar_same, _ = identical(tar_dir)
 before = paths[:bisect.bisect_right(ends, cut)]
 missed = sum(1 for path in before if path not in arc_same)
-print(len(arc_same), arc_differ, len(before), missed, len(tar_same))
+mib = lambda paths: f"{sum(source[p][0] for p in paths) / 2**20:.1f}"
+print(len(arc_same), arc_differ, len(before), missed, len(tar_same), mib(arc_same), mib(tar_same))
 EOF
 }
 
@@ -305,17 +306,21 @@ echo "- $entries entries, $files regular files stored ($empty empty, $sparse spa
 echo "- arc: $arc_len bytes, $blocks blocks, index frame $index_len bytes; tar --zstd: $tar_len bytes"
 echo "- $("$ARC" --version) ($ARC$(git -C "$repo" describe --always --dirty 2>/dev/null | sed 's/^/, commit /')); $(tar --version | head -n1); zstd $(zstd -V | grep -o 'v[0-9.]*' | head -n1)"
 echo "- $CUTS cuts, seed $SEED; files are regular files (hard links too) byte-identical to the tree's;"
-echo "  \"wholly before\" counts the non-empty files whose stored bytes all lie in blocks that end by the cut"
+echo "  \"wholly before\" counts the non-empty files whose stored bytes all lie in blocks that end by the cut;"
+echo "  MiB recovered is the size of the identical files. The tools store files in different orders (arc in"
+echo "  sorted tree order, tar in directory order), so the same cut keeps different files of each"
 echo
 python3 - "$results" <<'EOF'
 import sys
 
 rows = [line.split() for line in open(sys.argv[1])]
 print("| fraction | arc bytes kept | arc exit | arc files recovered | arc files differing "
-      "| wholly before the cut | of those not recovered | tar bytes kept | tar files recovered |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for f, arc_keep, tar_keep, status, same, differ, before, missed, tar_same in rows:
-    print(f"| {f} | {arc_keep} | {status} | {same} | {differ} | {before} | {missed} | {tar_keep} | {tar_same} |")
+      "| wholly before the cut | of those not recovered | tar bytes kept | tar files recovered "
+      "| arc MiB recovered | tar MiB recovered |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for f, arc_keep, tar_keep, status, same, differ, before, missed, tar_same, arc_mib, tar_mib in rows:
+    print(f"| {f} | {arc_keep} | {status} | {same} | {differ} | {before} | {missed} | {tar_keep} | {tar_same} "
+          f"| {arc_mib} | {tar_mib} |")
 total = lambda i: sum(int(r[i]) for r in rows)
 below_tar = [r[0] for r in rows if int(r[4]) < int(r[8])]
 below_before = [r[0] for r in rows if int(r[4]) < int(r[6]) or int(r[7]) > 0]

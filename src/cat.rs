@@ -30,6 +30,13 @@ pub struct CatOptions {
 }
 
 pub fn run(options: &CatOptions, stop: &Stop) -> Result<()> {
+    if options.archive.as_str() == "-" {
+        let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        return match cat_stream(options, stop, &mut out).and_then(|()| out.flush().map_err(Into::into)) {
+            Err(e) if is_broken_pipe(&e) => Ok(()),
+            result => result,
+        };
+    }
     let archive = Archive::open_some(&options.archive, |tree| select::roots(tree, &options.paths, &[]))?;
     let index = &archive.index;
     // Check every PATH before writing a byte.
@@ -318,4 +325,117 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|e| {
         e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// `arc cat -`: the archive read from stdin as it arrives (FORMAT.md §3.2). The files come
+/// out in the archive's order, as `tar -xOf -` writes them, whatever the order of the PATHs;
+/// the blocks that hold none of their bytes are read past, not decompressed. A file is written
+/// once its bytes come, and a file without bytes (empty, or all holes) once the files before
+/// it are written.
+fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result<()> {
+    use crate::archive::{Item, Stream};
+    use crate::format::Index;
+    use std::collections::VecDeque;
+    let name = &options.archive;
+    let mut select = select::Streaming::new(&options.paths, &[])?;
+    let mut stream = Stream::new(std::io::stdin().lock()).with_context(|| format!("reading {name}"))?;
+    // The files chosen, in order, not yet written whole; the first's bytes written so far.
+    let mut queue: VecDeque<usize> = VecDeque::new();
+    let mut at = 0u64;
+    let mut data = Vec::new();
+    let zeros = |out: &mut dyn Write, mut n: u64| -> Result<()> {
+        while n > 0 {
+            let now = n.min(ZEROS.len() as u64) as usize;
+            out.write_all(&ZEROS[..now]).context("writing to stdout")?;
+            n -= now as u64;
+        }
+        Ok(())
+    };
+    // Writes the files at the head of the queue that have no bytes to wait for.
+    let ready = |out: &mut dyn Write, queue: &mut VecDeque<usize>, index: &Index| -> Result<()> {
+        while let Some(&i) = queue.front() {
+            if index.stored(i) > 0 {
+                break;
+            }
+            zeros(out, index.entries[i].size())?;
+            queue.pop_front();
+        }
+        Ok(())
+    };
+    loop {
+        stop.check()?;
+        let item = stream.next_item().with_context(|| format!("reading {name}"))?;
+        let index = stream.index();
+        match item {
+            Item::Entries(range) => {
+                select.decide(index, range.clone());
+                for i in range.filter(|&i| select.selected[i] == crate::select::Selected::Yes) {
+                    let named = index.entries[i]
+                        .parent()
+                        .map_or(true, |p| select.selected[p as usize] != crate::select::Selected::Yes);
+                    match index.entries[i].kind() {
+                        Kind::File { .. } => queue.push_back(i),
+                        Kind::HardLink { target } if named => bail!(
+                            "reading {name}: {} is a hard link to {}, whose bytes came before it; \
+                             arc cat it from the archive file",
+                            text_of(&index.path(i)),
+                            text_of(&index.path(target as usize))
+                        ),
+                        Kind::Symlink { .. } if named => {
+                            bail!(
+                                "reading {name}: {} is a symlink (to {}); arc cat writes files",
+                                text_of(&index.path(i)),
+                                text_of(index.target(i))
+                            )
+                        }
+                        Kind::Fifo | Kind::CharDevice { .. } | Kind::BlockDevice { .. } if named => {
+                            bail!(
+                                "reading {name}: {} is a FIFO or a device; arc cat writes files",
+                                text_of(&index.path(i))
+                            )
+                        }
+                        _ => {}
+                    }
+                }
+                ready(out, &mut queue, index)?;
+            }
+            Item::Block(b, frame) => {
+                let chosen = |entry: u32| {
+                    select.selected[entry as usize] == crate::select::Selected::Yes
+                        && matches!(index.entries[entry as usize].kind(), Kind::File { .. })
+                };
+                let pieces: Vec<_> = index.files_in(b).filter(|p| chosen(p.entry)).collect();
+                if pieces.is_empty() {
+                    continue;
+                }
+                crate::format::decode_block(&index.blocks[b], &frame, &mut data).with_context(|| {
+                    format!(
+                        "reading {name}: damaged data of {}",
+                        text_of(&index.path(pieces[0].entry as usize))
+                    )
+                })?;
+                for piece in pieces {
+                    ready(out, &mut queue, index)?;
+                    let i = piece.entry as usize;
+                    // Files come in the order of their bytes: this one is the first waiting.
+                    anyhow::ensure!(queue.front() == Some(&i), "reading {name}: the files came out of order");
+                    let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
+                    for (file_offset, range) in file_writes(index.extents(i), piece.file_offset, piece.len) {
+                        zeros(out, file_offset.saturating_sub(at))?;
+                        out.write_all(&bytes[range.clone()]).context("writing to stdout")?;
+                        at = file_offset + range.len() as u64;
+                    }
+                    if piece.file_offset + piece.len as u64 == index.stored(i) {
+                        // The file's last bytes: then the holes after them, to its size.
+                        zeros(out, index.entries[i].size().saturating_sub(at))?;
+                        queue.pop_front();
+                        at = 0;
+                    }
+                }
+                ready(out, &mut queue, index)?;
+            }
+            Item::End => break,
+        }
+    }
+    select.missed().with_context(|| format!("reading {name}"))
 }

@@ -153,7 +153,7 @@ struct WriteArgs {
 
 #[derive(Debug, Args)]
 struct ReadArgs {
-    /// The archive to read.
+    /// The archive to read; `-` for stdin (or a pipe), extracted as it arrives.
     archive: Utf8PathBuf,
     /// Only these entries (and what is beneath them), written as `arc list` prints them.
     #[arg(value_name = "PATH")]
@@ -199,7 +199,7 @@ struct ReadArgs {
 
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// The archive to list.
+    /// The archive to list; `-` for stdin, listed as it arrives.
     archive: Utf8PathBuf,
     /// Only these entries (and what is beneath them).
     #[arg(value_name = "PATH")]
@@ -220,7 +220,7 @@ struct ListArgs {
 
 #[derive(Debug, Args)]
 struct CatArgs {
-    /// The archive to read.
+    /// The archive to read; `-` for stdin, whose files come out in the archive's order.
     archive: Utf8PathBuf,
     /// Files, or directories whose files to write, as `arc list` prints them.
     #[arg(value_name = "PATH", required = true)]
@@ -232,7 +232,7 @@ struct CatArgs {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The archive to check.
+    /// The archive to check; `-` for stdin.
     archive: Utf8PathBuf,
     #[command(flatten)]
     common: Common,

@@ -93,21 +93,22 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
 /// printed once they are checked; blocks are read past. The index at the end must agree with
 /// the records, else the listing ends with an error (exit status 2).
 fn print_stream(options: &ListOptions) -> Result<()> {
-    if !options.paths.is_empty() || !options.globs.is_empty() {
-        anyhow::bail!("listing -: PATHs and --glob need an archive file (not yet from a pipe)");
-    }
+    let mut select = select::Streaming::new(&options.paths, &options.globs)?;
     let mut stream = crate::archive::Stream::new(std::io::stdin().lock()).context("reading -")?;
     let mut printer = Printer::new(options);
     loop {
         match stream.next_item().context("reading -")? {
-            crate::archive::Item::Entries(range) => printer
-                .print(stream.index(), range, |_| Selected::Yes)
-                .context("writing the listing to stdout")?,
+            crate::archive::Item::Entries(range) => {
+                select.decide(stream.index(), range.clone());
+                let selected = |i: usize| select.selected[i];
+                printer.print(stream.index(), range, selected).context("writing the listing to stdout")?
+            }
             crate::archive::Item::Block(..) => {}
             crate::archive::Item::End => break,
         }
     }
-    printer.out.flush().context("writing the listing to stdout")
+    printer.out.flush().context("writing the listing to stdout")?;
+    select.missed().context("listing -")
 }
 
 /// Writes listing lines, entry after entry in pre-order, in one call or in many (a stream's

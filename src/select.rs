@@ -118,6 +118,109 @@ fn printed(path: &str, find: impl Fn(&[u8]) -> Option<usize>) -> Option<usize> {
     unescape(path).and_then(|raw| find(&bytes_of(&raw))).or_else(|| find(path.as_bytes()))
 }
 
+/// Selection of an archive read from a pipe, decided a record at a time as its entries come
+/// (`read -`). A PATH selects the entry whose path it is (as `list` prints it, or raw) and
+/// what is beneath it; a glob, what it matches and what is beneath that. The directories above
+/// something selected become [`Selected::Ancestor`] when it comes, though they came before
+/// (the reader makes them then). Unlike [`select`], an entry that a PATH names in both its
+/// printed and its raw form selects both entries, since the other may not have come yet.
+pub struct Streaming {
+    /// Each PATH as typed, and the paths it may stand for (printed form unescaped, raw).
+    paths: Vec<(String, Vec<Vec<u8>>)>,
+    globs: Option<(globset::GlobSet, Vec<String>)>,
+    /// Whether each PATH, then each glob, has selected something.
+    hits: Vec<bool>,
+    /// The decision for every entry so far.
+    pub selected: Vec<Selected>,
+    stack: PathStack,
+}
+
+impl Streaming {
+    pub fn new(paths: &[String], globs: &[String]) -> Result<Streaming> {
+        let paths: Vec<(String, Vec<Vec<u8>>)> = paths
+            .iter()
+            .map(|path| {
+                let mut forms: Vec<Vec<u8>> = Vec::new();
+                if let Some(raw) = unescape(path) {
+                    forms.push(components(&bytes_of(&raw)).join(&b'/'));
+                }
+                forms.push(components(path.as_bytes()).join(&b'/'));
+                forms.dedup();
+                (path.clone(), forms)
+            })
+            .collect();
+        let globs = match globs.is_empty() {
+            true => None,
+            false => {
+                let mut builder = GlobSetBuilder::new();
+                for glob in globs {
+                    let parsed = GlobBuilder::new(glob).literal_separator(true).build();
+                    builder.add(parsed.with_context(|| format!("parsing --glob {glob}"))?);
+                }
+                Some((builder.build().context("building the glob set")?, globs.to_vec()))
+            }
+        };
+        let hits = vec![false; paths.len() + globs.as_ref().map_or(0, |(_, g)| g.len())];
+        Ok(Streaming { paths, globs, hits, selected: Vec::new(), stack: PathStack::default() })
+    }
+
+    /// Decides the entries of `range`, the next of `index` in pre-order. Returns the entries
+    /// before `range` that have become ancestors of something selected, parents first: the
+    /// reader makes them before those of `range`.
+    pub fn decide(&mut self, index: &Index, range: std::ops::Range<usize>) -> Vec<usize> {
+        let everything = self.hits.is_empty();
+        let start = range.start;
+        let mut late = Vec::new();
+        for i in range {
+            let path = self.stack.enter(index, i);
+            let parent = index.entries[i].parent().map(|p| p as usize);
+            let mut chosen = everything || parent.is_some_and(|p| self.selected[p] == Selected::Yes);
+            if !chosen {
+                for (k, (_, forms)) in self.paths.iter().enumerate() {
+                    if forms.iter().any(|f| f.as_slice() == path) {
+                        self.hits[k] = true;
+                        chosen = true;
+                    }
+                }
+                if let Some((set, _)) = &self.globs {
+                    for m in set.matches(std::path::Path::new(std::ffi::OsStr::from_bytes(path))) {
+                        self.hits[self.paths.len() + m] = true;
+                        chosen = true;
+                    }
+                }
+            }
+            self.selected.push(if chosen { Selected::Yes } else { Selected::No });
+            if chosen {
+                let mut at = parent;
+                while let Some(p) = at.filter(|&p| self.selected[p] == Selected::No) {
+                    self.selected[p] = Selected::Ancestor;
+                    if p < start {
+                        late.push(p);
+                    }
+                    at = index.entries[p].parent().map(|p| p as usize);
+                }
+            }
+        }
+        late.reverse();
+        late
+    }
+
+    /// Once every entry is decided: an error naming the first PATH or glob that selected
+    /// nothing, as [`select`] gives it.
+    pub fn missed(&self) -> Result<()> {
+        if let Some(k) = self.hits.iter().position(|hit| !hit) {
+            match self.paths.get(k) {
+                Some((path, _)) => bail!("{path} is not in the archive"),
+                None => {
+                    let globs = self.globs.as_ref().map(|(_, g)| g.as_slice()).unwrap_or_default();
+                    bail!("--glob {} matches nothing in the archive", globs[k - self.paths.len()])
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The components of a path as typed: a trailing `/` and `./` prefixes are allowed.
 fn components(path: &[u8]) -> Vec<&[u8]> {
     path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect()

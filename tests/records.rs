@@ -331,3 +331,56 @@ fn a_record_naming_a_path_out_of_dest_is_refused_before_it_is_written() {
     assert!(!env.path("out/in/t").exists(), "nothing of the record is written");
     assert!(!env.path("out/aa").exists());
 }
+
+#[test]
+fn a_selective_read_from_a_pipe_takes_what_the_file_gives() {
+    let env = TestEnv::new();
+    boundary_tree(&env);
+    env.arc(["write", "-q", "--block-size", "64KiB", "-o", "x.arc", "t"]).success();
+    let archive = fs::read(env.path("x.arc")).expect("reading the archive");
+    for (k, selection) in [
+        &["t/c-dir"][..],
+        &["t/e-spans", "t/z-link"],
+        &["--glob", "**/d-*"],
+        &["--glob", "t/*-small", "t/h-next"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (filed, piped) = (format!("filed{k}"), format!("piped{k}"));
+        let file_args =
+            ["read", "-q", "x.arc", "-C", filed.as_str()].into_iter().chain(selection.iter().copied());
+        env.arc(file_args).success();
+        let pipe_args =
+            ["read", "-q", "-", "-C", piped.as_str()].into_iter().chain(selection.iter().copied());
+        env.arc_fed(&archive, pipe_args).success();
+        crate::support::assert_same_tree(&env.path(&filed).join("t"), &env.path(&piped).join("t"));
+    }
+    // A PATH that is not there is an error, as from the file.
+    let run = env.arc_fed(&archive, ["read", "-q", "-", "-C", "none", "t/nothing"]);
+    run.code(2);
+    assert!(run.stderr.contains("t/nothing is not in the archive"), "{}", run.describe());
+}
+
+#[test]
+fn cat_from_a_pipe_writes_the_files_in_the_archives_order() {
+    let env = TestEnv::new();
+    boundary_tree(&env);
+    // A sparse file: holes before, between and after its data.
+    let sparse = fs::File::create(env.path("t/s-sparse")).expect("create");
+    sparse.set_len(3 << 20).expect("set_len");
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"island", 1 << 20).expect("write");
+    drop(sparse);
+    env.arc(["write", "-q", "--block-size", "64KiB", "-o", "x.arc", "t"]).success();
+    let archive = fs::read(env.path("x.arc")).expect("reading the archive");
+    let cat = |args: &[&str]| env.arc(["cat", "x.arc"].iter().chain(args)).success().stdout.clone();
+    let piped =
+        |args: &[&str]| env.arc_fed(&archive, ["cat", "-"].iter().chain(args)).success().stdout.clone();
+    assert_eq!(piped(&["t"]), cat(&["t"]));
+    assert_eq!(piped(&["t/s-sparse"]), fs::read(env.path("t/s-sparse")).expect("read"));
+    // Two PATHs given out of order come in the archive's order, as from `tar -xOf -`.
+    assert_eq!(piped(&["t/h-next", "t/e-spans"]), cat(&["t/e-spans", "t/h-next"]));
+    let run = env.arc_fed(&archive, ["cat", "-", "t/z-link"]);
+    run.code(2);
+    assert!(run.stderr.contains("is a symlink"), "{}", run.describe());
+}

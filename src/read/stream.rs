@@ -15,14 +15,14 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use camino::Utf8Path;
 
 use super::extract::Extraction;
 use super::ReadOptions;
 use crate::archive::{Item, Stream};
 use crate::format::{self, Block, Index};
-use crate::select::Selected;
+use crate::select::Streaming;
 use crate::stop::{Failure, Stop};
 use crate::ui::{Console, Counters};
 
@@ -44,9 +44,7 @@ pub(super) fn extract(
     counters: &Counters,
     stop: &Stop,
 ) -> Result<()> {
-    if !options.paths.is_empty() || !options.globs.is_empty() {
-        bail!("reading {name}: PATHs and --glob need an archive file (not yet from a pipe)");
-    }
+    let mut select = Streaming::new(&options.paths, &options.globs)?;
     let mut stream = Stream::new(reader).with_context(|| format!("reading {name}"))?;
     let extraction = Extraction::of(options, None, name, empty(), console, counters)?;
     let decoders = options.threads.max(1);
@@ -61,21 +59,23 @@ pub(super) fn extract(
         }
         drop(job_rx);
         // The queue closes when `pump` returns, and the decoders with it.
-        pump(&mut stream, name, extraction, jobs, decoders, &failure, &pool)
+        pump(&mut stream, name, &mut select, extraction, jobs, decoders, &failure, &pool)
     })?;
+    select.missed().with_context(|| format!("reading {name}"))?;
     failure.take()?;
     let index = stream.index();
-    let all = vec![Selected::Yes; index.entries.len()];
     let done = extraction.grown(index);
     done.make_links(stop)?;
-    done.finish_dirs(&all)
+    done.finish_dirs(&select.selected)
 }
 
 /// Reads the stream to its end: entries probed and directories made as their records come,
 /// blocks sent to the decoders, and each block's files written once it is decoded, in order.
+#[allow(clippy::too_many_arguments)]
 fn pump<'a, R: std::io::Read>(
     stream: &mut Stream<R>,
     name: &Utf8Path,
+    select: &mut Streaming,
     mut extraction: Extraction<'a, 'static>,
     jobs: SyncSender<Job>,
     decoders: usize,
@@ -89,13 +89,27 @@ fn pump<'a, R: std::io::Read>(
         let index = stream.index();
         match item {
             Item::Entries(range) => {
+                let late = select.decide(index, range.clone());
+                let selected = |i: usize| select.selected[i];
                 let mut here = extraction.grown(index);
-                here.probe_range(range.clone(), |_| Selected::Yes)?;
+                // Directories that came before and hold something selected now.
+                for d in late {
+                    here.probe_range(d..d + 1, selected)?;
+                    here.make_dirs_range(d..d + 1)?;
+                }
+                here.probe_range(range.clone(), selected)?;
                 here.make_dirs_range(range.clone())?;
                 here.write_empty_range(range)?;
                 extraction = here.grown(empty());
             }
             Item::Block(b, frame) => {
+                let here = extraction.grown(index);
+                let wanted = here.wants_block(b);
+                extraction = here.grown(empty());
+                if !wanted {
+                    // Read past: none of its files is extracted.
+                    continue;
+                }
                 let (reply, contents) = sync_channel(1);
                 jobs.send((index.blocks[b], frame, reply))
                     .map_err(|_| anyhow::anyhow!("the decoders stopped"))?;
