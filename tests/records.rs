@@ -265,6 +265,17 @@ fn a_stream_cut_short_is_an_error_and_leaves_no_half_written_file() {
     }
 }
 
+/// The record before the first block of `archive` with `from` replaced by `to` in its
+/// entries, its checksum made true again; and where the record it replaces lies.
+fn patched_record(archive: &[u8], index: &format::Index, from: &[u8], to: &[u8]) -> (usize, usize, Vec<u8>) {
+    let block = index.blocks[0];
+    let (at, end) = ((block.offset - block.record_len) as usize, block.offset as usize);
+    let (head, cbor_frame) = format::decode_record(&archive[at..end]).expect("a record");
+    let mut cbor = zstd::bulk::decompress(cbor_frame, head.cbor_len as usize).expect("the entries");
+    crate::support::patch(&mut cbor, from, to);
+    (at, end, format::encode_record(&head, &crate::support::compress(&cbor)))
+}
+
 #[test]
 fn a_stream_whose_records_and_index_disagree_is_an_error_at_its_end() {
     let env = TestEnv::new();
@@ -275,20 +286,12 @@ fn a_stream_whose_records_and_index_disagree_is_an_error_at_its_end() {
     let index = index_of(&env.path("x.arc"));
     // The record before the first block names `b` as `c`, its checksum made true again; the
     // index still says `b`.
-    let block = index.blocks[0];
-    let at = (block.offset - block.record_len) as usize;
-    let (head, cbor_frame) = format::decode_record(&archive[at..block.offset as usize]).expect("a record");
-    let mut cbor = zstd::bulk::decompress(cbor_frame, head.cbor_len as usize).expect("the entries");
-    crate::support::patch(&mut cbor, b"\x01b", b"\x01c");
-    let record = format::encode_record(&head, &crate::support::compress(&cbor));
+    let (at, end, record) = patched_record(&archive, &index, b"\x01b", b"\x01c");
     // The index made again with the record's new length: a file reader finds its blocks.
     let mut index_record = index.clone().into_record();
     index_record.blocks.records[0] = record.len() as u64;
     let mut region = archive[format::HEADER_LEN as usize..crate::support::index_offset(&archive)].to_vec();
-    region.splice(
-        at - format::HEADER_LEN as usize..block.offset as usize - format::HEADER_LEN as usize,
-        record,
-    );
+    region.splice(at - format::HEADER_LEN as usize..end - format::HEADER_LEN as usize, record);
     archive = crate::support::assemble_exactly(&region, &index_record);
     let run = env.arc_fed(&archive, ["read", "-q", "-", "-C", "out"]);
     run.code(2);
@@ -317,14 +320,9 @@ fn a_record_naming_a_path_out_of_dest_is_refused_before_it_is_written() {
     env.arc(["write", "-q", "-o", "x.arc", "t"]).success();
     let mut archive = fs::read(env.path("x.arc")).expect("reading the archive");
     let index = index_of(&env.path("x.arc"));
-    let block = index.blocks[0];
-    let at = (block.offset - block.record_len) as usize;
-    let (head, cbor_frame) = format::decode_record(&archive[at..block.offset as usize]).expect("a record");
-    let mut cbor = zstd::bulk::decompress(cbor_frame, head.cbor_len as usize).expect("the entries");
-    crate::support::patch(&mut cbor, b"\x02aa", b"\x02..");
-    let record = format::encode_record(&head, &crate::support::compress(&cbor));
+    let (at, end, record) = patched_record(&archive, &index, b"\x02aa", b"\x02..");
     // Its length may differ: a stream is read by its records, the index only checked at the end.
-    archive.splice(at..block.offset as usize, record);
+    archive.splice(at..end, record);
     let run = env.arc_fed(&archive, ["read", "-q", "-", "-C", "out/in"]);
     run.code(2);
     assert!(run.stderr.contains("invalid entry name '..'"), "{}", run.describe());

@@ -159,7 +159,7 @@ fn from_records(
                 break;
             }
             Err(why) => {
-                damage.push(format!("record at byte {at}: {}", words(&why)));
+                damage.push(format!("record at byte {at}: {}", why.words()));
                 break;
             }
         };
@@ -198,46 +198,15 @@ fn from_records(
     let mut whole = format::join_runs(runs, final_len.unwrap_or(0))?;
     // Files that run past the last block found: blocks that stand for their bytes, never read.
     let held: u64 = whole.blocks.raw_lens.iter().sum();
-    let mut missing = stored_total(&whole).saturating_sub(held);
     let last = whole.blocks.records.pop().unwrap_or(0);
-    while missing > 0 {
-        let raw_len = missing.min(format::MAX_BLOCK_RAW);
-        whole.blocks.lens.push(1);
-        whole.blocks.raw_lens.push(raw_len);
-        whole.blocks.hashes.push(0);
-        whole.blocks.records.push(0);
-        sound.push(Sound::Missing);
-        missing -= raw_len;
-    }
+    let before = whole.blocks.lens.len();
+    whole.stand_in_blocks(whole.stored_total().saturating_sub(held));
+    sound.resize(sound.len() + whole.blocks.lens.len() - before, Sound::Missing);
     whole.blocks.records.push(last);
     let data_end =
         format::HEADER_LEN + whole.blocks.records.iter().sum::<u64>() + whole.blocks.lens.iter().sum::<u64>();
     let index = build(&whole, data_end, budget)?;
     Ok((index, sound, cut, damage, data_end))
-}
-
-/// The stored bytes the entries of `record` need: sizes, or a sparse file's extents. Only a
-/// sum, for a record not checked yet (the index built from it is).
-fn stored_total(record: &IndexRecord) -> u64 {
-    let sparse = &record.sparse;
-    let (mut file, mut row, mut extent) = (0usize, 0usize, 0usize);
-    let mut total = 0u64;
-    for (e, &kind) in record.kinds.iter().enumerate() {
-        if kind != format::KIND_FILE {
-            continue;
-        }
-        let size = record.sizes.get(file).copied().unwrap_or(0);
-        file += 1;
-        if sparse.files.get(row) == Some(&(e as u32)) {
-            let count = sparse.counts.get(row).copied().unwrap_or(0) as usize;
-            let end = (extent + count).min(sparse.lens.len());
-            total = sparse.lens[extent.min(end)..end].iter().fold(total, |t, &l| t.saturating_add(l));
-            (row, extent) = (row + 1, end);
-        } else {
-            total = total.saturating_add(size);
-        }
-    }
-    total
 }
 
 /// The index of `record`, checked as any index is.
@@ -301,12 +270,4 @@ fn decode_start(frame: &[u8], raw_len: u64) -> Vec<u8> {
         let _ = decoder.take(raw_len).read_to_end(&mut out);
     }
     out
-}
-
-/// An error's words without the "corrupt archive: " its kind adds.
-fn words(e: &FormatError) -> String {
-    match e {
-        FormatError::Corrupt(why) => why.clone(),
-        other => other.to_string(),
-    }
 }

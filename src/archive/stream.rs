@@ -107,7 +107,7 @@ impl<R: Read> Stream<R> {
         let at = self.at;
         self.at += len;
         let (head, cbor) = format::decode_record(&frame)
-            .map_err(|e| format::corrupt(format!("record at byte {at}: {}", words(&e))))?;
+            .map_err(|e| format::corrupt(format!("record at byte {at}: {}", e.words())))?;
         let range = self.append(&head, len, cbor);
         drop(frame);
         self.budget.give_back(len);
@@ -180,12 +180,4 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(done)
-}
-
-/// An error's words without the "corrupt archive: " its kind adds.
-fn words(e: &FormatError) -> String {
-    match e {
-        FormatError::Corrupt(why) => why.clone(),
-        other => other.to_string(),
-    }
 }

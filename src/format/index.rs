@@ -773,21 +773,7 @@ impl Index {
                 Kind::Dir | Kind::Fifo => {}
             }
         }
-        for name in run.names.iter() {
-            whole.names.push(name);
-        }
-        whole.depths.extend(&run.depths);
-        whole.kinds.extend(&run.kinds);
-        whole.modes.extend(&run.modes);
-        whole.mtime_secs.extend(&run.mtime_secs);
-        whole.mtime_nanos.extend(&run.mtime_nanos);
-        whole.uids.extend(&run.uids);
-        whole.gids.extend(&run.gids);
-        whole.sizes.extend(&run.sizes);
-        whole.targets.extend(run.targets.iter().cloned());
-        whole.links.extend(run.links.iter().map(|&t| numbered(t)));
-        whole.dev_majors.extend(&run.dev_majors);
-        whole.dev_minors.extend(&run.dev_minors);
+        whole.push_entries(run, numbered);
         let in_run = |abs: u32| if (abs as usize) < first { u32::MAX } else { numbered(abs) };
         whole.sparse = SparseRecord {
             files: run.sparse.files.iter().map(|&e| in_run(e)).collect(),
@@ -800,37 +786,11 @@ impl Index {
         whole.users = run.users.clone();
         whole.groups = run.groups.clone();
         // Blocks that hold the stored bytes (never read: only the sums are checked here).
-        let mut stored: u64 = 0;
-        let (mut file, mut row, mut extent) = (0usize, 0usize, 0usize);
-        for (e, &kind) in whole.kinds.iter().enumerate() {
-            if kind != KIND_FILE {
-                continue;
-            }
-            let size = whole.sizes.get(file).copied().unwrap_or(0);
-            file += 1;
-            let sparse = &whole.sparse;
-            if sparse.files.get(row) == Some(&(e as u32)) {
-                let n = sparse.counts.get(row).copied().unwrap_or(0) as usize;
-                let end = (extent + n).min(sparse.lens.len());
-                stored = sparse.lens[extent.min(end)..end].iter().fold(stored, |t, &l| t.saturating_add(l));
-                (row, extent) = (row + 1, end);
-            } else {
-                stored = stored.saturating_add(size);
-            }
-        }
-        let mut left = stored;
-        while left > 0 {
-            let raw_len = left.min(MAX_BLOCK_RAW);
-            whole.blocks.lens.push(1);
-            whole.blocks.raw_lens.push(raw_len);
-            whole.blocks.hashes.push(0);
-            whole.blocks.records.push(0);
-            left -= raw_len;
-        }
+        whole.stand_in_blocks(whole.stored_total());
         whole.blocks.records.push(0);
         let data_end = HEADER_LEN + whole.blocks.lens.len() as u64;
         let checked = Index::from_record(whole, data_end)
-            .map_err(|e| corrupt(format!("record before block {}: {}", head.block, words(&e))))?;
+            .map_err(|e| corrupt(format!("record before block {}: {}", head.block, e.words())))?;
         // The run's entries, numbered as in the archive.
         let base = context.len();
         let absolute = |k: u32| -> u32 {
@@ -1325,14 +1285,6 @@ impl<'a> TreeCheck<'a> {
         self.chain.truncate(depth);
         self.chain.push((i as u32, name));
         Ok(parent)
-    }
-}
-
-/// An error's words without the "corrupt archive: " its kind adds.
-fn words(e: &FormatError) -> String {
-    match e {
-        FormatError::Corrupt(why) => why.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -107,6 +107,17 @@ pub enum FormatError {
     OverBudget { what: String, budget: u64 },
 }
 
+impl FormatError {
+    /// The error in words without the "corrupt archive: " its kind adds, for a message that
+    /// says where (`record before block 3: ...`).
+    pub fn words(&self) -> String {
+        match self {
+            FormatError::Corrupt(why) => why.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, FormatError>;
 
 pub fn corrupt(what: impl Into<String>) -> FormatError {

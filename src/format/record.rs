@@ -105,6 +105,66 @@ impl Default for IndexRecord {
     }
 }
 
+impl IndexRecord {
+    /// The stored bytes its entries need: files' sizes, or a sparse file's extents. Only a sum,
+    /// for a record not checked yet (the index built from it is checked).
+    pub fn stored_total(&self) -> u64 {
+        let sparse = &self.sparse;
+        let (mut file, mut row, mut extent) = (0usize, 0usize, 0usize);
+        let mut total = 0u64;
+        for (e, &kind) in self.kinds.iter().enumerate() {
+            if kind != KIND_FILE {
+                continue;
+            }
+            let size = self.sizes.get(file).copied().unwrap_or(0);
+            file += 1;
+            if sparse.files.get(row) == Some(&(e as u32)) {
+                let count = sparse.counts.get(row).copied().unwrap_or(0) as usize;
+                let end = (extent + count).min(sparse.lens.len());
+                total = sparse.lens[extent.min(end)..end].iter().fold(total, |t, &l| t.saturating_add(l));
+                (row, extent) = (row + 1, end);
+            } else {
+                total = total.saturating_add(size);
+            }
+        }
+        total
+    }
+
+    /// Appends blocks that stand for `bytes` of the data stream, never to be read (a frame of
+    /// one byte each, no record before it), so that the block table adds up to what the files
+    /// need: for an index made of records whose blocks are not all there.
+    pub fn stand_in_blocks(&mut self, mut bytes: u64) {
+        while bytes > 0 {
+            let raw_len = bytes.min(super::MAX_BLOCK_RAW);
+            self.blocks.lens.push(1);
+            self.blocks.raw_lens.push(raw_len);
+            self.blocks.hashes.push(0);
+            self.blocks.records.push(0);
+            bytes -= raw_len;
+        }
+    }
+
+    /// Appends the entries of `run` (a record's) to these, each hard link's target numbered
+    /// by `link` (the tables are the caller's).
+    pub fn push_entries(&mut self, run: &IndexRecord, link: impl Fn(u32) -> u32) {
+        for name in run.names.iter() {
+            self.names.push(name);
+        }
+        self.depths.extend(&run.depths);
+        self.kinds.extend(&run.kinds);
+        self.modes.extend(&run.modes);
+        self.mtime_secs.extend(&run.mtime_secs);
+        self.mtime_nanos.extend(&run.mtime_nanos);
+        self.uids.extend(&run.uids);
+        self.gids.extend(&run.gids);
+        self.sizes.extend(&run.sizes);
+        self.targets.extend(run.targets.iter().cloned());
+        self.links.extend(run.links.iter().map(|&t| link(t)));
+        self.dev_majors.extend(&run.dev_majors);
+        self.dev_minors.extend(&run.dev_minors);
+    }
+}
+
 /// The entries' names, all in one buffer (no allocation per name, a million of them or not):
 /// name `i` is `bytes[ends[i - 1]..ends[i]]`. Serialized as a packed column of strings.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -154,7 +154,7 @@ pub fn decode_record(frame: &[u8]) -> Result<(RecordHead, &[u8])> {
 /// `budget`.
 pub fn decode_record_entries(head: &RecordHead, cbor_frame: &[u8], budget: &mut Budget) -> Result<Packed> {
     decode_index(cbor_frame, head.cbor_len, super::VERSION, budget)
-        .map_err(|e| corrupt(format!("record before block {}: {}", head.block, strip(&e))))
+        .map_err(|e| corrupt(format!("record before block {}: {}", head.block, e.words())))
 }
 
 /// Checks the record frame `frame` against the whole index it must agree with: `expected` is
@@ -169,7 +169,7 @@ pub fn check_record(
 ) -> Result<()> {
     let (want, range) = expected;
     let at = |why: &str| corrupt(format!("record before block {}: {why}", want.block));
-    let (head, cbor_frame) = decode_record(frame).map_err(|e| at(&strip(&e)))?;
+    let (head, cbor_frame) = decode_record(frame).map_err(|e| at(&e.words()))?;
     let mut cbor = Vec::new();
     ciborium::into_writer(&index.run_record(range.clone(), 0), &mut cbor)
         .map_err(|e| at(&format!("serializing the index's entries: {e}")))?;
@@ -233,21 +233,7 @@ pub fn join_runs(runs: Vec<(RecordHead, u64, IndexRecord)>, final_len: u64) -> R
         if head.first_entry != whole.names.len() as u64 || head.block != whole.blocks.lens.len() as u64 {
             return Err(corrupt(format!("record before block {}: out of order", head.block)));
         }
-        for name in run.names.iter() {
-            whole.names.push(name);
-        }
-        whole.depths.extend(run.depths);
-        whole.kinds.extend(run.kinds);
-        whole.modes.extend(run.modes);
-        whole.mtime_secs.extend(run.mtime_secs);
-        whole.mtime_nanos.extend(run.mtime_nanos);
-        whole.uids.extend(run.uids);
-        whole.gids.extend(run.gids);
-        whole.sizes.extend(run.sizes);
-        whole.targets.extend(run.targets);
-        whole.links.extend(run.links);
-        whole.dev_majors.extend(run.dev_majors);
-        whole.dev_minors.extend(run.dev_minors);
+        whole.push_entries(&run, |target| target);
         let (sparse, xattrs) = (&mut whole.sparse, &mut whole.xattrs);
         sparse.files.extend(run.sparse.files);
         sparse.counts.extend(run.sparse.counts);
@@ -278,14 +264,6 @@ pub fn join_runs(runs: Vec<(RecordHead, u64, IndexRecord)>, final_len: u64) -> R
         (table.ids, table.names) = rows.into_iter().unzip();
     }
     Ok(whole)
-}
-
-/// An error's words without the "corrupt archive: " its kind adds.
-fn strip(e: &FormatError) -> String {
-    match e {
-        FormatError::Corrupt(why) => why.clone(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]
