@@ -162,7 +162,8 @@ fn verify_stream(options: &VerifyOptions, console: &Console, stop: &Stop) -> Res
     use crate::archive::{Item, Stream};
     let name = &options.archive;
     let pool = crate::sys::thread_pool(options.threads)?;
-    let mut stream = Stream::new(std::io::stdin().lock()).with_context(|| format!("reading {name}"))?;
+    let mut stream =
+        Stream::new(crate::sys::stdin_for_streaming()).with_context(|| format!("reading {name}"))?;
     let counters = Counters::default();
     let task = Task { doing: "verifying", done: "verified", total: None, packs: false };
     with_progress(console, &counters, task, || {

@@ -43,6 +43,8 @@ pub struct Stream<R> {
     /// The final record was read: the index and trailer come next.
     last: bool,
     done: bool,
+    /// Frame buffers given back ([`Stream::give_back`]).
+    spare: Vec<Vec<u8>>,
 }
 
 impl<R: Read> Stream<R> {
@@ -62,7 +64,15 @@ impl<R: Read> Stream<R> {
             pending: None,
             last: false,
             done: false,
+            spare: Vec::new(),
         })
+    }
+
+    /// Gives back the frame of an [`Item::Block`] once it is decoded, for a later block.
+    pub fn give_back(&mut self, frame: Vec<u8>) {
+        if self.spare.len() < 8 {
+            self.spare.push(frame);
+        }
     }
 
     /// The index of every entry and block so far.
@@ -77,7 +87,9 @@ impl<R: Read> Stream<R> {
         }
         if let Some(b) = self.pending.take() {
             let block: Block = self.index.blocks[b];
-            let mut frame = vec![0u8; block.len as usize];
+            // A buffer given back, reused: a fresh one of megabytes costs page faults and zeroing.
+            let mut frame = self.spare.pop().unwrap_or_default();
+            frame.resize(block.len as usize, 0);
             let got = read_full(&mut self.reader, &mut frame)?;
             if got < frame.len() {
                 return Err(FormatError::Truncated("the stream ends inside a block").into());

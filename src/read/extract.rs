@@ -95,6 +95,17 @@ impl OwnerMap {
     }
 }
 
+/// Bytes of a block that go into a file spanning blocks, read from a pipe: the file's
+/// temporary file, and (offset in the file, range in the block) of each write.
+pub(super) struct SpanWrite {
+    entry: u32,
+    pub file: std::fs::File,
+    pub places: Vec<(u64, std::ops::Range<usize>)>,
+    len: u64,
+    /// The file's path beneath DEST, for messages.
+    pub shown: String,
+}
+
 /// Owners to give, if owners are restored.
 fn owner_map(options: &ReadOptions, index: &Index) -> Option<OwnerMap> {
     match options.owners {
@@ -650,31 +661,14 @@ impl<'a, 'i> Extraction<'a, 'i> {
         Ok(())
     }
 
-    /// Of an archive read from a pipe: the files of block `b` (its contents `data`, checked),
-    /// which the records so far tell; a file spanning blocks is created by its first piece and
-    /// put in place by its last. Directories were made when their records came.
-    pub(super) fn write_streamed(
-        &self,
-        b: usize,
-        data: &[u8],
-        failure: &Failure,
-        pool: &crate::sys::LazyPool,
-    ) -> Result<()> {
-        let pieces: Vec<FilePiece> =
-            self.index.files_in(b).filter(|p| creates(self.actions[p.entry as usize])).collect();
-        Counters::add(&self.counters.archive, self.index.blocks[b].len);
-        self.write_pieces(&pieces, data, failure, pool, |piece, bytes| match piece.whole {
-            true => self.write_whole(piece.entry as usize, bytes),
-            false => self.write_open_piece(piece, bytes),
-        })
-    }
-
-    /// A piece of a file spanning blocks, read from a pipe: written at its offset into the
-    /// file's temporary file, made by whichever piece comes first; the one that completes it
-    /// puts it in place.
-    fn write_open_piece(&self, piece: &FilePiece, bytes: &[u8]) -> Result<()> {
-        let i = piece.entry as usize;
-        let file = {
+    /// Of an archive read from a pipe: the pieces of files spanning blocks that block `b`
+    /// holds, each with a handle on its file's temporary file (made by the first piece that
+    /// comes) and where its bytes go in it: written by the decoder of the block as soon as it
+    /// is decoded, as a reader of a file writes them, while this thread goes on.
+    pub(super) fn span_writes(&self, b: usize) -> Result<Vec<SpanWrite>> {
+        let mut writes = Vec::new();
+        for piece in self.index.files_in(b).filter(|p| !p.whole && creates(self.actions[p.entry as usize])) {
+            let i = piece.entry as usize;
             let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
             if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(piece.entry) {
                 // The directory by a handle of its own: the file outlives this extraction value.
@@ -688,25 +682,53 @@ impl<'a, 'i> Extraction<'a, 'i> {
                 slot.insert((temp, stored));
             }
             let (temp, _) = &open[&piece.entry];
-            temp.file.try_clone().with_context(|| format!("writing {}", self.display(i)))?
-        };
-        self.write_at(i, &file, bytes, piece.file_offset)?;
-        drop(file);
-        let done = {
-            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            let left = open.get_mut(&piece.entry).map(|(_, left)| {
-                *left -= bytes.len() as u64;
-                *left
-            });
-            match left {
-                Some(0) => open.remove(&piece.entry).map(|(temp, _)| temp),
-                _ => None,
-            }
-        };
-        match done {
-            Some(temp) => self.persist(i, &temp),
-            None => Ok(()),
+            let file = temp.file.try_clone().with_context(|| format!("writing {}", self.display(i)))?;
+            let extents = self.index.data_entry(i).and_then(|d| self.index.extents(d));
+            let at = piece.start_in_block;
+            let places = file_writes(extents, piece.file_offset, piece.len)
+                .map(|(offset, range)| (offset, range.start + at..range.end + at))
+                .collect();
+            let shown = self.display(i);
+            writes.push(SpanWrite { entry: piece.entry, file, places, len: piece.len as u64, shown });
         }
+        Ok(writes)
+    }
+
+    /// Of an archive read from a pipe: block `b` is decoded (its contents `data`, checked) and
+    /// its `span_writes` written. Writes the files that lie whole in it, and puts in place the
+    /// files spanning blocks that it completes.
+    pub(super) fn write_streamed(
+        &self,
+        b: usize,
+        data: &[u8],
+        spans: &[SpanWrite],
+        failure: &Failure,
+        pool: &crate::sys::LazyPool,
+    ) -> Result<()> {
+        let pieces: Vec<FilePiece> =
+            self.index.files_in(b).filter(|p| p.whole && creates(self.actions[p.entry as usize])).collect();
+        Counters::add(&self.counters.archive, self.index.blocks[b].len);
+        self.write_pieces(&pieces, data, failure, pool, |piece, bytes| {
+            self.write_whole(piece.entry as usize, bytes)
+        })?;
+        for span in spans {
+            Counters::add(&self.counters.data, span.len);
+            let done = {
+                let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+                let left = open.get_mut(&span.entry).map(|(_, left)| {
+                    *left -= span.len;
+                    *left
+                });
+                match left {
+                    Some(0) => open.remove(&span.entry).map(|(temp, _)| temp),
+                    _ => None,
+                }
+            };
+            if let Some(temp) = done {
+                self.persist(span.entry as usize, &temp)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes one piece of a file spanning blocks at its offset; the last piece renames it.

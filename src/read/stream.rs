@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use camino::Utf8Path;
 
-use super::extract::Extraction;
+use super::extract::{Extraction, SpanWrite};
 use super::ReadOptions;
 use crate::archive::{Item, Stream};
 use crate::format::{self, Block, Index};
@@ -27,10 +27,19 @@ use crate::stop::{Failure, Stop};
 use crate::ui::{Console, Counters};
 
 /// A block on its way to a decoder, with where its contents go back.
-type Job = (Block, Vec<u8>, SyncSender<Decoded>);
+type Job = (Block, Buffers, SyncSender<Decoded>);
 
-/// A block's contents, or why it has none.
-type Decoded = Result<Vec<u8>, format::FormatError>;
+/// A block's frame, and the buffer its contents go to: both go round, from the stream to a
+/// decoder to the writer and back.
+struct Buffers {
+    frame: Vec<u8>,
+    data: Vec<u8>,
+    /// Bytes the decoder writes into files spanning blocks, once the block is decoded.
+    spans: Vec<SpanWrite>,
+}
+
+/// A block decoded (its contents in the buffers) and its span writes made, or why not.
+type Decoded = (Result<()>, Buffers);
 
 /// Blocks sent to the decoders, in order, each with where its contents will come.
 type Waiting = VecDeque<(usize, Receiver<Decoded>)>;
@@ -50,7 +59,7 @@ pub(super) fn extract(
     let decoders = options.threads.max(1);
     let failure = Failure::new(stop);
     let pool = crate::sys::LazyPool::new(options.threads);
-    let (jobs, job_rx) = sync_channel::<Job>(decoders);
+    let (jobs, job_rx) = sync_channel::<Job>(2 * decoders);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let extraction = std::thread::scope(|scope| {
         for _ in 0..decoders {
@@ -83,8 +92,13 @@ fn pump<'a, R: std::io::Read>(
     pool: &crate::sys::LazyPool,
 ) -> Result<Extraction<'a, 'static>> {
     let mut waiting = Waiting::new();
+    // Buffers that go round: contents kept here, frames given back to the stream.
+    let (mut spare, mut frames): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
     loop {
         failure.check()?;
+        for frame in frames.drain(..) {
+            stream.give_back(frame);
+        }
         let item = stream.next_item().with_context(|| format!("reading {name}"))?;
         let index = stream.index();
         match item {
@@ -111,12 +125,19 @@ fn pump<'a, R: std::io::Read>(
                     continue;
                 }
                 let (reply, contents) = sync_channel(1);
-                jobs.send((index.blocks[b], frame, reply))
+                let data = spare.pop().unwrap_or_default();
+                let spans = here_spans(extraction, index, b)?;
+                let (spans, back) = spans;
+                extraction = back;
+                jobs.send((index.blocks[b], Buffers { frame, data, spans }, reply))
                     .map_err(|_| anyhow::anyhow!("the decoders stopped"))?;
                 waiting.push_back((b, contents));
                 // The oldest block is written once as many as there are decoders wait.
-                while waiting.len() > decoders {
-                    extraction = write_next(extraction, index, &mut waiting, failure, pool)?;
+                while waiting.len() > 2 * decoders {
+                    let buffers;
+                    (extraction, buffers) = write_next(extraction, index, &mut waiting, failure, pool)?;
+                    spare.push(buffers.data);
+                    frames.push(buffers.frame);
                 }
             }
             Item::End => break,
@@ -125,7 +146,7 @@ fn pump<'a, R: std::io::Read>(
     drop(jobs);
     let index = stream.index();
     while !waiting.is_empty() {
-        extraction = write_next(extraction, index, &mut waiting, failure, pool)?;
+        extraction = write_next(extraction, index, &mut waiting, failure, pool)?.0;
     }
     Ok(extraction)
 }
@@ -137,15 +158,27 @@ fn write_next<'a>(
     waiting: &mut Waiting,
     failure: &Failure,
     pool: &crate::sys::LazyPool,
-) -> Result<Extraction<'a, 'static>> {
+) -> Result<(Extraction<'a, 'static>, Buffers)> {
     let Some((b, contents)) = waiting.pop_front() else { unreachable!("a block waits") };
     let here = extraction.grown(index);
-    let data = contents
-        .recv()
-        .map_err(|_| anyhow::anyhow!("a decoder stopped"))?
-        .map_err(|e| here.damaged_block(b, e))?;
-    here.write_streamed(b, &data, failure, pool)?;
-    Ok(here.grown(empty()))
+    let (decoded, buffers) = contents.recv().map_err(|_| anyhow::anyhow!("a decoder stopped"))?;
+    decoded.map_err(|e| match e.downcast::<format::FormatError>() {
+        Ok(e) => here.damaged_block(b, e),
+        Err(e) => e,
+    })?;
+    here.write_streamed(b, &buffers.data, &buffers.spans, failure, pool)?;
+    Ok((here.grown(empty()), buffers))
+}
+
+/// The span writes of block `b` ([`Extraction::span_writes`]), and the extraction back.
+fn here_spans<'a>(
+    extraction: Extraction<'a, 'static>,
+    index: &Index,
+    b: usize,
+) -> Result<(Vec<SpanWrite>, Extraction<'a, 'static>)> {
+    let here = extraction.grown(index);
+    let spans = here.span_writes(b)?;
+    Ok((spans, here.grown(empty())))
 }
 
 /// The empty index an extraction is set aside with between records and blocks.
@@ -161,10 +194,20 @@ fn decoder(jobs: &Mutex<std::sync::mpsc::Receiver<Job>>) {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok((block, frame, reply)) = job else { return };
-        let mut data = Vec::new();
-        let result = format::decode_block(&block, &frame, &mut data).map(|()| data);
-        drop(frame);
-        let _ = reply.send(result);
+        let Ok((block, mut buffers, reply)) = job else { return };
+        let result = format::decode_block(&block, &buffers.frame, &mut buffers.data)
+            .map_err(anyhow::Error::new)
+            .and_then(|()| {
+                use std::os::unix::fs::FileExt;
+                for span in &buffers.spans {
+                    for (offset, range) in &span.places {
+                        span.file
+                            .write_all_at(&buffers.data[range.clone()], *offset)
+                            .with_context(|| format!("writing {}", span.shown))?;
+                    }
+                }
+                Ok(())
+            });
+        let _ = reply.send((result, buffers));
     }
 }

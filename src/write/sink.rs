@@ -34,6 +34,7 @@ impl Sink {
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 bail!("writing -: refusing to write an archive to a terminal (redirect stdout)");
             }
+            crate::sys::widen_pipe(&std::io::stdout());
             return Ok(Sink {
                 path: path.to_owned(),
                 target: SinkTarget::Stdout(std::io::stdout()),
