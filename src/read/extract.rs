@@ -106,6 +106,132 @@ pub(super) struct SpanWrite {
     pub shown: String,
 }
 
+/// What reports on a file written: it is counted and named for `-v`, the attributes refused
+/// are warned of, and something that appeared at its name is an error without `--overwrite`
+/// or `--keep-existing`.
+pub(super) struct Report<'r> {
+    pub console: &'r Console,
+    pub counters: &'r Counters,
+    pub existing: Existing,
+    pub replace: Replace,
+}
+
+/// Where a whole file goes and how its bytes lie in it.
+struct File<'d, 'x> {
+    dir: DirFd<'d>,
+    name: &'x [u8],
+    /// Its extents and size, if stored sparse.
+    sparse: Option<(&'x [crate::format::Extent], u64)>,
+}
+
+/// Writes a whole file: under a temporary name in its directory, its bytes (a sparse file's in
+/// its extents, its holes never written), then [`finish_file`]. `shown` names it beneath DEST
+/// in messages, `listed` as `-v` prints it. What both readers, of a file and of a pipe, do.
+fn write_file(
+    report: &Report,
+    file: File,
+    bytes: &[u8],
+    attrs: &Attrs,
+    shown: &dyn Fn() -> String,
+    listed: &dyn Fn() -> String,
+) -> Result<()> {
+    let temp = TempFile::create(file.dir).with_context(|| format!("creating {}", shown()))?;
+    match file.sparse {
+        Some((extents, _)) => {
+            for (offset, range) in file_writes(Some(extents), 0, bytes.len()) {
+                temp.file
+                    .write_all_at(&bytes[range], offset)
+                    .with_context(|| format!("writing {}", shown()))?;
+            }
+        }
+        None => (&temp.file).write_all(bytes).with_context(|| format!("writing {}", shown()))?,
+    }
+    finish_file(report, &temp, file.name, file.sparse.map(|(_, size)| size), attrs, shown, listed)
+}
+
+/// Puts a written file in place as `name` with its owner, attributes, mode and mtime; a sparse
+/// file first gets its `size` (it may end in a hole).
+fn finish_file(
+    report: &Report,
+    temp: &TempFile,
+    name: &[u8],
+    size: Option<u64>,
+    attrs: &Attrs,
+    shown: &dyn Fn() -> String,
+    listed: &dyn Fn() -> String,
+) -> Result<()> {
+    if let Some(size) = size {
+        temp.file.set_len(size).with_context(|| format!("writing {}", shown()))?;
+    }
+    let (placed, refused) =
+        temp.persist(name, attrs, report.replace).with_context(|| format!("writing {}", shown()))?;
+    warn_refused(report.console, &refused, shown);
+    note_placed(report, placed, shown, listed)
+}
+
+/// After a create that refuses to replace: `placed` is false if something appeared at the
+/// entry's name since the probe.
+fn note_placed(
+    report: &Report,
+    placed: bool,
+    shown: &dyn Fn() -> String,
+    listed: &dyn Fn() -> String,
+) -> Result<()> {
+    if placed {
+        Counters::add(&report.counters.entries, 1);
+        report.console.path(listed);
+    } else if report.existing == Existing::Refuse {
+        bail!("refusing to replace existing {}: it appeared during extraction", shown());
+    }
+    Ok(())
+}
+
+/// Warns of the attributes the destination refused.
+fn warn_refused(console: &Console, refused: &Refused, shown: &dyn Fn() -> String) {
+    if let Some((_, why)) = refused.first() {
+        let names: Vec<_> = refused.iter().map(|(name, _)| text_of(name).into_owned()).collect();
+        console.warn(format!(
+            "setting extended attributes {} of {}: {why} (not restored)",
+            names.join(", "),
+            shown()
+        ));
+    }
+}
+
+/// A whole file of a block read from a pipe, as [`Extraction::file_jobs`] makes it: all a
+/// decoder needs to write it.
+pub(super) struct FileJob {
+    dir: std::sync::Arc<OwnedFd>,
+    name: Vec<u8>,
+    /// Its bytes in the block.
+    range: std::ops::Range<usize>,
+    sparse: Option<(Vec<crate::format::Extent>, u64)>,
+    owner: Option<(u32, u32)>,
+    mode: u16,
+    mtime: crate::format::Mtime,
+    xattrs: Vec<crate::format::Xattr>,
+    shown: String,
+    listed: String,
+}
+
+impl FileJob {
+    /// Writes the file from the decoded block `data`.
+    pub(super) fn write(&self, report: &Report, data: &[u8]) -> Result<()> {
+        let attrs = Attrs {
+            owner: self.owner,
+            mode: self.mode,
+            mtime: self.mtime,
+            xattrs: self.xattrs.iter().collect(),
+        };
+        let sparse = self.sparse.as_ref().map(|(extents, size)| (extents.as_slice(), *size));
+        let file = File { dir: DirFd::Borrowed(self.dir.as_fd()), name: &self.name, sparse };
+        let bytes = &data[self.range.clone()];
+        write_file(report, file, bytes, &attrs, &|| self.shown.clone(), &|| self.listed.clone())?;
+        Counters::add(&report.counters.data, bytes.len() as u64);
+        Ok(())
+    }
+}
+
 /// Owners to give, if owners are restored.
 fn owner_map(options: &ReadOptions, index: &Index) -> Option<OwnerMap> {
     match options.owners {
@@ -310,14 +436,7 @@ impl<'a, 'i> Extraction<'a, 'i> {
 
     /// Warns of the attributes the destination refused for entry `i`.
     fn refused(&self, i: usize, refused: Refused) {
-        if let Some((_, why)) = refused.first() {
-            let names: Vec<_> = refused.iter().map(|(name, _)| text_of(name).into_owned()).collect();
-            self.console.warn(format!(
-                "setting extended attributes {} of {}: {why} (not restored)",
-                names.join(", "),
-                self.display(i)
-            ));
-        }
+        warn_refused(self.console, &refused, &|| self.display(i));
     }
 
     /// Whether entry `i` is one of the leading components `--strip-components` leaves out.
@@ -694,23 +813,11 @@ impl<'a, 'i> Extraction<'a, 'i> {
         Ok(writes)
     }
 
-    /// Of an archive read from a pipe: block `b` is decoded (its contents `data`, checked) and
-    /// its `span_writes` written. Writes the files that lie whole in it, and puts in place the
-    /// files spanning blocks that it completes.
-    pub(super) fn write_streamed(
-        &self,
-        b: usize,
-        data: &[u8],
-        spans: &[SpanWrite],
-        failure: &Failure,
-        pool: &crate::sys::LazyPool,
-    ) -> Result<()> {
-        let pieces: Vec<FilePiece> =
-            self.index.files_in(b).filter(|p| p.whole && creates(self.actions[p.entry as usize])).collect();
+    /// Of an archive read from a pipe: block `b` is decoded, its whole files and its
+    /// `span_writes` written by its decoder. Puts in place the files spanning blocks that it
+    /// completes.
+    pub(super) fn write_streamed(&self, b: usize, spans: &[SpanWrite]) -> Result<()> {
         Counters::add(&self.counters.archive, self.index.blocks[b].len);
-        self.write_pieces(&pieces, data, failure, pool, |piece, bytes| {
-            self.write_whole(piece.entry as usize, bytes)
-        })?;
         for span in spans {
             Counters::add(&self.counters.data, span.len);
             let done = {
@@ -769,40 +876,76 @@ impl<'a, 'i> Extraction<'a, 'i> {
     }
 
     fn write_whole(&self, i: usize, bytes: &[u8]) -> Result<()> {
-        let temp =
-            TempFile::create(self.parent_dir(i)?).with_context(|| format!("creating {}", self.display(i)))?;
-        if self.index.data_entry(i).and_then(|d| self.index.extents(d)).is_some() {
-            self.write_at(i, &temp.file, bytes, 0)?;
-        } else {
-            (&temp.file).write_all(bytes).with_context(|| format!("writing {}", self.display(i)))?;
-        }
-        self.persist(i, &temp)
+        let file = File { dir: self.parent_dir(i)?, name: self.index.name(i), sparse: self.sparse(i) };
+        write_file(&self.report(), file, bytes, &self.attrs(i), &|| self.display(i), &|| self.archive_path(i))
     }
 
     fn persist(&self, i: usize, temp: &TempFile) -> Result<()> {
-        if let Some(d) = self.index.data_entry(i).filter(|&d| self.index.extents(d).is_some()) {
-            // A sparse file ends in a hole, or may: its size makes it.
-            temp.file
-                .set_len(self.index.entries[d].size())
-                .with_context(|| format!("writing {}", self.display(i)))?;
+        let size = self.sparse(i).map(|(_, size)| size);
+        let (name, attrs) = (self.index.name(i), self.attrs(i));
+        finish_file(&self.report(), temp, name, size, &attrs, &|| self.display(i), &|| self.archive_path(i))
+    }
+
+    /// Entry `i`'s extents and size, if its data is stored sparse.
+    fn sparse(&self, i: usize) -> Option<(&'i [crate::format::Extent], u64)> {
+        let index: &'i Index = self.index;
+        let d = index.data_entry(i)?;
+        index.extents(d).map(|extents| (extents, index.entries[d].size()))
+    }
+
+    /// What reports on the files this extraction writes.
+    fn report(&self) -> Report<'a> {
+        Report {
+            console: self.console,
+            counters: self.counters,
+            existing: self.options.existing,
+            replace: self.replace,
         }
-        let (placed, refused) = temp
-            .persist(self.index.name(i), &self.attrs(i), self.replace)
-            .with_context(|| format!("writing {}", self.display(i)))?;
-        self.refused(i, refused);
-        self.placed(i, placed)
     }
 
     /// After a create that refuses to replace: `placed` is false if something appeared at the
     /// entry's name since the probe.
     fn placed(&self, i: usize, placed: bool) -> Result<()> {
-        if placed {
-            Counters::add(&self.counters.entries, 1);
-            self.console.path(|| self.archive_path(i));
-        } else if self.options.existing == Existing::Refuse {
-            bail!("refusing to replace existing {}: it appeared during extraction", self.display(i));
+        note_placed(&self.report(), placed, &|| self.display(i), &|| self.archive_path(i))
+    }
+
+    /// Of an archive read from a pipe: the files that lie whole in block `b`, each as a job
+    /// that needs nothing of the index (a handle on its directory, its name, what to restore,
+    /// the names messages give it): written by the decoder of the block, in parallel with the
+    /// reading of the stream, which goes on growing the index.
+    pub(super) fn file_jobs(&self, b: usize) -> Result<Vec<FileJob>> {
+        let mut dirs: HashMap<Option<u32>, std::sync::Arc<OwnedFd>> = HashMap::new();
+        let mut jobs = Vec::new();
+        let verbose = self.options.verbose;
+        for piece in self.index.files_in(b).filter(|p| p.whole && creates(self.actions[p.entry as usize])) {
+            let i = piece.entry as usize;
+            let key = self.parent_key(i);
+            let dir = match dirs.get(&key) {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = std::sync::Arc::new(match self.parent_dir(i)? {
+                        DirFd::Owned(fd) => fd,
+                        DirFd::Borrowed(fd) => fd.try_clone_to_owned()?,
+                    });
+                    dirs.insert(key, dir.clone());
+                    dir
+                }
+            };
+            let attrs = self.attrs(i);
+            jobs.push(FileJob {
+                dir,
+                name: self.index.name(i).to_vec(),
+                range: piece.start_in_block..piece.start_in_block + piece.len,
+                sparse: self.sparse(i).map(|(extents, size)| (extents.to_vec(), size)),
+                owner: attrs.owner,
+                mode: attrs.mode,
+                mtime: attrs.mtime,
+                xattrs: attrs.xattrs.into_iter().cloned().collect(),
+                shown: self.display(i),
+                listed: if verbose { self.archive_path(i) } else { String::new() },
+            });
         }
-        Ok(())
+        Ok(jobs)
     }
 
     /// Pass 4: hard links, FIFOs, devices and symlinks, once every file is in place.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use camino::Utf8Path;
 
-use super::extract::{Extraction, SpanWrite};
+use super::extract::{Extraction, FileJob, Report, SpanWrite};
 use super::ReadOptions;
 use crate::archive::{Item, Stream};
 use crate::format::{self, Block, Index};
@@ -36,6 +36,8 @@ struct Buffers {
     data: Vec<u8>,
     /// Bytes the decoder writes into files spanning blocks, once the block is decoded.
     spans: Vec<SpanWrite>,
+    /// The files that lie whole in the block, which the decoder writes then.
+    files: Vec<FileJob>,
 }
 
 /// A block decoded (its contents in the buffers) and its span writes made, or why not.
@@ -57,18 +59,23 @@ pub(super) fn extract(
     let mut stream = Stream::new(reader).with_context(|| format!("reading {name}"))?;
     let extraction = Extraction::of(options, None, name, empty(), console, counters)?;
     let decoders = options.threads.max(1);
+    let replace = match options.existing {
+        super::Existing::Overwrite => super::dest::Replace::Always,
+        _ => super::dest::Replace::Never,
+    };
+    let report = Report { console, counters, existing: options.existing, replace };
     let failure = Failure::new(stop);
-    let pool = crate::sys::LazyPool::new(options.threads);
     let (jobs, job_rx) = sync_channel::<Job>(2 * decoders);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let extraction = std::thread::scope(|scope| {
         for _ in 0..decoders {
             let job_rx = Arc::clone(&job_rx);
-            scope.spawn(move || decoder(&job_rx));
+            let report = &report;
+            scope.spawn(move || decoder(&job_rx, report));
         }
         drop(job_rx);
         // The queue closes when `pump` returns, and the decoders with it.
-        pump(&mut stream, name, &mut select, extraction, jobs, decoders, &failure, &pool)
+        pump(&mut stream, name, &mut select, extraction, jobs, decoders, &failure)
     })?;
     select.missed().with_context(|| format!("reading {name}"))?;
     failure.take()?;
@@ -89,7 +96,6 @@ fn pump<'a, R: std::io::Read>(
     jobs: SyncSender<Job>,
     decoders: usize,
     failure: &Failure,
-    pool: &crate::sys::LazyPool,
 ) -> Result<Extraction<'a, 'static>> {
     let mut waiting = Waiting::new();
     // Buffers that go round: contents kept here, frames given back to the stream.
@@ -126,16 +132,15 @@ fn pump<'a, R: std::io::Read>(
                 }
                 let (reply, contents) = sync_channel(1);
                 let data = spare.pop().unwrap_or_default();
-                let spans = here_spans(extraction, index, b)?;
-                let (spans, back) = spans;
+                let (spans, files, back) = block_jobs(extraction, index, b)?;
                 extraction = back;
-                jobs.send((index.blocks[b], Buffers { frame, data, spans }, reply))
+                jobs.send((index.blocks[b], Buffers { frame, data, spans, files }, reply))
                     .map_err(|_| anyhow::anyhow!("the decoders stopped"))?;
                 waiting.push_back((b, contents));
                 // The oldest block is written once as many as there are decoders wait.
                 while waiting.len() > 2 * decoders {
                     let buffers;
-                    (extraction, buffers) = write_next(extraction, index, &mut waiting, failure, pool)?;
+                    (extraction, buffers) = write_next(extraction, index, &mut waiting)?;
                     spare.push(buffers.data);
                     frames.push(buffers.frame);
                 }
@@ -146,7 +151,7 @@ fn pump<'a, R: std::io::Read>(
     drop(jobs);
     let index = stream.index();
     while !waiting.is_empty() {
-        extraction = write_next(extraction, index, &mut waiting, failure, pool)?.0;
+        extraction = write_next(extraction, index, &mut waiting)?.0;
     }
     Ok(extraction)
 }
@@ -156,8 +161,6 @@ fn write_next<'a>(
     extraction: Extraction<'a, '_>,
     index: &Index,
     waiting: &mut Waiting,
-    failure: &Failure,
-    pool: &crate::sys::LazyPool,
 ) -> Result<(Extraction<'a, 'static>, Buffers)> {
     let Some((b, contents)) = waiting.pop_front() else { unreachable!("a block waits") };
     let here = extraction.grown(index);
@@ -166,19 +169,22 @@ fn write_next<'a>(
         Ok(e) => here.damaged_block(b, e),
         Err(e) => e,
     })?;
-    here.write_streamed(b, &buffers.data, &buffers.spans, failure, pool)?;
+    here.write_streamed(b, &buffers.spans)?;
     Ok((here.grown(empty()), buffers))
 }
 
-/// The span writes of block `b` ([`Extraction::span_writes`]), and the extraction back.
-fn here_spans<'a>(
+/// What the decoder of block `b` writes ([`Extraction::span_writes`],
+/// [`Extraction::file_jobs`]), and the extraction back.
+#[allow(clippy::type_complexity)]
+fn block_jobs<'a>(
     extraction: Extraction<'a, 'static>,
     index: &Index,
     b: usize,
-) -> Result<(Vec<SpanWrite>, Extraction<'a, 'static>)> {
+) -> Result<(Vec<SpanWrite>, Vec<FileJob>, Extraction<'a, 'static>)> {
     let here = extraction.grown(index);
     let spans = here.span_writes(b)?;
-    Ok((spans, here.grown(empty())))
+    let files = here.file_jobs(b)?;
+    Ok((spans, files, here.grown(empty())))
 }
 
 /// The empty index an extraction is set aside with between records and blocks.
@@ -187,8 +193,9 @@ fn empty() -> &'static Index {
     EMPTY.get_or_init(Index::default)
 }
 
-/// A decoder: checks and decompresses blocks until the reader closes the queue.
-fn decoder(jobs: &Mutex<std::sync::mpsc::Receiver<Job>>) {
+/// A decoder: checks and decompresses blocks until the reader closes the queue, and writes
+/// what of each the reader handed it (bytes of files spanning blocks, whole files).
+fn decoder(jobs: &Mutex<std::sync::mpsc::Receiver<Job>>, report: &Report) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -205,6 +212,9 @@ fn decoder(jobs: &Mutex<std::sync::mpsc::Receiver<Job>>) {
                             .write_all_at(&buffers.data[range.clone()], *offset)
                             .with_context(|| format!("writing {}", span.shown))?;
                     }
+                }
+                for file in &buffers.files {
+                    file.write(report, &buffers.data)?;
                 }
                 Ok(())
             });
