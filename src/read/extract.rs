@@ -199,34 +199,48 @@ fn warn_refused(console: &Console, refused: &Refused, shown: &dyn Fn() -> String
 }
 
 /// A whole file of a block read from a pipe, as [`Extraction::file_jobs`] makes it: all a
-/// decoder needs to write it.
+/// decoder needs to write it. Small (a block of tiny files holds tens of thousands, and
+/// several blocks are in flight): its directory is shared, what few files have is boxed.
 pub(super) struct FileJob {
-    dir: std::sync::Arc<OwnedFd>,
-    name: Vec<u8>,
+    dir: std::sync::Arc<JobDir>,
+    name: Box<[u8]>,
     /// Its bytes in the block.
     range: std::ops::Range<usize>,
-    sparse: Option<(Vec<crate::format::Extent>, u64)>,
     owner: Option<(u32, u32)>,
     mode: u16,
     mtime: crate::format::Mtime,
-    xattrs: Vec<crate::format::Xattr>,
+    rare: Option<Box<Rare>>,
+}
+
+/// The directory of [`FileJob`]s: a handle on it, and its path as messages and `-v` give it.
+struct JobDir {
+    fd: OwnedFd,
     shown: String,
     listed: String,
+}
+
+/// What only some files have: extents and size if stored sparse, extended attributes.
+struct Rare {
+    sparse: Option<(Vec<crate::format::Extent>, u64)>,
+    xattrs: Vec<crate::format::Xattr>,
 }
 
 impl FileJob {
     /// Writes the file from the decoded block `data`.
     pub(super) fn write(&self, report: &Report, data: &[u8]) -> Result<()> {
-        let attrs = Attrs {
-            owner: self.owner,
-            mode: self.mode,
-            mtime: self.mtime,
-            xattrs: self.xattrs.iter().collect(),
-        };
-        let sparse = self.sparse.as_ref().map(|(extents, size)| (extents.as_slice(), *size));
-        let file = File { dir: DirFd::Borrowed(self.dir.as_fd()), name: &self.name, sparse };
+        let rare = self.rare.as_deref();
+        let xattrs = rare.map(|r| r.xattrs.iter().collect()).unwrap_or_default();
+        let attrs = Attrs { owner: self.owner, mode: self.mode, mtime: self.mtime, xattrs };
+        let sparse = rare.and_then(|r| r.sparse.as_ref()).map(|(extents, size)| (extents.as_slice(), *size));
+        let file = File { dir: DirFd::Borrowed(self.dir.fd.as_fd()), name: &self.name, sparse };
         let bytes = &data[self.range.clone()];
-        write_file(report, file, bytes, &attrs, &|| self.shown.clone(), &|| self.listed.clone())?;
+        let name = || text_of(&self.name).into_owned();
+        let shown = || format!("{}/{}", self.dir.shown, name());
+        let listed = || match self.dir.listed.is_empty() {
+            true => name(),
+            false => format!("{}/{}", self.dir.listed, name()),
+        };
+        write_file(report, file, bytes, &attrs, &shown, &listed)?;
         Counters::add(&report.counters.data, bytes.len() as u64);
         Ok(())
     }
@@ -914,35 +928,48 @@ impl<'a, 'i> Extraction<'a, 'i> {
     /// the names messages give it): written by the decoder of the block, in parallel with the
     /// reading of the stream, which goes on growing the index.
     pub(super) fn file_jobs(&self, b: usize) -> Result<Vec<FileJob>> {
-        let mut dirs: HashMap<Option<u32>, std::sync::Arc<OwnedFd>> = HashMap::new();
+        let mut dirs: HashMap<Option<u32>, std::sync::Arc<JobDir>> = HashMap::new();
         let mut jobs = Vec::new();
-        let verbose = self.options.verbose;
         for piece in self.index.files_in(b).filter(|p| p.whole && creates(self.actions[p.entry as usize])) {
             let i = piece.entry as usize;
             let key = self.parent_key(i);
             let dir = match dirs.get(&key) {
                 Some(dir) => dir.clone(),
                 None => {
-                    let dir = std::sync::Arc::new(match self.parent_dir(i)? {
+                    let fd = match self.parent_dir(i)? {
                         DirFd::Owned(fd) => fd,
                         DirFd::Borrowed(fd) => fd.try_clone_to_owned()?,
-                    });
+                    };
+                    // How messages and `-v` name what is in it (DEST itself above the roots).
+                    let dest = self.options.dest.as_str().trim_end_matches('/').to_owned();
+                    let (shown, listed) = match self.index.entries[i].parent() {
+                        Some(p) if !self.stripped(p as usize) => {
+                            (self.display(p as usize), self.archive_path(p as usize))
+                        }
+                        Some(p) => (dest, self.archive_path(p as usize)),
+                        None => (dest, String::new()),
+                    };
+                    let dir = std::sync::Arc::new(JobDir { fd, shown, listed });
                     dirs.insert(key, dir.clone());
                     dir
                 }
             };
             let attrs = self.attrs(i);
+            let rare = match (self.sparse(i), attrs.xattrs.is_empty()) {
+                (None, true) => None,
+                (sparse, _) => Some(Box::new(Rare {
+                    sparse: sparse.map(|(extents, size)| (extents.to_vec(), size)),
+                    xattrs: attrs.xattrs.into_iter().cloned().collect(),
+                })),
+            };
             jobs.push(FileJob {
                 dir,
-                name: self.index.name(i).to_vec(),
+                name: self.index.name(i).into(),
                 range: piece.start_in_block..piece.start_in_block + piece.len,
-                sparse: self.sparse(i).map(|(extents, size)| (extents.to_vec(), size)),
                 owner: attrs.owner,
                 mode: attrs.mode,
                 mtime: attrs.mtime,
-                xattrs: attrs.xattrs.into_iter().cloned().collect(),
-                shown: self.display(i),
-                listed: if verbose { self.archive_path(i) } else { String::new() },
+                rare,
             });
         }
         Ok(jobs)
