@@ -169,7 +169,7 @@ impl<R: Read> Stream<R> {
         trailer.check(frame)?;
         let mut budget = Budget::for_archive(len);
         let packed = format::decode_index(frame, trailer.index_raw_len, format::VERSION, &mut budget)?;
-        let index = Index::from_packed(&packed, self.at, &mut budget, Keep::All)?;
+        let index = Index::from_packed(&packed, self.at, &mut budget, Keep::All)?.owners_used();
         if index != self.index {
             bail!(format::corrupt(
                 "the index at the end does not say what the records said (what was extracted may differ \

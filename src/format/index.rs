@@ -861,6 +861,18 @@ impl Index {
         Ok(first..self.entries.len())
     }
 
+    /// The owner names only of the ids its entries use: what the records of its archive name
+    /// (an index may name more: a stream's reader compares the two without them).
+    pub fn owners_used(mut self) -> Index {
+        let (mut uids, mut gids): (Vec<u32>, Vec<u32>) = self.entries.iter().map(|e| (e.uid, e.gid)).unzip();
+        for (ids, table) in [(&mut uids, &mut self.tables.users), (&mut gids, &mut self.tables.groups)] {
+            ids.sort_unstable();
+            ids.dedup();
+            table.retain(|(id, _)| ids.binary_search(id).is_ok());
+        }
+        self
+    }
+
     /// FORMAT.md §3.2: record `r` of this index's archive (the one before block `r`, or for
     /// `r` = the number of blocks the final one), with the entries it holds; `cbor_len` is
     /// left 0. A record holds the entries after the previous record's whose stored bytes start

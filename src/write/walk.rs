@@ -237,7 +237,8 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
         self.failure.check()?;
         let run = self.run(self.offset);
         (self.send_block)(Vec::new(), run)?;
-        (self.tables.users, self.tables.groups) = self.owners.tables();
+        // The names of the owners of what was archived (a socket left out is not).
+        (self.tables.users, self.tables.groups) = self.owners.tables_of(&self.entries);
         Ok((self.entries, self.names, self.targets, self.tables))
     }
 
@@ -936,21 +937,8 @@ impl Owners {
         });
     }
 
-    /// The name tables of the index, sorted by id.
-    fn tables(&mut self) -> (NameTable, NameTable) {
-        let table = |names: &mut HashMap<u32, Option<Vec<u8>>>| {
-            let mut table: NameTable = names
-                .drain()
-                .filter_map(|(id, name)| name.filter(|n| storable(n)).map(|n| (id, n)))
-                .collect();
-            table.sort_unstable();
-            table
-        };
-        (table(&mut self.users), table(&mut self.groups))
-    }
-
-    /// The name tables of a run: the names of the ids its entries use, as [`Owners::tables`]
-    /// will have them.
+    /// The name tables of `entries` (a run's, or all of them for the index): the names of the
+    /// ids they use, sorted by id.
     fn tables_of(&self, entries: &[Entry]) -> (NameTable, NameTable) {
         let table = |names: &HashMap<u32, Option<Vec<u8>>>, ids: &mut Vec<u32>| -> NameTable {
             ids.sort_unstable();
