@@ -121,7 +121,8 @@ struct WriteArgs {
     /// zstd compression level, 1 (fastest) to 22 (smallest).
     #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: i32,
-    /// Uncompressed bytes per block, 64KiB to 64MiB. Larger blocks compress a little better;
+    /// Uncompressed bytes per block, 64KiB to 64MiB (`64K` and `16M` are binary, as dd and
+    /// tar read them; `KB` and `MB` are decimal). Larger blocks compress a little better;
     /// smaller ones parallelize small trees better and make one-file reads faster.
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_block_size)]
     block_size: usize,
@@ -384,7 +385,16 @@ pub fn usage_error(clap_text: &str) -> String {
 }
 
 fn parse_block_size(text: &str) -> Result<usize, String> {
-    let size: bytesize::ByteSize = text.parse()?;
+    // A bare K, M or G is binary, as coreutils, dd and tar take it (bytesize reads it as
+    // decimal, which `64K`, a block size people type, would miss by 1,536 bytes).
+    let trimmed = text.trim();
+    let binary = match trimmed.chars().last() {
+        Some(unit @ ('K' | 'k' | 'M' | 'm' | 'G' | 'g')) => {
+            Some(format!("{}{}iB", &trimmed[..trimmed.len() - 1], unit.to_ascii_uppercase()))
+        }
+        _ => None,
+    };
+    let size: bytesize::ByteSize = binary.as_deref().unwrap_or(text).parse()?;
     let range = crate::format::MIN_BLOCK_SIZE..=crate::format::MAX_BLOCK_RAW;
     if !range.contains(&size.as_u64()) {
         return Err(format!("{text} is not between 64KiB and 64MiB"));

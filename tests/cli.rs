@@ -439,3 +439,17 @@ fn strip_components_merges_directories_and_settles_files_that_land_together() {
         assert_eq!(fs::read_to_string(env.path(dest).join("only1")).expect("only1"), "only in s1");
     }
 }
+
+#[test]
+fn block_sizes_read_as_tar_and_dd_read_them() {
+    // `64K` is 65,536 bytes, as dd and tar take it; `64KiB` the same; `64KB` is 64,000, too small.
+    let env = TestEnv::new();
+    env.file("t/a", "alpha\n");
+    env.arc(["write", "-q", "--block-size", "64K", "-o", "k.arc", "t"]).success();
+    env.arc(["write", "-q", "--block-size", "64KiB", "-o", "kib.arc", "t"]).success();
+    assert_eq!(std::fs::read(env.path("k.arc")).ok(), std::fs::read(env.path("kib.arc")).ok());
+    env.arc(["write", "-q", "--block-size", "16m", "-o", "m.arc", "t"]).success();
+    let run = env.arc(["write", "-q", "--block-size", "64KB", "-o", "kb.arc", "t"]);
+    run.code(2);
+    assert!(run.stderr.contains("64KB is not between 64KiB and 64MiB"), "{}", run.describe());
+}
