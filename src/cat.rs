@@ -339,7 +339,7 @@ fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result
     let name = &options.archive;
     let mut select = select::Streaming::new(&options.paths, &[])?;
     let mut stream =
-        Stream::new(crate::sys::stdin_for_streaming()).with_context(|| format!("reading {name}"))?;
+        Stream::new(crate::sys::stdin_for_streaming()?).with_context(|| format!("reading {name}"))?;
     // The files chosen, in order, not yet written whole; the first's bytes written so far.
     let mut queue: VecDeque<usize> = VecDeque::new();
     let mut at = 0u64;

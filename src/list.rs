@@ -94,7 +94,7 @@ fn print(archive: &Archive, selected: &[Selected], options: &ListOptions) -> std
 /// the records, else the listing ends with an error (exit status 2).
 fn print_stream(options: &ListOptions) -> Result<()> {
     let mut select = select::Streaming::new(&options.paths, &options.globs)?;
-    let mut stream = crate::archive::Stream::new(crate::sys::stdin_for_streaming()).context("reading -")?;
+    let mut stream = crate::archive::Stream::new(crate::sys::stdin_for_streaming()?).context("reading -")?;
     let mut printer = Printer::new(options);
     loop {
         match stream.next_item().context("reading -")? {

@@ -25,10 +25,15 @@ pub fn raise_fd_limit() -> usize {
 /// large as an unprivileged process may (1 MiB by default), so that the writer and arc wake
 /// each other a sixteenth as often (with the default 64 KiB, moving a large archive through
 /// the pipe costs more system time than decompressing it). Anything else is left as it is.
-pub fn stdin_for_streaming() -> std::io::StdinLock<'static> {
+/// A terminal is refused: an archive is never typed, and waiting for one would look like a hang
+/// (as `write -o -` refuses to write an archive to a terminal).
+pub fn stdin_for_streaming() -> Result<std::io::StdinLock<'static>> {
     let stdin = std::io::stdin();
+    if std::io::IsTerminal::is_terminal(&stdin) {
+        anyhow::bail!("reading -: standard input is a terminal; pipe an archive in (arc read - < x.arc)");
+    }
     widen_pipe(&stdin);
-    stdin.lock()
+    Ok(stdin.lock())
 }
 
 /// Makes the buffer of `fd`, if it is a pipe, as large as an unprivileged process may, up to

@@ -163,7 +163,7 @@ fn verify_stream(options: &VerifyOptions, console: &Console, stop: &Stop) -> Res
     let name = &options.archive;
     let pool = crate::sys::thread_pool(options.threads)?;
     let mut stream =
-        Stream::new(crate::sys::stdin_for_streaming()).with_context(|| format!("reading {name}"))?;
+        Stream::new(crate::sys::stdin_for_streaming()?).with_context(|| format!("reading {name}"))?;
     let counters = Counters::default();
     let task = Task { doing: "verifying", done: "verified", total: None, packs: false };
     with_progress(console, &counters, task, || {

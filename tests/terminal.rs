@@ -119,3 +119,17 @@ fn progress_never_tears_wraps_or_goes_back() {
         );
     }
 }
+
+/// `arc read -` (and `list -`) with a terminal for standard input refuse at once, rather than
+/// wait for an archive typed in: what would look like a hang.
+#[test]
+fn reading_an_archive_from_a_terminal_is_refused() {
+    let env = TestEnv::new();
+    for args in [&["read", "-", "-C", "out"][..], &["list", "-"], &["verify", "-"], &["cat", "-", "x"]] {
+        let (status, output) = in_terminal(env.root(), 120, args);
+        let shown = String::from_utf8_lossy(&output);
+        assert_eq!(status, 2, "{args:?}: {shown}");
+        assert!(shown.contains("standard input is a terminal"), "{args:?}: {shown}");
+    }
+    assert!(!env.path("out").exists());
+}

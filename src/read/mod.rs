@@ -132,7 +132,7 @@ fn from_a_pipe(options: &ReadOptions, stop: &Stop) -> Option<Result<Outcome>> {
     };
     Some(match file {
         Some(file) => run_stream(options, std::io::BufReader::new(file), stop),
-        None => run_stream(options, crate::sys::stdin_for_streaming(), stop),
+        None => crate::sys::stdin_for_streaming().and_then(|stdin| run_stream(options, stdin, stop)),
     })
 }
 
