@@ -144,6 +144,11 @@ fn report(archive: &Archive, console: &Console, damaged: &[u32], bad_records: &[
     if bad_records.len() > named {
         console.warn(format!("and {} more damaged records", bad_records.len() - named));
     }
+    name_affected(index, console, damaged);
+}
+
+/// Names the first entries whose bytes the `damaged` blocks hold; counts the rest.
+fn name_affected(index: &Index, console: &Console, damaged: &[u32]) {
     for (named, entry) in affected_entries(index, damaged).enumerate() {
         if named == NAMED {
             let rest = affected_entries(index, damaged).count() - NAMED;
@@ -212,13 +217,7 @@ fn verify_stream(options: &VerifyOptions, console: &Console, stop: &Stop) -> Res
             console.warn(format!("and {} more damaged blocks", damaged.len() - NAMED));
         }
         let blocks: Vec<u32> = damaged.iter().map(|(b, _)| *b as u32).collect();
-        for (named, entry) in affected_entries(index, &blocks).enumerate() {
-            if named == NAMED {
-                console.note("damaged", "and more entries");
-                break;
-            }
-            console.note("damaged", text_of(&index.path(entry as usize)));
-        }
+        name_affected(index, console, &blocks);
         bail!(
             "verifying {name}: {} of {} blocks damaged, {} entries affected",
             damaged.len(),

@@ -195,6 +195,11 @@ fn salvage_leaves_out_the_files_of_a_damaged_block_and_names_them() {
         .map(|p| String::from_utf8_lossy(&index.path(p.entry as usize)).into_owned())
         .collect();
     archive[(block.offset + block.len / 2) as usize] ^= 1;
+    // From a pipe, verify names the same block's entries as from the file.
+    let run = env.arc_fed(&archive, ["verify", "-"]);
+    run.code(2);
+    assert!(run.stderr.contains(&format!("arc: damaged: {}", hit[0])), "{}", run.describe());
+    assert!(run.stderr.contains("1 of"), "{}", run.describe());
     for (case, bytes) in
         [("index intact", archive.clone()), ("index lost", archive[..archive.len() - 10].to_vec())]
     {

@@ -776,11 +776,6 @@ impl<'a, 'i> Extraction<'a, 'i> {
         pool.get()?.install(|| pieces.par_chunks(PIECES_PER_TASK).try_for_each(write_chunk))
     }
 
-    /// Of an archive read from a pipe: whether block `b` holds bytes of a file extracted.
-    pub(super) fn wants_block(&self, b: usize) -> bool {
-        self.index.files_in(b).any(|p| creates(self.actions[p.entry as usize]))
-    }
-
     /// Of an archive read from a pipe: the files of `range` (a record's entries) that have no
     /// bytes in the data stream, created at once (empty, or all holes).
     pub(super) fn write_empty_range(&self, range: std::ops::Range<usize>) -> Result<()> {

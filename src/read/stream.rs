@@ -123,17 +123,15 @@ fn pump<'a, R: std::io::Read>(
                 extraction = here.grown(empty());
             }
             Item::Block(b, frame) => {
-                let here = extraction.grown(index);
-                let wanted = here.wants_block(b);
-                extraction = here.grown(empty());
-                if !wanted {
+                let (spans, files, back) = block_jobs(extraction, index, b)?;
+                extraction = back;
+                if spans.is_empty() && files.is_empty() {
                     // Read past: none of its files is extracted.
+                    frames.push(frame);
                     continue;
                 }
                 let (reply, contents) = sync_channel(1);
                 let data = spare.pop().unwrap_or_default();
-                let (spans, files, back) = block_jobs(extraction, index, b)?;
-                extraction = back;
                 jobs.send((index.blocks[b], Buffers { frame, data, spans, files }, reply))
                     .map_err(|_| anyhow::anyhow!("the decoders stopped"))?;
                 waiting.push_back((b, contents));
