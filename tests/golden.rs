@@ -70,6 +70,9 @@ fn add_version_2_items(golden: &Path) {
     std::os::unix::fs::FileExt::write_all_at(&sparse, &[b's'; 4096], 512 << 10).expect("write");
     drop(sparse);
     fs::write(golden.join(std::ffi::OsStr::from_bytes(b"caf\xe9")), "latin-1\n").expect("write");
+    // Two files of the same contents, large enough to be stored once (FORMAT.md §4.5).
+    fs::write(golden.join("notes x4"), NOTES.repeat(4)).expect("write");
+    fs::write(golden.join("sub/notes x4, again"), NOTES.repeat(4)).expect("write");
     rustix::fs::setxattr(
         golden.join("run.sh").as_path(),
         "user.arc.golden",
@@ -81,6 +84,8 @@ fn add_version_2_items(golden: &Path) {
         ("sub/hello again", (1_600_000_003, 500_000_000)),
         ("fifo", (1_600_000_010, 10)),
         ("sparse", (1_600_000_011, 11)),
+        ("notes x4", (1_600_000_013, 13)),
+        ("sub/notes x4, again", (1_600_000_014, 14)),
         ("run.sh", (1_600_000_005, 0)),
         ("sub", (1_600_000_006, 7)),
         ("", (1_600_000_000, 123_456_789)),
@@ -89,6 +94,9 @@ fn add_version_2_items(golden: &Path) {
     }
     set_mtime(&golden.join(std::ffi::OsStr::from_bytes(b"caf\xe9")), 1_600_000_012, 12);
     set_mtime(golden, 1_600_000_000, 123_456_789);
+    // A file is stored once for its copies only if it has not changed since the write began
+    // (its status change time is older, by more than the clock's tick).
+    std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
 /// Builds the golden tree beneath `base`; returns `base/golden`.

@@ -272,7 +272,12 @@ fn a_stream_cut_short_is_an_error_and_leaves_no_half_written_file() {
 
 /// The record before the first block of `archive` with `from` replaced by `to` in its
 /// entries, its checksum made true again; and where the record it replaces lies.
-fn patched_record(archive: &[u8], index: &format::Index, from: &[u8], to: &[u8]) -> (usize, usize, Vec<u8>) {
+pub(crate) fn patched_record(
+    archive: &[u8],
+    index: &format::Index,
+    from: &[u8],
+    to: &[u8],
+) -> (usize, usize, Vec<u8>) {
     let block = index.blocks[0];
     let (at, end) = ((block.offset - block.record_len) as usize, block.offset as usize);
     let (head, cbor_frame) = format::decode_record(&archive[at..end]).expect("a record");

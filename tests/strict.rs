@@ -254,10 +254,10 @@ fn letters(len: usize, seed: u64) -> Vec<u8> {
     pseudo_random(len, seed).into_iter().map(|b| b'a' + b % 26).collect()
 }
 
-/// CBOR: the map of version 2's 18 columns, the key `names`, and the head of its packed byte
+/// CBOR: the map of version 2's 19 columns, the key `names`, and the head of its packed byte
 /// string of `len` bytes (FORMAT.md §4.7).
 fn names_head(len: u32) -> Vec<u8> {
-    let mut head = vec![0xb2, 0x65];
+    let mut head = vec![0xb3, 0x65];
     head.extend_from_slice(b"names");
     head.push(0x5a);
     head.extend_from_slice(&len.to_be_bytes());

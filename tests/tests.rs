@@ -6,6 +6,7 @@ mod support;
 
 mod architecture;
 mod cli;
+mod copies;
 mod errors;
 mod faults;
 mod fidelity;

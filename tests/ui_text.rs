@@ -151,7 +151,7 @@ fn cases() -> Vec<(&'static str, Setup, Vec<&'static str>)> {
         ),
         (
             "list-index-ends-early",
-            |env| write_archive(env, &assemble_cbor(&[], &[0xb2])),
+            |env| write_archive(env, &assemble_cbor(&[], &[0xb3])),
             vec!["list", "x.arc"],
         ),
         (

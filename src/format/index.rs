@@ -18,8 +18,8 @@ use super::record::{
 };
 use super::run::RecordHead;
 use super::{
-    corrupt, decode_cbor, BlockRecord, Budget, FormatError, IndexRecord, Names, OwnerRecord, SparseRecord,
-    XattrRecord,
+    corrupt, decode_cbor, BlockRecord, Budget, CopyRecord, FormatError, IndexRecord, Names, OwnerRecord,
+    SparseRecord, XattrRecord,
 };
 use super::{HEADER_LEN, MAX_NAME_LEN, MAX_OWNER_NAME, MAX_TARGET_LEN, MAX_XATTR_LIST, MAX_XATTR_NAME};
 use super::{KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK, KIND_SYMLINK};
@@ -200,6 +200,9 @@ pub struct Tables {
     /// Whether owners are stored (version 2); a version-1 archive has none.
     pub owners: bool,
     pub sparse: Vec<(u32, Vec<Extent>)>,
+    /// The files whose contents are an earlier file's, stored there: (copy, source), sorted
+    /// by copy (FORMAT.md §4.8).
+    pub copies: Vec<(u32, u32)>,
     pub xattrs: Vec<(u32, Vec<Xattr>)>,
     pub users: NameTable,
     pub groups: NameTable,
@@ -207,7 +210,14 @@ pub struct Tables {
 
 impl Default for Tables {
     fn default() -> Self {
-        Tables { owners: true, sparse: Vec::new(), xattrs: Vec::new(), users: Vec::new(), groups: Vec::new() }
+        Tables {
+            owners: true,
+            sparse: Vec::new(),
+            copies: Vec::new(),
+            xattrs: Vec::new(),
+            users: Vec::new(),
+            groups: Vec::new(),
+        }
     }
 }
 
@@ -251,6 +261,8 @@ pub struct Index {
     /// Where each of `files` starts in the data stream, and after them where it ends: a
     /// file's stored bytes run to the next one's start.
     offsets: Vec<u64>,
+    /// `tables.copies` the other way round: (source, copy), sorted.
+    shared: Vec<(u32, u32)>,
 }
 
 impl Index {
@@ -300,6 +312,7 @@ impl Index {
             count_strings(packed.column(Col::Targets), Col::Targets, MAX_TARGET_LEN)?;
         budget.take(target_count as u64 * NAME_END_COST + target_bytes as u64, &Col::Targets.shown())?;
         let mut sparse = sparse_table(packed.sparse(budget)?, count)?;
+        let mut copies = copy_table(packed.copies(budget)?, kinds)?;
         let mut xattrs = xattr_table(packed.xattrs(budget)?, count)?;
         let users = owner_table(packed.owners(false, budget)?, "users")?;
         let groups = owner_table(packed.owners(true, budget)?, "groups")?;
@@ -401,6 +414,11 @@ impl Index {
         let mut offsets = Vec::with_capacity(if kept_count == count { file_count + 1 } else { 0 });
         let mut sizes = column(Col::Sizes);
         let mut sparse_rows = sparse.iter().peekable();
+        let mut copy_rows = copies.iter().peekable();
+        // The size of each copy's source, once met (a source comes before its copies).
+        let mut source_sizes: Vec<(u32, u64)> = copies.iter().map(|&(_, s)| (s, 0)).collect();
+        source_sizes.sort_unstable();
+        source_sizes.dedup();
         let mut kept = keep.cursor();
         let mut offset: u64 = 0;
         // Where the last kept file's bytes end: a gap follows it when the next kept file
@@ -412,15 +430,32 @@ impl Index {
                 continue;
             }
             let size = sizes.next_uint(u64::MAX).ok_or_else(|| corrupt("fewer sizes than files"))??;
-            let stored = match sparse_rows.next_if(|(e, _)| *e == i as u32) {
-                Some((_, extents)) => {
+            let sparse_row = sparse_rows.next_if(|(e, _)| *e == i as u32);
+            if !source_sizes.is_empty() {
+                if let Ok(k) = source_sizes.binary_search_by_key(&(i as u32), |&(s, _)| s) {
+                    if sparse_row.is_some() || size == 0 {
+                        return Err(corrupt(format!("copied file {} is sparse or empty", shown(i))));
+                    }
+                    source_sizes[k].1 = size;
+                }
+            }
+            let stored = match (sparse_row, copy_rows.next_if(|(c, _)| *c == i as u32)) {
+                (None, Some(&(_, source))) => {
+                    let k = source_sizes.binary_search_by_key(&source, |&(s, _)| s).unwrap_or(0);
+                    if source_sizes[k].1 != size {
+                        return Err(corrupt(format!("copy {} differs in size from its source", shown(i))));
+                    }
+                    0
+                }
+                (Some(_), Some(_)) => return Err(corrupt(format!("copy {} is sparse", shown(i)))),
+                (Some((_, extents)), None) => {
                     let end = extents.last().map_or(0, |x| x.offset + x.len);
                     if end > size {
                         return Err(corrupt(format!("sparse file {} has an extent past its end", shown(i))));
                     }
                     extents.iter().map(|x| x.len).sum()
                 }
-                None => size,
+                (None, None) => size,
             };
             if let Some(new) = new {
                 entries[new].data = size;
@@ -514,9 +549,16 @@ impl Index {
             // The tables' rows of the entries kept, under their new numbers.
             renumber(&mut sparse, list);
             renumber(&mut xattrs, list);
+            renumber(&mut copies, list);
+            for (_, source) in &mut copies {
+                *source = keep
+                    .renumbered(*source)
+                    .ok_or_else(|| corrupt("index: a kept copy's source is not kept"))?;
+            }
         }
-        let tables = Tables { owners, sparse, xattrs, users, groups };
-        Ok(Index { entries, names, targets, blocks, final_record, tables, files, offsets })
+        let shared = shared_of(&copies);
+        let tables = Tables { owners, sparse, copies, xattrs, users, groups };
+        Ok(Index { entries, names, targets, blocks, final_record, tables, files, offsets, shared })
     }
 
     /// Checks a record and builds its index, through its serialized form (for tests and tools;
@@ -562,8 +604,8 @@ impl Index {
     /// tables keyed by the entries' numbers in the archive, no blocks, and no spans (which
     /// need the entries before them).
     pub fn of_run(entries: Vec<Entry>, names: Names, targets: Names, tables: Tables) -> Index {
-        let (files, offsets) = (Vec::new(), Vec::new());
-        Index { entries, names, targets, blocks: Vec::new(), final_record: 0, tables, files, offsets }
+        let (files, offsets, shared) = (Vec::new(), Vec::new(), Vec::new());
+        Index { entries, names, targets, blocks: Vec::new(), final_record: 0, tables, files, offsets, shared }
     }
 
     /// Builds an index from entries, names, targets, blocks and tables the caller made
@@ -577,6 +619,7 @@ impl Index {
         final_record: u64,
         tables: Tables,
     ) -> Index {
+        let shared = shared_of(&tables.copies);
         let mut index = Index {
             entries,
             names,
@@ -586,11 +629,13 @@ impl Index {
             tables,
             files: Vec::new(),
             offsets: Vec::new(),
+            shared,
         };
         let mut offset = 0;
         for i in 0..index.entries.len() {
             let stored = match index.extents(i) {
                 Some(extents) => extents.iter().map(|x| x.len).sum(),
+                None if index.copy_source(i).is_some() => 0,
                 None => index.entries[i].size(),
             };
             if stored > 0 {
@@ -616,19 +661,39 @@ impl Index {
         }
     }
 
-    /// Where regular file `i`'s stored bytes lie in the data stream, (offset, length): `None`
-    /// when it has none (an empty file, or not a file).
+    /// Where regular file `i`'s stored bytes lie in the data stream, (offset, length), its own
+    /// or for a copy its source's: `None` when it has none (an empty file, or not a file).
     pub fn span(&self, i: usize) -> Option<(u64, u64)> {
+        self.own_span(i).or_else(|| self.copy_source(i).and_then(|s| self.own_span(s as usize)))
+    }
+
+    /// [`Index::span`] of the bytes stored for file `i` itself: none for a copy.
+    fn own_span(&self, i: usize) -> Option<(u64, u64)> {
         // A gap after file `i` has the same number with GAP set: the file comes first.
         let k = self.files.partition_point(|&f| f & !GAP < i as u32);
         (self.files.get(k) == Some(&(i as u32)))
             .then(|| (self.offsets[k], self.offsets[k + 1] - self.offsets[k]))
     }
 
-    /// Bytes of entry `i` in the data stream: a file's size, or for a sparse file the sum of
-    /// its extents; 0 for the other kinds.
+    /// Bytes of entry `i`'s contents in the data stream: a file's size, or for a sparse file
+    /// the sum of its extents (a copy's are its source's); 0 for the other kinds.
     pub fn stored(&self, i: usize) -> u64 {
         self.span(i).map_or(0, |(_, stored)| stored)
+    }
+
+    /// The file whose stored bytes file `i` shares, if it is a copy (FORMAT.md §4.8).
+    pub fn copy_source(&self, i: usize) -> Option<u32> {
+        let rows = &self.tables.copies;
+        if rows.is_empty() {
+            return None;
+        }
+        rows.binary_search_by_key(&(i as u32), |&(c, _)| c).ok().map(|r| rows[r].1)
+    }
+
+    /// The copies of file `s`, in entry order.
+    pub fn copies_of(&self, s: u32) -> impl Iterator<Item = u32> + '_ {
+        let start = self.shared.partition_point(|&(source, _)| source < s);
+        self.shared[start..].iter().take_while(move |&&(source, _)| source == s).map(|&(_, c)| c)
     }
 
     /// Entry `i`'s name: one path component.
@@ -734,9 +799,19 @@ impl Index {
                 add(self, target, &mut context);
             }
         }
-        for &target in &run.links {
+        for &target in run.links.iter().chain(&run.copies.sources) {
             if (target as usize) < first {
                 add(self, target, &mut context);
+            }
+        }
+        // A source before the run is checked here: the run's index does not know its tables.
+        for &source in &run.copies.sources {
+            let s = source as usize;
+            if s < first && (self.copy_source(s).is_some() || self.extents(s).is_some()) {
+                return Err(corrupt(format!(
+                    "record before block {}: a copy's source is itself a copy, or sparse",
+                    head.block
+                )));
             }
         }
         context.sort_unstable();
@@ -778,6 +853,10 @@ impl Index {
         whole.sparse = SparseRecord {
             files: run.sparse.files.iter().map(|&e| in_run(e)).collect(),
             ..run.sparse.clone()
+        };
+        whole.copies = CopyRecord {
+            files: run.copies.files.iter().map(|&e| in_run(e)).collect(),
+            sources: run.copies.sources.iter().map(|&e| numbered(e)).collect(),
         };
         whole.xattrs = XattrRecord {
             entries: run.xattrs.entries.iter().map(|&e| in_run(e)).collect(),
@@ -822,7 +901,13 @@ impl Index {
             if !xattrs.is_empty() {
                 self.tables.xattrs.push((abs, xattrs.to_vec()));
             }
-            let stored = checked.stored(k);
+            if let Some(source) = checked.copy_source(k) {
+                let source = absolute(source);
+                self.tables.copies.push((abs, source));
+                let at = self.shared.partition_point(|&pair| pair < (source, abs));
+                self.shared.insert(at, (source, abs));
+            }
+            let stored = checked.own_span(k).map_or(0, |(_, stored)| stored);
             if stored > 0 {
                 self.files.push(abs);
                 self.offsets.push(offset);
@@ -985,8 +1070,17 @@ impl Index {
     }
 
     /// The files that have bytes in block `b`, in data-stream order, with where their bytes
-    /// lie: the one lookup from a block to its files, used by read and verify.
+    /// lie, each followed by its copies (the same bytes): the one lookup from a block to its
+    /// files, used by read and verify.
     pub fn files_in(&self, b: usize) -> impl Iterator<Item = FilePiece> + '_ {
+        self.stored_in(b).flat_map(move |piece| {
+            let copies = self.copies_of(piece.entry).map(move |entry| FilePiece { entry, ..piece });
+            std::iter::once(piece).chain(copies)
+        })
+    }
+
+    /// [`Index::files_in`] without the copies.
+    fn stored_in(&self, b: usize) -> impl Iterator<Item = FilePiece> + '_ {
         let block = self.blocks[b];
         let first = self.offsets[1..].partition_point(|&end| end <= block.raw_offset);
         (first..self.files.len())
@@ -1159,6 +1253,11 @@ impl<'a> Tree<'a> {
         let mut keep = Vec::new();
         let mut files = Vec::new();
         let mut links = Unpack::new(self.packed.column(Col::Links));
+        let (mut copies, mut sources) = (
+            Unpack::new(self.packed.column(Col::CopyFiles)),
+            Unpack::new(self.packed.column(Col::CopySources)),
+        );
+        let mut copy = copies.uint(u32::MAX.into()).ok();
         // The chain of entries above the current one.
         let mut chain: Vec<u32> = Vec::new();
         // The depth of the root whose subtree the walk is in.
@@ -1178,9 +1277,14 @@ impl<'a> Tree<'a> {
                 inside = Some(depth);
             }
             let link = (kind == KIND_LINK).then(|| links.uint(u32::MAX.into()).unwrap_or(0));
+            let source = (copy == Some(i as u64)).then(|| {
+                copy = copies.uint(u32::MAX.into()).ok();
+                sources.uint(u32::MAX.into()).unwrap_or(0)
+            });
             if inside.is_some() {
                 keep.push(i as u32);
                 files.extend(link);
+                files.extend(source);
             }
             if keep.len() > limit {
                 return None;
@@ -1188,6 +1292,18 @@ impl<'a> Tree<'a> {
             chain.push(i as u32);
         }
         if !files.is_empty() {
+            // A hard link's file may be a copy: its source is kept too.
+            let copied = Unpack::new(self.packed.column(Col::CopyFiles));
+            let copies: Vec<(u64, u64)> = std::iter::from_fn({
+                let (mut copied, mut sources) = (copied, Unpack::new(self.packed.column(Col::CopySources)));
+                move || Some((copied.uint(u32::MAX.into()).ok()?, sources.uint(u32::MAX.into()).ok()?))
+            })
+            .collect();
+            let sources: Vec<u64> = files
+                .iter()
+                .filter_map(|f| copies.binary_search_by_key(f, |&(c, _)| c).ok().map(|k| copies[k].1))
+                .collect();
+            files.extend(sources);
             files.sort_unstable();
             let mut files = files.into_iter().peekable();
             chain.clear();
@@ -1353,7 +1469,7 @@ impl serde::Serialize for RecordView<'_> {
         let count = |tags: &'static [u8]| of_kind(tags).count();
         let (files, links, devices) =
             (count(&[KIND_FILE]), count(&[KIND_LINK]), count(&[KIND_CHAR, KIND_BLOCK]));
-        let mut record = serializer.serialize_struct("IndexRecord", 18)?;
+        let mut record = serializer.serialize_struct("IndexRecord", 19)?;
         if *whole {
             record.serialize_field("names", &index.names)?;
         } else {
@@ -1402,6 +1518,8 @@ impl serde::Serialize for RecordView<'_> {
             sparse.lens.extend(extents.iter().map(|x| x.len));
         }
         record.serialize_field("sparse", &sparse)?;
+        let (files, sources) = rows_of(&tables.copies, &numbers).iter().copied().unzip();
+        record.serialize_field("copies", &CopyRecord { files, sources })?;
         let mut xattrs = XattrRecord::default();
         for (entry, list) in rows_of(&tables.xattrs, &numbers) {
             xattrs.entries.push(*entry);
@@ -1635,6 +1753,32 @@ fn sparse_table(record: SparseRecord, count: usize) -> Result<Vec<(u32, Vec<Exte
         }
     }
     Ok(files.into_iter().zip(rows).collect())
+}
+
+/// FORMAT.md §4.8: each copy a regular file after its source, which is a regular file and
+/// no copy (sizes and sparseness are checked with the sizes).
+fn copy_table(record: CopyRecord, kinds: &[u8]) -> Result<Vec<(u32, u32)>, FormatError> {
+    let CopyRecord { files, sources } = record;
+    if files.len() != sources.len() {
+        return Err(corrupt("index table copies: columns differ in length"));
+    }
+    check_keys(&files, kinds.len(), "copies")?;
+    for (&file, &source) in files.iter().zip(&sources) {
+        let is_file = |e: u32| kinds[e as usize] == KIND_FILE;
+        if source >= file || !is_file(file) || !is_file(source) || files.binary_search(&source).is_ok() {
+            return Err(corrupt(format!(
+                "index table copies: entry {file} is not a copy of an earlier regular file"
+            )));
+        }
+    }
+    Ok(files.into_iter().zip(sources).collect())
+}
+
+/// The copies by source: [`Index::copies_of`]'s table.
+fn shared_of(copies: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut shared: Vec<(u32, u32)> = copies.iter().map(|&(c, s)| (s, c)).collect();
+    shared.sort_unstable();
+    shared
 }
 
 fn xattr_table(record: XattrRecord, count: usize) -> Result<Vec<(u32, Vec<Xattr>)>, FormatError> {

@@ -31,9 +31,9 @@ pub use index::{
     file_writes, Block, Entry, Extent, FilePiece, Index, Keep, Kind, Mtime, NameTable, Tables, Tree, Xattr,
 };
 pub use record::{
-    decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, IndexRecord, Names,
-    OwnerRecord, SparseRecord, XattrRecord, KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE, KIND_LINK,
-    KIND_SYMLINK,
+    decode_cbor, decode_index, encode_index, reader_memory, BlockRecord, Budget, CopyRecord, IndexRecord,
+    Names, OwnerRecord, SparseRecord, XattrRecord, KIND_BLOCK, KIND_CHAR, KIND_DIR, KIND_FIFO, KIND_FILE,
+    KIND_LINK, KIND_SYMLINK,
 };
 pub use record::{Col, Packed};
 pub use run::{

@@ -72,6 +72,7 @@ pub struct IndexRecord {
     #[serde(serialize_with = "packed::uints")]
     pub dev_minors: Vec<u32>,
     pub sparse: SparseRecord,
+    pub copies: CopyRecord,
     pub xattrs: XattrRecord,
     pub users: OwnerRecord,
     pub groups: OwnerRecord,
@@ -96,6 +97,7 @@ impl Default for IndexRecord {
             dev_majors: Vec::new(),
             dev_minors: Vec::new(),
             sparse: SparseRecord::default(),
+            copies: CopyRecord::default(),
             xattrs: XattrRecord::default(),
             users: OwnerRecord::default(),
             groups: OwnerRecord::default(),
@@ -106,11 +108,12 @@ impl Default for IndexRecord {
 }
 
 impl IndexRecord {
-    /// The stored bytes its entries need: files' sizes, or a sparse file's extents. Only a sum,
-    /// for a record not checked yet (the index built from it is checked).
+    /// The stored bytes its entries need: files' sizes, or a sparse file's extents, and
+    /// nothing for a copy. Only a sum, for a record not checked yet (the index built from it
+    /// is checked).
     pub fn stored_total(&self) -> u64 {
         let sparse = &self.sparse;
-        let (mut file, mut row, mut extent) = (0usize, 0usize, 0usize);
+        let (mut file, mut row, mut extent, mut copy) = (0usize, 0usize, 0usize, 0usize);
         let mut total = 0u64;
         for (e, &kind) in self.kinds.iter().enumerate() {
             if kind != KIND_FILE {
@@ -118,7 +121,9 @@ impl IndexRecord {
             }
             let size = self.sizes.get(file).copied().unwrap_or(0);
             file += 1;
-            if sparse.files.get(row) == Some(&(e as u32)) {
+            if self.copies.files.get(copy) == Some(&(e as u32)) {
+                copy += 1;
+            } else if sparse.files.get(row) == Some(&(e as u32)) {
                 let count = sparse.counts.get(row).copied().unwrap_or(0) as usize;
                 let end = (extent + count).min(sparse.lens.len());
                 total = sparse.lens[extent.min(end)..end].iter().fold(total, |t, &l| t.saturating_add(l));
@@ -256,6 +261,18 @@ pub struct SparseRecord {
     pub offsets: Vec<u64>,
     #[serde(serialize_with = "packed::uints")]
     pub lens: Vec<u64>,
+}
+
+/// FORMAT.md §4.8: regular files whose contents are those of an earlier regular file (stored
+/// once, there). Files with contents of their own are not listed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyRecord {
+    /// Entry numbers of the copies, increasing.
+    #[serde(serialize_with = "packed::uints")]
+    pub files: Vec<u32>,
+    /// Per copy: the entry number of the file whose stored bytes it shares.
+    #[serde(serialize_with = "packed::uints")]
+    pub sources: Vec<u32>,
 }
 
 /// FORMAT.md §4.5: extended attributes (ACLs included). Entries without any are not listed.
@@ -404,6 +421,9 @@ const BLOCK_COST: u64 =
 const ROW_COST: u64 = std::mem::size_of::<(u32, Vec<u8>)>() as u64;
 /// What an extent costs once checked, besides its two columns.
 const EXTENT_COST: u64 = 16;
+/// What a copy costs once checked, besides its two columns: its row, and its row in the
+/// table by source.
+const COPY_COST: u64 = 16;
 /// What an attribute costs once checked, besides its two columns: its name and value move into
 /// it.
 const XATTR_COST: u64 = 2 * std::mem::size_of::<Vec<u8>>() as u64;
@@ -441,6 +461,7 @@ pub fn reader_memory(index: &super::Index, index_len: u64, raw_len: u64) -> u64 
         + 8
         + targets
         + tables.sparse.len() as u64 * (4 + ROW_COST + 4)
+        + tables.copies.len() as u64 * (4 + COPY_COST + 4)
         + extents * (8 + 8 + EXTENT_COST)
         + tables.xattrs.len() as u64 * (4 + ROW_COST + 4)
         + strings(&mut xattrs.clone().map(|x| x.name.as_slice()))
@@ -545,6 +566,7 @@ impl Packed {
             dev_majors: u32s(Col::DevMajors, budget)?,
             dev_minors: u32s(Col::DevMinors, budget)?,
             sparse: self.sparse(budget)?,
+            copies: self.copies(budget)?,
             xattrs: self.xattrs(budget)?,
             users: self.owners(false, budget)?,
             groups: self.owners(true, budget)?,
@@ -558,6 +580,13 @@ impl Packed {
             counts: self.uints(Col::SparseCounts, 0, u32::MAX.into(), |v| v as u32, budget)?,
             offsets: self.uints(Col::SparseOffsets, 0, u64::MAX, |v| v, budget)?,
             lens: self.uints(Col::SparseLens, EXTENT_COST, u64::MAX, |v| v, budget)?,
+        })
+    }
+
+    pub fn copies(&self, budget: &mut Budget) -> Result<CopyRecord> {
+        Ok(CopyRecord {
+            files: self.uints(Col::CopyFiles, COPY_COST, u32::MAX.into(), |v| v as u32, budget)?,
+            sources: self.uints(Col::CopySources, 0, u32::MAX.into(), |v| v as u32, budget)?,
         })
     }
 
@@ -642,6 +671,8 @@ pub enum Col {
     SparseCounts,
     SparseOffsets,
     SparseLens,
+    CopyFiles,
+    CopySources,
     XattrEntries,
     XattrCounts,
     XattrNames,
@@ -657,7 +688,7 @@ pub enum Col {
 }
 
 /// Every column's name in messages, in map order (`map.key` for a nested map's).
-const COLUMN_NAMES: [&str; 29] = [
+const COLUMN_NAMES: [&str; 31] = [
     "names",
     "depths",
     "kinds",
@@ -675,6 +706,8 @@ const COLUMN_NAMES: [&str; 29] = [
     "sparse.counts",
     "sparse.offsets",
     "sparse.lens",
+    "copies.files",
+    "copies.sources",
     "xattrs.entries",
     "xattrs.counts",
     "xattrs.names",
@@ -781,7 +814,7 @@ fn map_len(version: u16) -> usize {
     if version == 1 {
         9
     } else {
-        18
+        19
     }
 }
 
@@ -831,16 +864,17 @@ impl<'a, 'b> Parser<'a, 'b> {
 
     /// Version 2: the map of columns, and where each column's bytes are.
     fn columns(&mut self) -> Result<Vec<std::ops::Range<usize>>> {
-        self.map(18, "")?;
+        self.map(map_len(2), "")?;
         let mut columns = Vec::with_capacity(COLUMN_NAMES.len());
         for (k, &name) in COLUMN_NAMES.iter().enumerate() {
             // The nested maps start before their first column.
             let nested = match k {
                 13 => Some(("sparse", 4)),
-                17 => Some(("xattrs", 4)),
-                21 => Some(("users", 2)),
-                23 => Some(("groups", 2)),
-                25 => Some(("blocks", 4)),
+                17 => Some(("copies", 2)),
+                19 => Some(("xattrs", 4)),
+                23 => Some(("users", 2)),
+                25 => Some(("groups", 2)),
+                27 => Some(("blocks", 4)),
                 _ => None,
             };
             if let Some((map, len)) = nested {
@@ -1222,12 +1256,12 @@ mod tests {
     #[test]
     fn cbor_errors_are_words() {
         // The map of columns, whose first key never comes.
-        assert_eq!(refused(&[0xb2]), "index: index ends early");
+        assert_eq!(refused(&[0xb3]), "index: index ends early");
         // 0x1c is a reserved additional-information value: not CBOR at all.
         assert_eq!(refused(&[0x1c]), "index: malformed CBOR at byte 0");
         // An integer where the map of columns should be.
-        assert_eq!(refused(&[0x05]), "index: expected a map of 18 columns, found the integer 5");
-        for why in [refused(&[0xb2]), refused(&[0x1c]), refused(&[0x05])] {
+        assert_eq!(refused(&[0x05]), "index: expected a map of 19 columns, found the integer 5");
+        for why in [refused(&[0xb3]), refused(&[0x1c]), refused(&[0x05])] {
             assert!(!why.contains("Error {") && !why.contains("Syntax("), "{why}");
         }
     }
@@ -1235,7 +1269,7 @@ mod tests {
     #[test]
     fn only_the_types_of_the_format_are_accepted() {
         // Keys as byte strings (0x45 "names" -> 0x65 is text; 0x45 is bytes).
-        let why = refused(&patched(b"\xb2\x65names", b"\xb2\x45names"));
+        let why = refused(&patched(b"\xb3\x65names", b"\xb3\x45names"));
         assert!(why.contains("index column names: expected the key \"names\""), "{why}");
         // kinds as an array of integers rather than a byte string.
         let why = refused(&patched(b"\x65kinds\x42\x00\x01", b"\x65kinds\x82\x00\x01"));
@@ -1313,13 +1347,13 @@ mod tests {
     #[test]
     fn declared_sizes_are_checked_before_allocating() {
         // A column declaring 1 GiB in a few bytes.
-        let why = refused(b"\xb2\x65names\x5a\x40\x00\x00\x00");
+        let why = refused(b"\xb3\x65names\x5a\x40\x00\x00\x00");
         assert_eq!(why, "index: index ends early");
         // A name of 1 GiB declared in a few bytes is refused by its length alone.
         let why = refused(&patched(b"\x65names\x47\x04root\x01a", b"\x65names\x47\x85\x80\x80\x80\x04ab"));
         assert_eq!(why, "index: index column names: a string of 1073741829 bytes is longer than 255");
         // Names are one packed byte string in version 2; an array of text is refused.
-        let why = refused(b"\xb2\x65names\x81\x61a");
+        let why = refused(b"\xb3\x65names\x81\x61a");
         assert_eq!(why, "index: index column names: expected a byte string, found an array of 1");
         // Many real entries in a tiny budget.
         let mut small = Budget::for_archive(0);

@@ -239,6 +239,8 @@ pub fn join_runs(runs: Vec<(RecordHead, u64, IndexRecord)>, final_len: u64) -> R
         sparse.counts.extend(run.sparse.counts);
         sparse.offsets.extend(run.sparse.offsets);
         sparse.lens.extend(run.sparse.lens);
+        whole.copies.files.extend(run.copies.files);
+        whole.copies.sources.extend(run.copies.sources);
         xattrs.entries.extend(run.xattrs.entries);
         xattrs.counts.extend(run.xattrs.counts);
         xattrs.names.extend(run.xattrs.names);

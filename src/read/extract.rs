@@ -55,6 +55,9 @@ pub(super) struct Extraction<'a, 'i> {
     open: Mutex<HashMap<u32, (TempFile<'static>, u64)>>,
     /// The owner names of the index `owners` was made from (a pipe's index grows).
     owner_rows: usize,
+    /// Of an archive read from a pipe: the copies to make whose source's bytes came before
+    /// their record did, in order (see [`Extraction::note_late_copies`]).
+    late: Vec<u32>,
     /// When owners are restored, the group a new entry gets in each directory this run writes
     /// into (Linux's rule: the directory's group if it is setgid, else arc's; new directories
     /// inherit the rule), by directory entry, `None` for DEST: so that a chown that would
@@ -329,6 +332,7 @@ impl<'a, 'i> Extraction<'a, 'i> {
             planned: HashMap::new(),
             open: Mutex::new(HashMap::new()),
             owner_rows: index.tables.users.len() + index.tables.groups.len(),
+            late: Vec::new(),
         })
         .map(|mut extraction| {
             let dest = extraction.dest_fd.try_clone();
@@ -375,6 +379,7 @@ impl<'a, 'i> Extraction<'a, 'i> {
             planned: self.planned,
             open: self.open,
             owner_rows,
+            late: self.late,
         }
     }
 
@@ -795,7 +800,7 @@ impl<'a, 'i> Extraction<'a, 'i> {
     /// is decoded, as a reader of a file writes them, while this thread goes on.
     pub(super) fn span_writes(&self, b: usize) -> Result<Vec<SpanWrite>> {
         let mut writes = Vec::new();
-        for piece in self.index.files_in(b).filter(|p| !p.whole && creates(self.actions[p.entry as usize])) {
+        for piece in self.index.files_in(b).filter(|p| !p.whole && self.streams(p.entry)) {
             let i = piece.entry as usize;
             let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
             if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(piece.entry) {
@@ -925,7 +930,7 @@ impl<'a, 'i> Extraction<'a, 'i> {
     pub(super) fn file_jobs(&self, b: usize) -> Result<Vec<FileJob>> {
         let mut dirs: HashMap<Option<u32>, std::sync::Arc<JobDir>> = HashMap::new();
         let mut jobs = Vec::new();
-        for piece in self.index.files_in(b).filter(|p| p.whole && creates(self.actions[p.entry as usize])) {
+        for piece in self.index.files_in(b).filter(|p| p.whole && self.streams(p.entry)) {
             let i = piece.entry as usize;
             let key = self.parent_key(i);
             let dir = match dirs.get(&key) {
@@ -970,6 +975,81 @@ impl<'a, 'i> Extraction<'a, 'i> {
         Ok(jobs)
     }
 
+    /// Of an archive read from a pipe: whether file `i`'s contents are written from the
+    /// blocks as they come (a file created, unless a late copy).
+    fn streams(&self, i: u32) -> bool {
+        creates(self.actions[i as usize]) && self.late.binary_search(&i).is_err()
+    }
+
+    /// Of an archive read from a pipe: notes the copies among `range` (a record's entries)
+    /// whose source is in an earlier record. Its bytes came in blocks that are gone, so they
+    /// are made at the end from the file extracted with them
+    /// ([`Extraction::make_late_copies`]).
+    pub(super) fn note_late_copies(&mut self, range: std::ops::Range<usize>) {
+        for i in range.clone() {
+            let late = self.index.copy_source(i).is_some_and(|s| (s as usize) < range.start);
+            if late && creates(self.actions[i]) {
+                self.late.push(i as u32);
+            }
+        }
+    }
+
+    /// Of an archive read from a pipe, once every block is written: the late copies, each
+    /// from a file extracted with its contents (its source, or another copy of it); a copy
+    /// none was extracted for is skipped with a warning, as GNU tar skips a hard link to a
+    /// file it did not extract from a stream.
+    pub(super) fn make_late_copies(&self, stop: &Stop) -> Result<()> {
+        let mut made = Vec::new();
+        for &c in &self.late {
+            stop.check()?;
+            let c = c as usize;
+            let Some(source) = self.index.copy_source(c) else { continue };
+            // Made already: the source, a copy written from the blocks, or a late one.
+            let holder = std::iter::once(source)
+                .chain(self.index.copies_of(source))
+                .find(|&h| made.contains(&h) || self.streams(h));
+            let Some(holder) = holder.map(|h| h as usize) else {
+                self.console.warn(format!(
+                    "skipping {}: its contents are those of {}, which was not extracted from this \
+                     stream (read the archive from a file, or name that file too)",
+                    self.display(c),
+                    self.archive_path(source as usize)
+                ));
+                continue;
+            };
+            let from_dir = self.parent_dir(holder)?;
+            let name = self.index.name(holder);
+            let opened = rustix::fs::openat(
+                from_dir.as_fd(),
+                name,
+                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            );
+            let mut from = std::fs::File::from(
+                opened.with_context(|| format!("opening {} to copy it", self.display(holder)))?,
+            );
+            let size = self.index.entries[c].size();
+            let stat = rustix::fs::fstat(&from)?;
+            if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile
+                || stat.st_size as u64 != size
+            {
+                bail!(
+                    "copying {} to {}: it changed since it was extracted",
+                    self.display(holder),
+                    self.display(c)
+                );
+            }
+            let temp = TempFile::create(self.parent_dir(c)?)
+                .with_context(|| format!("creating {}", self.display(c)))?;
+            std::io::copy(&mut from, &mut &temp.file)
+                .with_context(|| format!("copying {} to {}", self.display(holder), self.display(c)))?;
+            Counters::add(&self.counters.data, size);
+            self.persist(c, &temp)?;
+            made.push(c as u32);
+        }
+        Ok(())
+    }
+
     /// Pass 4: hard links, FIFOs, devices and symlinks, once every file is in place.
     pub(super) fn make_links(&self, stop: &Stop) -> Result<()> {
         for (i, entry) in self.index.entries.iter().enumerate() {
@@ -981,6 +1061,16 @@ impl<'a, 'i> Extraction<'a, 'i> {
                 Kind::HardLink { .. } => {
                     let Some(source) = plan::link_source(self.index, &self.actions, &self.plan.holders, i)
                     else {
+                        let Kind::HardLink { target } = entry.kind() else { continue };
+                        if self.plan.holders.get(&target) != Some(&(i as u32)) {
+                            // From a stream, a file not extracted is gone when its link comes.
+                            self.console.warn(format!(
+                                "skipping hard link {}: its file {} was not extracted from this \
+                                 stream (read the archive from a file, or name that file too)",
+                                self.display(i),
+                                self.archive_path(target as usize)
+                            ));
+                        }
                         continue;
                     };
                     let source = source as usize;

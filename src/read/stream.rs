@@ -81,6 +81,7 @@ pub(super) fn extract(
     failure.take()?;
     let index = stream.index();
     let done = extraction.grown(index);
+    done.make_late_copies(stop)?;
     done.make_links(stop)?;
     done.finish_dirs(&select.selected)
 }
@@ -118,6 +119,7 @@ fn pump<'a, R: std::io::Read>(
                     here.make_dirs_range(d..d + 1)?;
                 }
                 here.probe_range(range.clone(), selected)?;
+                here.note_late_copies(range.clone());
                 here.make_dirs_range(range.clone())?;
                 here.write_empty_range(range)?;
                 extraction = here.grown(empty());

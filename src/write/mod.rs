@@ -24,6 +24,7 @@
 
 mod exclude;
 mod pipeline;
+mod share;
 mod sink;
 mod walk;
 

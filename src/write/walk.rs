@@ -38,6 +38,7 @@ use crate::stop::{Failure, Stopped};
 use crate::ui::{text_of, Console, Counters};
 
 use super::exclude::{ExcludeOptions, Excluder};
+use super::share::{Candidate, Shared};
 
 /// What the command line names to archive: `path` as typed, read from `base` (the `-C`
 /// directories given before it, joined; empty for the working directory).
@@ -183,6 +184,8 @@ pub struct Walker<'a, F> {
     owners: Owners,
     /// The entry of each inode with more than one link stored so far, by (device, inode).
     links: HashMap<(u64, u64), u32>,
+    /// The stored files whose contents later files may share.
+    shared: Shared,
     /// Next byte's offset in the data stream.
     offset: u64,
     /// The stored bytes of every entry made so far, the file being read included.
@@ -219,6 +222,7 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             tables: Tables::default(),
             owners: Owners::default(),
             links: HashMap::new(),
+            shared: Shared::new(),
             offset: 0,
             pushed_stored: 0,
             run_start: 0,
@@ -265,6 +269,7 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                 let name = name.clone();
                 let found =
                     Found { place, path: path.as_std_path(), name, parent, depth: depth as u32, meta };
+                self.shared.root(self.entries.len() as u32, path.as_std_path().to_path_buf());
                 self.visit(found)?;
                 continue;
             }
@@ -368,6 +373,18 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                     self.links.insert(inode, me);
                 }
                 let stored = extents.as_ref().map_or(meta.size, |x| x.iter().map(|x| x.len).sum());
+                // The same contents as a file stored already: stored once, there.
+                let mut aside = Vec::new();
+                if extents.is_none() && self.shared.may_copy(meta.size) {
+                    match self.shared.candidate(&file, meta.size, &self.entries, &self.names) {
+                        Candidate::Copy(source) => {
+                            self.tables.copies.push((me, source));
+                            return self.push(path, entry, &name);
+                        }
+                        Candidate::Read(bytes) => aside = bytes,
+                        Candidate::Store => {}
+                    }
+                }
                 if let Some(extents) = &extents {
                     self.tables.sparse.push((me, extents.clone()));
                 }
@@ -379,7 +396,13 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                 self.pushed_stored += stored;
                 match extents {
                     Some(extents) => self.read_sparse(path, &file, &meta, &extents)?,
-                    None => self.read_file(path, file, &meta)?,
+                    None => {
+                        let hasher = Shared::hasher(meta.size, false);
+                        let read = aside.as_slice().chain(&file);
+                        if let Some(hash) = self.read_file(path, read, &file, &meta, hasher)? {
+                            self.shared.stored(hash, meta.size, me, inode, meta.ctime);
+                        }
+                    }
                 }
             }
             FileType::Symlink => {
@@ -493,8 +516,17 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
     /// meanwhile: one read for a small file, where reading to the end takes two. A file listed
     /// as empty is asked for one byte all the same: files of /proc and /sys say 0 and are not,
     /// and must not be archived empty unsaid. A file that shrank, or (with
-    /// `--ignore-failed-read`) failed, is padded with zeros to its listed size.
-    fn read_file(&mut self, path: &Path, mut file: File, listed: &Meta) -> Result<()> {
+    /// `--ignore-failed-read`) failed, is padded with zeros to its listed size. The bytes come
+    /// from `reader` (`file`, or what was read of it aside, then `file`); with a `hasher`,
+    /// returns their hash if they are the file's as listed (no warning).
+    fn read_file(
+        &mut self,
+        path: &Path,
+        mut reader: impl Read,
+        file: &File,
+        listed: &Meta,
+        mut hasher: Option<xxhash_rust::xxh3::Xxh3>,
+    ) -> Result<Option<u128>> {
         let expected = listed.size;
         let mut done: u64 = 0;
         let mut grew = false;
@@ -502,7 +534,7 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
         if expected == 0 {
             // Asked aside, not into the block: a full block waits for bytes that are there.
             let probe = loop {
-                match file.read(&mut [0u8; 1]) {
+                match reader.read(&mut [0u8; 1]) {
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     result => break result,
                 }
@@ -520,8 +552,11 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             let want = room.min(expected - done);
             let before = self.block.len();
             // Take stops at `want` without asking the file again.
-            let read = (&mut file).take(want).read_to_end(&mut self.block);
+            let read = (&mut reader).take(want).read_to_end(&mut self.block);
             let got = (self.block.len() - before) as u64;
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&self.block[before..]);
+            }
             done += got;
             self.stored(got)?;
             if let Err(e) = read {
@@ -533,10 +568,11 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             }
         }
         if done < expected || error.is_some() {
-            return self.pad_short(path, error, done, expected, expected - done);
+            self.pad_short(path, error, done, expected, expected - done)?;
+            return Ok(None);
         }
         let path = shown(path);
-        match Meta::of(rustix::fs::fstat(&file)) {
+        match Meta::of(rustix::fs::fstat(file)) {
             Ok(now) if grew || now.size > expected => self.console.warn(format!(
                 "reading {path}: file grew while it was read (archived its first {expected} bytes)"
             )),
@@ -545,9 +581,10 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             Ok(now) if listed.changed_since(&now) => {
                 self.console.warn(format!("reading {path}: file changed while it was read"))
             }
-            _ => {}
+            Ok(_) => return Ok(hasher.map(|h| h.digest128())),
+            Err(_) => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Reads the data extents of a sparse file into the data stream, as [`Walker::read_file`]
@@ -666,9 +703,10 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             }
         }
         let sparse = rows_from(&self.tables.sparse, start).to_vec();
+        let copies = rows_from(&self.tables.copies, start).to_vec();
         let xattrs = rows_from(&self.tables.xattrs, start).to_vec();
         let (users, groups) = self.owners.tables_of(&entries);
-        let tables = Tables { owners: true, sparse, xattrs, users, groups };
+        let tables = Tables { owners: true, sparse, copies, xattrs, users, groups };
         let head = RecordHead {
             block: self.blocks,
             first_entry: start as u64,

@@ -169,6 +169,8 @@ enum What {
     Symlink(String),
     /// A hard link to entry number N.
     Link(u32),
+    /// A regular file of this size whose contents are entry number N's (FORMAT.md §4.8).
+    Copy(u32, u64),
     Fifo,
     /// A character (true) or block device, with its numbers.
     Device(bool, u32, u32),
@@ -215,6 +217,11 @@ impl Spec {
     /// point anywhere).
     pub fn hard_link(self, depth: u32, name: &str, target: u32) -> Spec {
         self.push(depth, name, What::Link(target), 0o644)
+    }
+
+    /// A file of `size` bytes whose contents are stored with entry `source` (whatever it is).
+    pub fn copy(self, depth: u32, name: &str, source: u32, size: u64) -> Spec {
+        self.push(depth, name, What::Copy(source, size), 0o644)
     }
 
     pub fn fifo(self, depth: u32, name: &str) -> Spec {
@@ -296,6 +303,12 @@ impl Spec {
                 What::Link(target) => {
                     record.kinds.push(format::KIND_LINK);
                     record.links.push(*target);
+                }
+                What::Copy(source, size) => {
+                    record.copies.files.push(record.kinds.len() as u32);
+                    record.copies.sources.push(*source);
+                    record.kinds.push(format::KIND_FILE);
+                    record.sizes.push(*size);
                 }
                 What::Fifo => record.kinds.push(format::KIND_FIFO),
                 What::Device(char, major, minor) => {
