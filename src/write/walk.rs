@@ -6,7 +6,11 @@
 //! Invariants:
 //! - entries are produced in pre-order with siblings sorted by name bytes, which is the order
 //!   the index stores and the order file bytes take in the data stream;
-//! - a file is read in bounded chunks straight into the current block, never whole;
+//! - a file is read in bounded chunks straight into the current block, never whole (except a
+//!   file that may be a copy of one stored already, up to 1 MiB, read aside to be compared:
+//!   [`super::share`]);
+//! - a file with the contents of a file stored already is a copy of it, with no bytes of its
+//!   own (FORMAT.md §4.8), decided by comparing the two byte for byte;
 //! - a file's entry is made before its bytes are read, with the size it was listed with: a
 //!   file that shrinks while it is read is padded with zeros to that size and one that grows
 //!   is cut at it (both a warning, as GNU tar does), so the entries of a block are known when
