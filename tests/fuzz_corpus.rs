@@ -117,6 +117,7 @@ fn version_2_spec() -> Spec {
         .hard_link(1, "h", 1)
         .file(1, "z", "zulu\n")
         .mode(0o4755)
+        .copy(1, "zz", 1, 6)
 }
 
 #[test]
@@ -140,6 +141,11 @@ fn regenerate_seed_corpus() {
     let name = std::ffi::OsStr::from_bytes(b"n\xff");
     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"t\xfe"), src.join(name)).expect("symlink");
     let _ = rustix::fs::setxattr(src.join("a").as_path(), "user.seed", b"v", rustix::fs::XattrFlags::empty());
+    // Two files of the same contents, the later a copy (FORMAT.md §4.8), once the write is
+    // later than both.
+    fs::write(src.join("d/c"), "charlie\n".repeat(80)).expect("write");
+    fs::write(src.join("d/e/c again"), "charlie\n".repeat(80)).expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let write = |name: &str, inputs: &[&Path]| {
         let out = work.path().join(name);
         let mut args = vec!["write".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()];

@@ -335,6 +335,17 @@ pub fn check_invariants(index: &Index, data_end: u64) {
         let end = index.subtree_end(i);
         assert!(end > i && entries[i + 1..end].iter().all(|e| e.depth > entry.depth));
         match &entry.kind() {
+            &Kind::File { size } if index.copy_source(i).is_some() => {
+                // A copy: its source's bytes, of its size; nothing of its own in the stream.
+                let source = index.copy_source(i).unwrap_or_default() as usize;
+                assert!(source < i && index.copy_source(source).is_none() && index.extents(i).is_none());
+                assert_eq!((index.entries[source].size(), index.span(i)), (size, index.span(source)));
+                assert!(size > 0 && index.extents(source).is_none());
+                assert!(index.copies_of(source as u32).any(|c| c as usize == i));
+                for b in index.blocks_of(i) {
+                    assert!(index.files_in(b).any(|piece| piece.entry as usize == i));
+                }
+            }
             &Kind::File { size } => {
                 let (start, stored) = index.span(i).unwrap_or((offset, 0));
                 assert_eq!(start, offset);
