@@ -419,6 +419,17 @@ impl Index {
         let mut source_sizes: Vec<(u32, u64)> = copies.iter().map(|&(_, s)| (s, 0)).collect();
         source_sizes.sort_unstable();
         source_sizes.dedup();
+        let mut next_source = 0;
+        // The first entry in any of those tables.
+        let mut next_special = [
+            sparse.first().map(|(e, _)| *e),
+            copies.first().map(|(c, _)| *c),
+            source_sizes.first().map(|(s, _)| *s),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u32::MAX);
         let mut kept = keep.cursor();
         let mut offset: u64 = 0;
         // Where the last kept file's bytes end: a gap follows it when the next kept file
@@ -430,32 +441,53 @@ impl Index {
                 continue;
             }
             let size = sizes.next_uint(u64::MAX).ok_or_else(|| corrupt("fewer sizes than files"))??;
-            let sparse_row = sparse_rows.next_if(|(e, _)| *e == i as u32);
-            if !source_sizes.is_empty() {
-                if let Ok(k) = source_sizes.binary_search_by_key(&(i as u32), |&(s, _)| s) {
+            // Most files are in no table: one comparison, not one per table.
+            let stored = if (i as u32) < next_special {
+                size
+            } else {
+                let sparse_row = sparse_rows.next_if(|(e, _)| *e == i as u32);
+                // Sources come in order, as files do: one step at a time, no search per file.
+                if let Some(source) = source_sizes.get_mut(next_source).filter(|(s, _)| *s == i as u32) {
                     if sparse_row.is_some() || size == 0 {
                         return Err(corrupt(format!("copied file {} is sparse or empty", shown(i))));
                     }
-                    source_sizes[k].1 = size;
+                    source.1 = size;
+                    next_source += 1;
                 }
-            }
-            let stored = match (sparse_row, copy_rows.next_if(|(c, _)| *c == i as u32)) {
-                (None, Some(&(_, source))) => {
-                    let k = source_sizes.binary_search_by_key(&source, |&(s, _)| s).unwrap_or(0);
-                    if source_sizes[k].1 != size {
-                        return Err(corrupt(format!("copy {} differs in size from its source", shown(i))));
+                let stored = match (sparse_row, copy_rows.next_if(|(c, _)| *c == i as u32)) {
+                    (None, Some(&(_, source))) => {
+                        let k = source_sizes.binary_search_by_key(&source, |&(s, _)| s).unwrap_or(0);
+                        if source_sizes[k].1 != size {
+                            return Err(corrupt(format!(
+                                "copy {} differs in size from its source",
+                                shown(i)
+                            )));
+                        }
+                        0
                     }
-                    0
-                }
-                (Some(_), Some(_)) => return Err(corrupt(format!("copy {} is sparse", shown(i)))),
-                (Some((_, extents)), None) => {
-                    let end = extents.last().map_or(0, |x| x.offset + x.len);
-                    if end > size {
-                        return Err(corrupt(format!("sparse file {} has an extent past its end", shown(i))));
+                    (Some(_), Some(_)) => return Err(corrupt(format!("copy {} is sparse", shown(i)))),
+                    (Some((_, extents)), None) => {
+                        let end = extents.last().map_or(0, |x| x.offset + x.len);
+                        if end > size {
+                            return Err(corrupt(format!(
+                                "sparse file {} has an extent past its end",
+                                shown(i)
+                            )));
+                        }
+                        extents.iter().map(|x| x.len).sum()
                     }
-                    extents.iter().map(|x| x.len).sum()
-                }
-                (None, None) => size,
+                    (None, None) => size,
+                };
+                next_special = [
+                    sparse_rows.peek().map(|(e, _)| *e),
+                    copy_rows.peek().map(|(c, _)| *c),
+                    source_sizes.get(next_source).map(|(s, _)| *s),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u32::MAX);
+                stored
             };
             if let Some(new) = new {
                 entries[new].data = size;
