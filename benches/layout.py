@@ -7,9 +7,9 @@ Usage: benches/layout.py DIR [DIR...]     (needs the `zstandard` package: pip in
 
 For each DIR, one markdown table: the compressed size of the concatenated contents of its
 regular files (symlinks not followed) in each layout, and its change against arc's own
-(sorted pre-order, 4 MiB blocks, level 3, no dictionary). Sizes are of the blocks alone: no
-index, no records, no duplicates removed (arc stores identical files once; that is measured
-by benches/size.sh). Set DICT=0 to skip the dictionaries, whose training takes a while.
+(sorted pre-order, 4 MiB blocks, level 3, no dictionary). As arc stores them, a file of 512
+bytes or more with the contents of a file before it in arc's order is left out (a copy,
+FORMAT.md §4.8). Sizes are of the blocks alone: no index, no records. Set DICT=0 to skip the dictionaries, whose training takes a while.
 docs/BENCHMARKS.md ("Layout of the data stream") has the results and what they decided.
 """
 
@@ -56,7 +56,18 @@ def main():
                     data[path] = f.read()
             except OSError:
                 pass
-        files = [p for p in files if p in data]
+        seen = set()
+        stored = []
+        for path in files:
+            if path not in data:
+                continue
+            key = (len(data[path]), hash(data[path]))
+            if len(data[path]) >= 512 and key in seen:
+                continue
+            seen.add(key)
+            stored.append(path)
+        files = stored
+        kept = set(files)
         rank = {p: i for i, p in enumerate(files)}
 
         def size(order, block=4 * MIB, level=3, dictionary=None):
@@ -71,7 +82,7 @@ def main():
         base = size(files)
         rows.append(("sorted pre-order (arc)", base, ""))
         orders = [
-            ("directory order (GNU tar)", [p for p in walk(root, False) if p in data]),
+            ("directory order (GNU tar)", [p for p in walk(root, False) if p in kept]),
             ("by extension, then arc's order", sorted(files, key=lambda p: (extension(p), rank[p]))),
             (
                 "by extension, then name, then arc's order",
@@ -96,8 +107,8 @@ def main():
                 blocks = size(files, dictionary=trained)
                 note = f"{blocks:,} + dictionary {stored:,} (trained in {took:.0f} s)"
                 rows.append((f"dictionary of {dict_size // 1024} KiB, {samples} samples", blocks + stored, note))
-        total = sum(len(v) for v in data.values())
-        print(f"#### {root} ({len(files):,} files, {total / 1e6:.1f} MB)\n")
+        total = sum(len(data[p]) for p in files)
+        print(f"#### {root} ({len(files):,} files stored, {total / 1e6:.1f} MB)\n")
         print("| layout | bytes | vs arc | note |")
         print("|---|---:|---:|---|")
         for name, n, note in rows:
