@@ -173,6 +173,9 @@ impl Decoder<'_> {
 
 static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
 
+/// At most this many bytes of copies are held by `cat -` until their turn comes.
+const COPIES_HELD: u64 = 64 << 20;
+
 /// Writes the files of `chosen` to stdout: at their offsets, in parallel, where stdout is a
 /// regular file arc may write anywhere in; else in order.
 fn write_files(
@@ -343,6 +346,10 @@ fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result
     // The files chosen, in order, not yet written whole; the first's bytes written so far.
     let mut queue: VecDeque<usize> = VecDeque::new();
     let mut at = 0u64;
+    // Copies (FORMAT.md §4.8) in their source's record: their bytes come with the source's,
+    // before their turn, and are held until it comes, within COPIES_HELD bytes in all.
+    let mut held: std::collections::HashMap<usize, Vec<u8>> = std::collections::HashMap::new();
+    let mut holding = 0u64;
     let mut data = Vec::new();
     let zeros = |out: &mut dyn Write, mut n: u64| -> Result<()> {
         while n > 0 {
@@ -352,13 +359,29 @@ fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result
         }
         Ok(())
     };
-    // Writes the files at the head of the queue that have no bytes to wait for.
-    let ready = |out: &mut dyn Write, queue: &mut VecDeque<usize>, index: &Index| -> Result<()> {
+    // Writes the files at the head of the queue that have no bytes to wait for (or whose
+    // bytes are held).
+    let ready = |out: &mut dyn Write,
+                 queue: &mut VecDeque<usize>,
+                 held: &mut std::collections::HashMap<usize, Vec<u8>>,
+                 holding: &mut u64,
+                 index: &Index|
+     -> Result<()> {
         while let Some(&i) = queue.front() {
-            if index.stored(i) > 0 {
+            if index.copy_source(i).is_some() {
+                match held.get(&i) {
+                    Some(bytes) if bytes.len() as u64 == index.entries[i].size() => {
+                        out.write_all(bytes).context("writing to stdout")?
+                    }
+                    _ => break,
+                }
+                held.remove(&i);
+                *holding -= index.entries[i].size();
+            } else if index.stored(i) > 0 {
                 break;
+            } else {
+                zeros(out, index.entries[i].size())?;
             }
-            zeros(out, index.entries[i].size())?;
             queue.pop_front();
         }
         Ok(())
@@ -370,11 +393,24 @@ fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result
         match item {
             Item::Entries(range) => {
                 select.decide(index, range.clone());
-                for i in range.filter(|&i| select.selected[i] == crate::select::Selected::Yes) {
+                for i in range.clone().filter(|&i| select.selected[i] == crate::select::Selected::Yes) {
                     let named = index.entries[i]
                         .parent()
                         .map_or(true, |p| select.selected[p as usize] != crate::select::Selected::Yes);
                     match index.entries[i].kind() {
+                        Kind::File { size } if index.copy_source(i).is_some() => {
+                            let source = index.copy_source(i).unwrap_or_default() as usize;
+                            if source < range.start || holding + size > COPIES_HELD {
+                                bail!(
+                                    "reading {name}: {} has the contents of {}, whose bytes came before \
+                                     it; arc cat it from the archive file",
+                                    text_of(&index.path(i)),
+                                    text_of(&index.path(source))
+                                );
+                            }
+                            holding += size;
+                            queue.push_back(i);
+                        }
                         Kind::File { .. } => queue.push_back(i),
                         Kind::HardLink { target } if named => bail!(
                             "reading {name}: {} is a hard link to {}, whose bytes came before it; \
@@ -398,7 +434,7 @@ fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result
                         _ => {}
                     }
                 }
-                ready(out, &mut queue, index)?;
+                ready(out, &mut queue, &mut held, &mut holding, index)?;
             }
             Item::Block(b, frame) => {
                 let chosen = |entry: u32| {
@@ -416,8 +452,13 @@ fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result
                     )
                 })?;
                 for piece in pieces {
-                    ready(out, &mut queue, index)?;
                     let i = piece.entry as usize;
+                    if index.copy_source(i).is_some() {
+                        let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
+                        held.entry(i).or_default().extend_from_slice(bytes);
+                        continue;
+                    }
+                    ready(out, &mut queue, &mut held, &mut holding, index)?;
                     // Files come in the order of their bytes: this one is the first waiting.
                     anyhow::ensure!(queue.front() == Some(&i), "reading {name}: the files came out of order");
                     let bytes = &data[piece.start_in_block..piece.start_in_block + piece.len];
@@ -433,7 +474,7 @@ fn cat_stream(options: &CatOptions, stop: &Stop, out: &mut impl Write) -> Result
                         at = 0;
                     }
                 }
-                ready(out, &mut queue, index)?;
+                ready(out, &mut queue, &mut held, &mut holding, index)?;
             }
             Item::End => break,
         }

@@ -1,6 +1,6 @@
 //! Identical contents stored once (FORMAT.md §4.8): the writer finds copies, every reader
-//! (a file, a pipe, a selection, `cat`, `verify`, salvage) writes them as files of their own,
-//! and an index whose copies table lies is refused.
+//! (a file, a pipe, a selection, `cat` and `cat -`, `verify`, salvage) writes them as files of
+//! their own, and an index whose copies table lies is refused.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -191,4 +191,89 @@ fn a_record_whose_copy_lies_is_refused_before_it_is_written() {
     run.code(2);
     assert!(run.stderr.contains("is not a copy of an earlier regular file"), "{}", run.describe());
     assert!(!env.path("out/t").exists(), "nothing of the record is written");
+}
+
+/// A tree whose copies come after a file spanning blocks of 64 KiB: their records come after
+/// their source's bytes, so a reader of a stream makes them from the file it extracted.
+fn late_copies(env: &TestEnv) -> Vec<u8> {
+    env.file("v/a", pseudo_random(10_000, 1));
+    env.file("v/big", pseudo_random(4 * BLOCK, 2));
+    env.file("v/sub/c", pseudo_random(10_000, 1));
+    fs::hard_link(env.path("v/sub/c"), env.path("v/sub/l")).expect("hard link");
+    set_mode(&env.path("v/a"), 0o200);
+    set_mode(&env.path("v/sub/c"), 0o200);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    env.arc(["write", "-q", "--block-size", "64KiB", "-o", "v.arc", "v"]).success();
+    assert_eq!(copies_of(env, "v.arc"), [("v/sub/c".to_owned(), "v/a".to_owned())]);
+    fs::read(env.path("v.arc")).expect("reading the archive")
+}
+
+#[test]
+fn a_late_copy_left_without_its_source_is_skipped_with_its_links_and_the_read_finishes() {
+    let env = TestEnv::new();
+    let archive = late_copies(&env);
+    set_mode(&env.path("v/sub"), 0o750);
+    let archive = {
+        // The directory's mode as changed, in an archive made again.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        env.arc(["write", "-q", "--block-size", "64KiB", "-o", "v2.arc", "v"]).success();
+        drop(archive);
+        fs::read(env.path("v2.arc")).expect("reading the archive")
+    };
+    let run = env.arc_fed(&archive, ["read", "-q", "-", "-C", "out", "v/sub"]);
+    run.code(1);
+    assert!(run.stderr.contains("skipping out/v/sub/c: its contents are those of v/a"), "{}", run.describe());
+    assert!(run.stderr.contains("skipping hard link out/v/sub/l: its file v/sub/c"), "{}", run.describe());
+    assert!(!env.path("out/v/sub/c").exists() && !env.path("out/v/sub/l").exists());
+    // The read went on to its end: the directory has its mode.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(env.path("out/v/sub")).expect("out/v/sub").permissions().mode();
+    assert_eq!(mode & 0o7777, 0o750);
+}
+
+#[test]
+fn a_late_copy_is_made_from_a_source_its_mode_denies_reading() {
+    let Some(arc_user) = crate::faults::as_unprivileged() else { return };
+    let env = TestEnv::new();
+    let archive = late_copies(&env);
+    let out = env.mkdir("out");
+    // Whoever extracts must be able to write there.
+    set_mode(&out, 0o777);
+    set_mode(env.root(), 0o755);
+    let mut command = std::process::Command::new(arc_user[0]);
+    command.args(&arc_user[1..]).args(["read", "-q", "-", "-C"]).arg(&out);
+    let run = crate::support::run_fed(&mut command, &archive);
+    run.success();
+    for name in ["a", "sub/c", "sub/l"] {
+        let path = out.join("v").join(name);
+        set_mode(&path, 0o600);
+        assert_eq!(fs::read(&path).ok(), Some(pseudo_random(10_000, 1)), "{name}");
+    }
+}
+
+#[test]
+fn cat_of_a_stream_writes_a_copy_in_its_source_s_record_and_refuses_a_late_one() {
+    let env = TestEnv::new();
+    env.file("t/a", pseudo_random(10_000, 1));
+    env.file("t/b", pseudo_random(5_000, 2));
+    env.file("t/c", pseudo_random(10_000, 1));
+    env.file("t/d", "small\n");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    env.arc(["write", "-q", "-o", "x.arc", "t"]).success();
+    let archive = fs::read(env.path("x.arc")).expect("reading the archive");
+    let expected =
+        [pseudo_random(10_000, 1), pseudo_random(5_000, 2), pseudo_random(10_000, 1), b"small\n".to_vec()];
+    let run = env.arc_fed(&archive, ["cat", "-", "t"]);
+    assert!(run.code == 0 && run.stdout == expected.concat(), "{}", run.describe());
+    // A copy whose source's bytes came in an earlier block: from the file only.
+    let late = late_copies(&env);
+    let run = env.arc_fed(&late, ["cat", "-", "v/sub/c"]);
+    run.code(2);
+    assert!(
+        run.stderr.contains("v/sub/c has the contents of v/a, whose bytes came before it"),
+        "{}",
+        run.describe()
+    );
+    let run = env.arc(["cat", "v.arc", "v/sub/c"]);
+    assert_eq!(run.stdout, pseudo_random(10_000, 1));
 }

@@ -49,7 +49,7 @@ fn os(path: &Path) -> &std::ffi::OsStr {
 
 /// How to run arc as a user who cannot read mode-000 files: through setpriv as `nobody` when
 /// the tests run as root; `None` (with a note) if that is impossible.
-fn as_unprivileged() -> Option<Vec<&'static str>> {
+pub(crate) fn as_unprivileged() -> Option<Vec<&'static str>> {
     if !rustix::process::geteuid().is_root() {
         return Some(vec![ARC]);
     }

@@ -488,3 +488,44 @@ fn write_refuses_an_archive_readers_would_refuse() {
     );
     assert!(!env.path("x.arc").exists());
 }
+
+#[test]
+fn a_copies_table_costs_a_selective_read_nothing_before_it_is_checked() {
+    // A hard link inside the PATH makes the reader look up copies among the files it keeps,
+    // before the index is checked: 20 million rows of zeros (refused once checked) must not
+    // be gathered.
+    let spec = Spec::new().dir(0, "r").dir(1, "d").file(2, "f", "data").hard_link(2, "l", 2);
+    let (mut record, data) = spec.record();
+    record.copies.files = vec![0; 20_000_000];
+    record.copies.sources = vec![0; 20_000_000];
+    let archive = crate::support::craft(record, &data, 4096);
+    let scene = Scene::new();
+    scene.write_archive(&archive);
+    let (path, dest) = (scene.archive_path(), scene.dest());
+    let (path, dest) = (path.as_os_str(), dest.as_os_str());
+    let os = OsStr::new;
+    for args in [
+        vec![os("read"), os("-q"), path, os("-C"), dest, os("r/d")],
+        vec![os("cat"), path, os("r/d/l")],
+        vec![os("list"), os("-l"), path, os("r/d")],
+    ] {
+        match gnu_time() {
+            Some(time) => {
+                let (run, peak) = arc_measured(time, &args, &[]);
+                run.refused("corrupt archive");
+                let bound = bound(archive.len() as u64);
+                assert!(
+                    peak <= bound,
+                    "`{}` peaked at {} MiB (bound {} MiB)",
+                    run.command,
+                    peak >> 20,
+                    bound >> 20
+                );
+            }
+            None => {
+                run(Command::new(ARC).args(&args)).refused("corrupt archive");
+            }
+        };
+    }
+    assert!(scene.dest_tree().is_empty());
+}

@@ -261,8 +261,9 @@ pub struct Index {
     /// Where each of `files` starts in the data stream, and after them where it ends: a
     /// file's stored bytes run to the next one's start.
     offsets: Vec<u64>,
-    /// `tables.copies` the other way round: (source, copy), sorted.
-    shared: Vec<(u32, u32)>,
+    /// `tables.copies` the other way round: (source, copy), sorted (a set: a stream's
+    /// records add copies of any source, in any order).
+    shared: std::collections::BTreeSet<(u32, u32)>,
 }
 
 impl Index {
@@ -636,7 +637,7 @@ impl Index {
     /// tables keyed by the entries' numbers in the archive, no blocks, and no spans (which
     /// need the entries before them).
     pub fn of_run(entries: Vec<Entry>, names: Names, targets: Names, tables: Tables) -> Index {
-        let (files, offsets, shared) = (Vec::new(), Vec::new(), Vec::new());
+        let (files, offsets, shared) = (Vec::new(), Vec::new(), Default::default());
         Index { entries, names, targets, blocks: Vec::new(), final_record: 0, tables, files, offsets, shared }
     }
 
@@ -724,8 +725,7 @@ impl Index {
 
     /// The copies of file `s`, in entry order.
     pub fn copies_of(&self, s: u32) -> impl Iterator<Item = u32> + '_ {
-        let start = self.shared.partition_point(|&(source, _)| source < s);
-        self.shared[start..].iter().take_while(move |&&(source, _)| source == s).map(|&(_, c)| c)
+        self.shared.range((s, 0)..=(s, u32::MAX)).map(|&(_, c)| c)
     }
 
     /// Entry `i`'s name: one path component.
@@ -789,7 +789,8 @@ impl Index {
     /// first entry and offsets), `record_len` is its frame's length and `block_at` where its
     /// block's frame starts in the stream. The entries are checked as `from_packed` checks an
     /// index, together with the entries they hang from (the directories above them and the
-    /// last entry before them, and the files their hard links name, with theirs): whatever
+    /// last entry before them, and the files their hard links name and the sources of their
+    /// copies, with theirs): whatever
     /// is refused in an index is refused here. The whole index so made equals the index read
     /// from the archive's end, which the reader compares at the end. Returns the new entries.
     pub fn append_run(
@@ -936,8 +937,7 @@ impl Index {
             if let Some(source) = checked.copy_source(k) {
                 let source = absolute(source);
                 self.tables.copies.push((abs, source));
-                let at = self.shared.partition_point(|&pair| pair < (source, abs));
-                self.shared.insert(at, (source, abs));
+                self.shared.insert((source, abs));
             }
             let stored = checked.own_span(k).map_or(0, |(_, stored)| stored);
             if stored > 0 {
@@ -1324,18 +1324,27 @@ impl<'a> Tree<'a> {
             chain.push(i as u32);
         }
         if !files.is_empty() {
-            // A hard link's file may be a copy: its source is kept too.
-            let copied = Unpack::new(self.packed.column(Col::CopyFiles));
-            let copies: Vec<(u64, u64)> = std::iter::from_fn({
-                let (mut copied, mut sources) = (copied, Unpack::new(self.packed.column(Col::CopySources)));
-                move || Some((copied.uint(u32::MAX.into()).ok()?, sources.uint(u32::MAX.into()).ok()?))
-            })
-            .collect();
-            let sources: Vec<u64> = files
-                .iter()
-                .filter_map(|f| copies.binary_search_by_key(f, |&(c, _)| c).ok().map(|k| copies[k].1))
-                .collect();
-            files.extend(sources);
+            // A hard link's file may be a copy: its source is kept too. Both lists are in
+            // order (the copies' as the index must have them): one pass, nothing allocated.
+            files.sort_unstable();
+            let (mut copied, mut sources) = (
+                Unpack::new(self.packed.column(Col::CopyFiles)),
+                Unpack::new(self.packed.column(Col::CopySources)),
+            );
+            let mut linked = 0;
+            let mut found = Vec::new();
+            while let (Ok(copy), Ok(source)) = (copied.uint(u32::MAX.into()), sources.uint(u32::MAX.into())) {
+                while files.get(linked).is_some_and(|&f| f < copy) {
+                    linked += 1;
+                }
+                if files.get(linked) == Some(&copy) {
+                    found.push(source);
+                }
+                if linked == files.len() || found.len() > limit {
+                    break;
+                }
+            }
+            files.extend(found);
             files.sort_unstable();
             let mut files = files.into_iter().peekable();
             chain.clear();
@@ -1807,10 +1816,8 @@ fn copy_table(record: CopyRecord, kinds: &[u8]) -> Result<Vec<(u32, u32)>, Forma
 }
 
 /// The copies by source: [`Index::copies_of`]'s table.
-fn shared_of(copies: &[(u32, u32)]) -> Vec<(u32, u32)> {
-    let mut shared: Vec<(u32, u32)> = copies.iter().map(|&(c, s)| (s, c)).collect();
-    shared.sort_unstable();
-    shared
+fn shared_of(copies: &[(u32, u32)]) -> std::collections::BTreeSet<(u32, u32)> {
+    copies.iter().map(|&(c, s)| (s, c)).collect()
 }
 
 fn xattr_table(record: XattrRecord, count: usize) -> Result<Vec<(u32, Vec<Xattr>)>, FormatError> {

@@ -154,6 +154,52 @@ pub fn set_metadata_at(
     Ok(refused)
 }
 
+/// Reads regular file `name` in `dir`, which this extraction made, with `read`: never through
+/// a link, never blocking on a FIFO put there since. A file whose mode (the archive's, applied
+/// already) denies arc reading it is read through a handle on exactly its inode, owner-readable
+/// meanwhile, its mode put back after.
+pub fn read_made(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    read: impl FnOnce(File) -> io::Result<()>,
+) -> io::Result<()> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let not_a_file = || io::Error::other("not a regular file");
+    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => {
+            if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
+                return Err(not_a_file());
+            }
+            read(File::from(fd))
+        }
+        Err(rustix::io::Errno::ACCESS) => {
+            let node = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let stat = rustix::fs::fstat(&node)?;
+            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+                return Err(not_a_file());
+            }
+            let own = format!("/proc/self/fd/{}", node.as_raw_fd());
+            let mode = Mode::from_raw_mode(stat.st_mode & 0o7777);
+            rustix::fs::chmod(own.as_str(), mode | Mode::RUSR)?;
+            let opened = rustix::fs::open(
+                own.as_str(),
+                OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            );
+            let result = opened.map_err(io::Error::from).and_then(|fd| read(File::from(fd)));
+            let restored = rustix::fs::chmod(own.as_str(), mode);
+            result?;
+            Ok(restored?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What [`make_special`] makes.
 #[derive(Debug, Clone, Copy)]
 pub enum Special {

@@ -996,18 +996,18 @@ impl<'a, 'i> Extraction<'a, 'i> {
 
     /// Of an archive read from a pipe, once every block is written: the late copies, each
     /// from a file extracted with its contents (its source, or another copy of it); a copy
-    /// none was extracted for is skipped with a warning, as GNU tar skips a hard link to a
-    /// file it did not extract from a stream.
-    pub(super) fn make_late_copies(&self, stop: &Stop) -> Result<()> {
-        let mut made = Vec::new();
-        for &c in &self.late {
+    /// none was extracted for is skipped with a warning (and so are its hard links, in pass
+    /// 4), as GNU tar skips a hard link to a file it did not extract from a stream.
+    pub(super) fn make_late_copies(&mut self, stop: &Stop) -> Result<()> {
+        // The file that holds each source's contents in DEST, found once per source.
+        let mut holders: HashMap<u32, Option<u32>> = HashMap::new();
+        for k in 0..self.late.len() {
             stop.check()?;
-            let c = c as usize;
+            let c = self.late[k] as usize;
             let Some(source) = self.index.copy_source(c) else { continue };
-            // Made already: the source, a copy written from the blocks, or a late one.
-            let holder = std::iter::once(source)
-                .chain(self.index.copies_of(source))
-                .find(|&h| made.contains(&h) || self.streams(h));
+            let holder = *holders.entry(source).or_insert_with(|| {
+                std::iter::once(source).chain(self.index.copies_of(source)).find(|&h| self.streams(h))
+            });
             let Some(holder) = holder.map(|h| h as usize) else {
                 self.console.warn(format!(
                     "skipping {}: its contents are those of {}, which was not extracted from this \
@@ -1015,37 +1015,23 @@ impl<'a, 'i> Extraction<'a, 'i> {
                     self.display(c),
                     self.archive_path(source as usize)
                 ));
+                self.actions[c] = Action::Skip;
                 continue;
             };
-            let from_dir = self.parent_dir(holder)?;
-            let name = self.index.name(holder);
-            let opened = rustix::fs::openat(
-                from_dir.as_fd(),
-                name,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            );
-            let mut from = std::fs::File::from(
-                opened.with_context(|| format!("opening {} to copy it", self.display(holder)))?,
-            );
             let size = self.index.entries[c].size();
-            let stat = rustix::fs::fstat(&from)?;
-            if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile
-                || stat.st_size as u64 != size
-            {
-                bail!(
-                    "copying {} to {}: it changed since it was extracted",
-                    self.display(holder),
-                    self.display(c)
-                );
-            }
             let temp = TempFile::create(self.parent_dir(c)?)
                 .with_context(|| format!("creating {}", self.display(c)))?;
-            std::io::copy(&mut from, &mut &temp.file)
-                .with_context(|| format!("copying {} to {}", self.display(holder), self.display(c)))?;
+            let from_dir = self.parent_dir(holder)?;
+            dest::read_made(from_dir.as_fd(), self.index.name(holder), |from| {
+                let copied = std::io::copy(&mut std::io::Read::take(from, size), &mut &temp.file)?;
+                match copied == size {
+                    true => Ok(()),
+                    false => Err(std::io::Error::other("it changed since it was extracted")),
+                }
+            })
+            .with_context(|| format!("copying {} to {}", self.display(holder), self.display(c)))?;
             Counters::add(&self.counters.data, size);
             self.persist(c, &temp)?;
-            made.push(c as u32);
         }
         Ok(())
     }

@@ -80,7 +80,7 @@ pub(super) fn extract(
     select.missed().with_context(|| format!("reading {name}"))?;
     failure.take()?;
     let index = stream.index();
-    let done = extraction.grown(index);
+    let mut done = extraction.grown(index);
     done.make_late_copies(stop)?;
     done.make_links(stop)?;
     done.finish_dirs(&select.selected)

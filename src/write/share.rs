@@ -45,6 +45,7 @@ const CHUNK: usize = 1 << 18;
 const CLOCK_SLACK_NS: i64 = 50_000_000;
 
 /// A stored file that copies may share.
+#[derive(Clone, Copy)]
 struct Source {
     entry: u32,
     dev: u64,
@@ -95,6 +96,11 @@ impl Shared {
         self.roots.push((entry, path));
     }
 
+    /// The last input [`Shared::root`] named was left out: no entry has its number.
+    pub fn forget_root(&mut self) {
+        self.roots.pop();
+    }
+
     /// The hasher of a file of `size` bytes whose contents later files may share, if it may be
     /// shared: dense (`sparse` false) and large enough.
     pub fn hasher(size: u64, sparse: bool) -> Option<Xxh3> {
@@ -127,8 +133,8 @@ impl Shared {
             let mut hasher = Xxh3::with_seed(size);
             hasher.update(&bytes);
             match self.source_of(hasher.digest128(), entries, names) {
-                Some((entry, source)) if self.same(&source, size, |at, buf| read_slice(&bytes, at, buf)) => {
-                    Candidate::Copy(entry)
+                Some(found) if self.same_as_stored(&found, size, |at, buf| read_slice(&bytes, at, buf)) => {
+                    Candidate::Copy(found.0.entry)
                 }
                 _ => Candidate::Read(bytes),
             }
@@ -150,10 +156,10 @@ impl Shared {
                 return Candidate::Store;
             }
             match self.source_of(hasher.digest128(), entries, names) {
-                Some((entry, source))
-                    if self.same(&source, size, |at, buf| file.read_exact_at(buf, at).is_ok()) =>
+                Some(found)
+                    if self.same_as_stored(&found, size, |at, buf| file.read_exact_at(buf, at).is_ok()) =>
                 {
-                    Candidate::Copy(entry)
+                    Candidate::Copy(found.0.entry)
                 }
                 _ => Candidate::Store,
             }
@@ -162,16 +168,23 @@ impl Shared {
 
     /// The stored file with contents of `hash`, opened again as it was stored (same inode,
     /// unchanged since the write started).
-    fn source_of(&self, hash: u128, entries: &[Entry], names: &Names) -> Option<(u32, File)> {
-        let source = self.by_hash.get(&hash)?;
+    fn source_of(&self, hash: u128, entries: &[Entry], names: &Names) -> Option<(Source, File)> {
+        let source = *self.by_hash.get(&hash)?;
         let path = self.path_of(source.entry, entries, names)?;
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+        // O_NONBLOCK: a FIFO put in its place since is not waited on (and is not the inode).
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
         let file = File::from(rustix::fs::open(&path, flags, rustix::fs::Mode::empty()).ok()?);
-        let stat = rustix::fs::fstat(&file).ok()?;
+        self.unchanged(&source, &file).then_some((source, file))
+    }
+
+    /// Whether `file` is `source` as it was stored: the same inode, its status unchanged since
+    /// the write began.
+    fn unchanged(&self, source: &Source, file: &File) -> bool {
         #[allow(clippy::unnecessary_cast)]
-        let same = (stat.st_dev as u64, stat.st_ino as u64) == (source.dev, source.ino)
-            && (stat.st_ctime as i64, stat.st_ctime_nsec as i64) < self.since;
-        same.then_some((source.entry, file))
+        rustix::fs::fstat(file).is_ok_and(|stat| {
+            (stat.st_dev as u64, stat.st_ino as u64) == (source.dev, source.ino)
+                && (stat.st_ctime as i64, stat.st_ctime_nsec as i64) < self.since
+        })
     }
 
     /// Whether `source` holds exactly the `size` bytes `candidate` reads (it fills its buffer
@@ -193,6 +206,16 @@ impl Shared {
         same = same && matches!(source.read_at(&mut theirs[..1], size), Ok(0));
         self.chunks = (ours, theirs);
         same
+    }
+
+    /// [`Shared::same`], then the source checked again: unchanged while it was compared.
+    fn same_as_stored(
+        &mut self,
+        (source, file): &(Source, File),
+        size: u64,
+        candidate: impl Fn(u64, &mut [u8]) -> bool,
+    ) -> bool {
+        self.same(file, size, candidate) && self.unchanged(source, file)
     }
 
     /// Where entry `e` is on disk: below the input it belongs to.

@@ -273,8 +273,13 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                 let name = name.clone();
                 let found =
                     Found { place, path: path.as_std_path(), name, parent, depth: depth as u32, meta };
-                self.shared.root(self.entries.len() as u32, path.as_std_path().to_path_buf());
+                // Below it, files are found again from here (if it is stored: else forgotten).
+                let root = self.entries.len();
+                self.shared.root(root as u32, path.as_std_path().to_path_buf());
                 self.visit(found)?;
+                if self.entries.len() == root {
+                    self.shared.forget_root();
+                }
                 continue;
             }
             // A directory named on the way to an input: its metadata, and only the inputs
@@ -383,6 +388,11 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                     match self.shared.candidate(&file, meta.size, &self.entries, &self.names) {
                         Candidate::Copy(source) => {
                             self.tables.copies.push((me, source));
+                            // As read_file warns of a file read while it changed.
+                            if Meta::of(rustix::fs::fstat(&file)).is_ok_and(|now| meta.changed_since(&now)) {
+                                self.console
+                                    .warn(format!("reading {}: file changed while it was read", shown(path)));
+                            }
                             return self.push(path, entry, &name);
                         }
                         Candidate::Read(bytes) => aside = bytes,

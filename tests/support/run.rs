@@ -229,25 +229,7 @@ impl TestEnv {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        use std::io::Write;
-        let mut command = Command::new(ARC);
-        command.args(args).current_dir(self.root());
-        let shown = format!("{:?} < ({} bytes)", command, input.len());
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("running {shown}: {e}"));
-        let mut stdin = child.stdin.take().expect("a pipe to arc");
-        let output = std::thread::scope(|scope| {
-            // arc may stop reading early (an error): the rest is not written.
-            scope.spawn(move || {
-                let _ = stdin.write_all(input);
-            });
-            child.wait_with_output().unwrap_or_else(|e| panic!("running {shown}: {e}"))
-        });
-        Run::from_output(shown, output)
+        run_fed(Command::new(ARC).args(args).current_dir(self.root()), input)
     }
 
     /// Runs arc in the environment's root with standard output on /dev/full.
@@ -266,6 +248,27 @@ impl TestEnv {
         self.arc(["read", archive, "-C", dest]).success();
         self.path(dest).join(src.file_name().expect("input has a name"))
     }
+}
+
+/// Runs `command` with `input` on its standard input, through a pipe.
+pub fn run_fed(command: &mut Command, input: &[u8]) -> Run {
+    use std::io::Write;
+    let shown = format!("{:?} < ({} bytes)", command, input.len());
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {shown}: {e}"));
+    let mut stdin = child.stdin.take().expect("a pipe to arc");
+    let output = std::thread::scope(|scope| {
+        // arc may stop reading early (an error): the rest is not written.
+        scope.spawn(move || {
+            let _ = stdin.write_all(input);
+        });
+        child.wait_with_output().unwrap_or_else(|e| panic!("running {shown}: {e}"))
+    });
+    Run::from_output(shown, output)
 }
 
 impl Drop for TestEnv {
