@@ -179,6 +179,8 @@ assert len(sizes) == sum(1 for k in kinds if k == 1), "one size per regular file
 sparse = index["sparse"]
 sparse_files, counts = uints(sparse["files"]), uints(sparse["counts"])
 extent_lens = uints(sparse["lens"])
+# A copy (FORMAT.md §4.8) stores nothing; its bytes are its source's.
+copies = dict(zip(uints(index["copies"]["files"]), uints(index["copies"]["sources"])))
 blocks = index["blocks"]
 lens, raw_lens, records = uints(blocks["lens"]), uints(blocks["raw_lens"]), uints(blocks["records"])
 assert len(lens) == len(raw_lens) == len(blocks["hashes"]) // 8 == len(records) - 1
@@ -199,18 +201,26 @@ for entry, count in zip(sparse_files, counts):
 
 assert names[0] == base, f"the archive's root is {names[0]!r}, not {base!r}"
 stack, ends, size_at, offset, empty = [], [], iter(sizes), 0, 0
+end_of = {}
 for entry, (name, depth, kind) in enumerate(zip(names, depths, kinds)):
     del stack[depth:]
     stack.append(name)
     if kind != 1:
         continue
     size = next(size_at)
+    if entry in copies:
+        # Its entry is in the record of the block where the next stored byte is (FORMAT.md
+        # §3.2): that block's frame must end by the cut too, for salvage to know of it.
+        here = frame_ends[min(bisect.bisect_left(raw_ends, offset), len(frame_ends) - 1)]
+        ends.append((max(end_of[copies[entry]], here), b"/".join(stack)))
+        continue
     stored = stored_of.get(entry, size)
     if stored == 0:
         empty += 1
     else:
         # The block holding the file's last stored byte: the last of those it overlaps.
         last = bisect.bisect_right(raw_ends, offset + stored - 1)
+        end_of[entry] = frame_ends[last]
         ends.append((frame_ends[last], b"/".join(stack)))
     offset += stored
 assert offset == sum(raw_lens), "the data stream is the files' stored bytes"
