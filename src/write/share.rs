@@ -115,7 +115,7 @@ impl Shared {
     /// Stored file `entry` (device `dev`, inode `ino`, status changed at `ctime` before it was
     /// read) hashes to `hash`, every byte read as listed: later copies may share it.
     pub fn stored(&mut self, hash: u128, size: u64, entry: u32, (dev, ino): (u64, u64), ctime: (i64, i64)) {
-        if ctime < self.since {
+        if self.older(ctime) {
             self.by_hash.entry(hash).or_insert(Source { entry, dev, ino });
             self.sizes.insert(size);
         }
@@ -177,13 +177,21 @@ impl Shared {
         self.unchanged(&source, &file).then_some((source, file))
     }
 
+    /// Whether a status change at `ctime` came before the write began. A time of whole
+    /// seconds may come from a filesystem that keeps no finer ones (a change a moment ago
+    /// shows as the second before): it counts as two seconds later.
+    fn older(&self, (secs, nanos): (i64, i64)) -> bool {
+        let ctime = if nanos == 0 { (secs.saturating_add(2), 0) } else { (secs, nanos) };
+        ctime < self.since
+    }
+
     /// Whether `file` is `source` as it was stored: the same inode, its status unchanged since
     /// the write began.
     fn unchanged(&self, source: &Source, file: &File) -> bool {
         #[allow(clippy::unnecessary_cast)]
         rustix::fs::fstat(file).is_ok_and(|stat| {
             (stat.st_dev as u64, stat.st_ino as u64) == (source.dev, source.ino)
-                && (stat.st_ctime as i64, stat.st_ctime_nsec as i64) < self.since
+                && self.older((stat.st_ctime as i64, stat.st_ctime_nsec as i64))
         })
     }
 
@@ -297,5 +305,9 @@ mod tests {
         let mut fresh = Shared::new();
         fresh.stored(hash, 1000, 0, inode, (i64::MAX, 0));
         assert!(!fresh.may_copy(1000));
+        // A time of whole seconds (a filesystem that keeps no finer) counts as two later.
+        let since = fresh.since.0;
+        assert!(!fresh.older((since - 1, 0)) && fresh.older((since - 3, 0)));
+        assert!(fresh.older((since - 1, 1)));
     }
 }
