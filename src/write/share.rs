@@ -57,8 +57,9 @@ pub enum Candidate {
     /// A copy of this stored file: nothing more to read.
     Copy(u32),
     /// Not a copy; its bytes as read aside (all of them, or fewer if the file shrank or
-    /// failed, which reading on from the file will tell), to be stored first.
-    Read(Vec<u8>),
+    /// failed, which reading on from the file will tell), to be stored first, and their hash
+    /// when they are all of them (not to be taken twice).
+    Read(Vec<u8>, Option<u128>),
     /// Not a copy, read from the file again from its start.
     Store,
 }
@@ -128,15 +129,16 @@ impl Shared {
             let mut bytes = Vec::with_capacity(size as usize);
             let read = Read::take(file, size).read_to_end(&mut bytes);
             if read.is_err() || bytes.len() as u64 != size {
-                return Candidate::Read(bytes);
+                return Candidate::Read(bytes, None);
             }
             let mut hasher = Xxh3::with_seed(size);
             hasher.update(&bytes);
-            match self.source_of(hasher.digest128(), entries, names) {
+            let hash = hasher.digest128();
+            match self.source_of(hash, entries, names) {
                 Some(found) if self.same_as_stored(&found, size, |at, buf| read_slice(&bytes, at, buf)) => {
                     Candidate::Copy(found.0.entry)
                 }
-                _ => Candidate::Read(bytes),
+                _ => Candidate::Read(bytes, Some(hash)),
             }
         } else {
             let mut hasher = Xxh3::with_seed(size);
@@ -294,13 +296,13 @@ mod tests {
         assert!(matches!(shared.candidate(&candidate, 1000, &entries, &names), Candidate::Copy(0)));
         // Same size, other contents: read aside, to be stored.
         assert!(
-            matches!(shared.candidate(&other, 1000, &entries, &names), Candidate::Read(b) if b.len() == 1000)
+            matches!(shared.candidate(&other, 1000, &entries, &names), Candidate::Read(b, Some(_)) if b.len() == 1000)
         );
 
         // A write that began before the source last changed never shares it.
         std::fs::write(&path, &contents).expect("rewrite");
         let candidate = File::open(dir.path().join("candidate")).expect("open");
-        assert!(matches!(shared.candidate(&candidate, 1000, &entries, &names), Candidate::Read(_)));
+        assert!(matches!(shared.candidate(&candidate, 1000, &entries, &names), Candidate::Read(..)));
         // Nor a file whose status changed after the write began.
         let mut fresh = Shared::new();
         fresh.stored(hash, 1000, 0, inode, (i64::MAX, 0));

@@ -383,19 +383,16 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                 }
                 let stored = extents.as_ref().map_or(meta.size, |x| x.iter().map(|x| x.len).sum());
                 // The same contents as a file stored already: stored once, there.
-                let mut aside = Vec::new();
+                // What was read aside, and its hash when that is all of the file.
+                let (mut aside, mut known) = (Vec::new(), None);
                 if extents.is_none() && self.shared.may_copy(meta.size) {
                     match self.shared.candidate(&file, meta.size, &self.entries, &self.names) {
                         Candidate::Copy(source) => {
                             self.tables.copies.push((me, source));
-                            // As read_file warns of a file read while it changed.
-                            if Meta::of(rustix::fs::fstat(&file)).is_ok_and(|now| meta.changed_since(&now)) {
-                                self.console
-                                    .warn(format!("reading {}: file changed while it was read", shown(path)));
-                            }
+                            self.warn_if_changed(path, &file, &meta);
                             return self.push(path, entry, &name);
                         }
-                        Candidate::Read(bytes) => aside = bytes,
+                        Candidate::Read(bytes, hash) => (aside, known) = (bytes, hash),
                         Candidate::Store => {}
                     }
                 }
@@ -411,9 +408,11 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                 match extents {
                     Some(extents) => self.read_sparse(path, &file, &meta, &extents)?,
                     None => {
-                        let hasher = Shared::hasher(meta.size, false);
+                        let mut hasher = known.is_none().then(|| Shared::hasher(meta.size, false)).flatten();
                         let read = aside.as_slice().chain(&file);
-                        if let Some(hash) = self.read_file(path, read, &file, &meta, hasher)? {
+                        let clean = self.read_file(path, read, &file, &meta, hasher.as_mut())?;
+                        if let Some(hash) = known.or_else(|| hasher.map(|h| h.digest128())).filter(|_| clean)
+                        {
                             self.shared.stored(hash, meta.size, me, inode, meta.ctime);
                         }
                     }
@@ -531,16 +530,17 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
     /// as empty is asked for one byte all the same: files of /proc and /sys say 0 and are not,
     /// and must not be archived empty unsaid. A file that shrank, or (with
     /// `--ignore-failed-read`) failed, is padded with zeros to its listed size. The bytes come
-    /// from `reader` (`file`, or what was read of it aside, then `file`); with a `hasher`,
-    /// returns their hash if they are the file's as listed (no warning).
+    /// from `reader` (`file`, or what was read of it aside, then `file`), and go through
+    /// `hasher` too if there is one. Returns whether they are the file's as listed (no
+    /// warning).
     fn read_file(
         &mut self,
         path: &Path,
         mut reader: impl Read,
         file: &File,
         listed: &Meta,
-        mut hasher: Option<xxhash_rust::xxh3::Xxh3>,
-    ) -> Result<Option<u128>> {
+        mut hasher: Option<&mut xxhash_rust::xxh3::Xxh3>,
+    ) -> Result<bool> {
         let expected = listed.size;
         let mut done: u64 = 0;
         let mut grew = false;
@@ -583,7 +583,7 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
         }
         if done < expected || error.is_some() {
             self.pad_short(path, error, done, expected, expected - done)?;
-            return Ok(None);
+            return Ok(false);
         }
         let path = shown(path);
         match Meta::of(rustix::fs::fstat(file)) {
@@ -595,10 +595,10 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             Ok(now) if listed.changed_since(&now) => {
                 self.console.warn(format!("reading {path}: file changed while it was read"))
             }
-            Ok(_) => return Ok(hasher.map(|h| h.digest128())),
+            Ok(_) => return Ok(true),
             Err(_) => {}
         }
-        Ok(None)
+        Ok(false)
     }
 
     /// Reads the data extents of a sparse file into the data stream, as [`Walker::read_file`]
@@ -627,10 +627,16 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             }
             stored += extent.len;
         }
+        self.warn_if_changed(path, file, listed);
+        Ok(())
+    }
+
+    /// Warns, as GNU tar does, if `file` changed since it was `listed`: what was stored may mix
+    /// old and new.
+    fn warn_if_changed(&self, path: &Path, file: &File, listed: &Meta) {
         if Meta::of(rustix::fs::fstat(file)).is_ok_and(|now| listed.changed_since(&now)) {
             self.console.warn(format!("reading {}: file changed while it was read", shown(path)));
         }
-        Ok(())
     }
 
     /// A file read short, `done` bytes of `size`: an error, or (it shrank, or failed with
