@@ -69,23 +69,26 @@ need=$((2 * tree_kib + 2 * (arc_len + tar_len) / 1024))
 avail=$(df --output=avail -k "$SCRATCH" | tail -n1)
 ((avail > need)) || die "needs about $((need / 1024)) MiB free in $SCRATCH; $((avail / 1024)) MiB left"
 
-# Hashes every regular file of TREE, and reads the uncut arc archive's index (docs/FORMAT.md
-# §1, §4, §5) to find, for every non-empty regular file, where the frame of the last block
-# holding its stored bytes ends. Frames end in increasing order, so the file is wholly before
-# a cut at c exactly when that end is <= c. Pickles both for `count`; prints a summary.
-prepare() {
-    python3 - "$TREE" "$arc_out" "$work/facts.pickle" <<'EOF'
-import bisect, hashlib, os, pickle, stat, struct, subprocess, sys
-
-tree, archive, out = (os.fsencode(a) for a in sys.argv[1:4])
-parent, base = os.path.split(tree)
-
+# How both passes hash a file (Python, put before each of their scripts).
+DIGEST_PY='import hashlib
 def digest(path):
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.digest()
+'
+
+# Hashes every regular file of TREE, and reads the uncut arc archive's index (docs/FORMAT.md
+# §1, §4, §5) to find, for every non-empty regular file, where the frame of the last block
+# holding its stored bytes ends. Frames end in increasing order, so the file is wholly before
+# a cut at c exactly when that end is <= c. Pickles both for `count`; prints a summary.
+prepare() {
+    python3 - "$TREE" "$arc_out" "$work/facts.pickle" < <(printf '%s\n' "$DIGEST_PY"; cat <<'EOF'
+import bisect, hashlib, os, pickle, stat, struct, subprocess, sys
+
+tree, archive, out = (os.fsencode(a) for a in sys.argv[1:4])
+parent, base = os.path.split(tree)
 
 # Source files by path relative to TREE's parent, as both tools store them: (size, hash).
 source = {}
@@ -230,6 +233,7 @@ with open(out, "wb") as facts:
     pickle.dump((source, [e for e, _ in ends], [p for _, p in ends]), facts)
 print(len(kinds), len(sizes), empty, len(sparse_files), len(lens), index_len, len(source))
 EOF
+)
 }
 
 # Counts, for a cut at CUT bytes of the arc archive: the regular files under DA that are
@@ -237,19 +241,12 @@ EOF
 # before the cut and how many of them are not among the identical ones; the regular files
 # under DT identical to TREE's; the MiB in the identical files of each.
 count() {
-    python3 - "$work/facts.pickle" "$1" "$2" "$3" <<'EOF'
+    python3 - "$work/facts.pickle" "$1" "$2" "$3" < <(printf '%s\n' "$DIGEST_PY"; cat <<'EOF'
 import bisect, hashlib, os, pickle, stat, sys
 
 facts, cut, arc_dir, tar_dir = sys.argv[1], int(sys.argv[2]), *map(os.fsencode, sys.argv[3:5])
 with open(facts, "rb") as f:
     source, ends, paths = pickle.load(f)
-
-def digest(path):
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.digest()
 
 def identical(root):
     """The relative paths of the regular files under root that are TREE's, and how many differ."""
@@ -275,6 +272,7 @@ missed = sum(1 for path in before if path not in arc_same)
 mib = lambda paths: f"{sum(source[p][0] for p in paths) / 2**20:.1f}"
 print(len(arc_same), arc_differ, len(before), missed, len(tar_same), mib(arc_same), mib(tar_same))
 EOF
+)
 }
 
 echo "== reading the arc index and hashing $TREE" >&2
