@@ -135,7 +135,11 @@ impl Shared {
             hasher.update(&bytes);
             let hash = hasher.digest128();
             match self.source_of(hash, entries, names) {
-                Some(found) if self.same_as_stored(&found, size, |at, buf| read_slice(&bytes, at, buf)) => {
+                Some(found)
+                    if self.same_as_stored(&found, size, |at, theirs, _| {
+                        bytes.get(at as usize..at as usize + theirs.len()) == Some(theirs)
+                    }) =>
+                {
                     Candidate::Copy(found.0.entry)
                 }
                 _ => Candidate::Read(bytes, Some(hash)),
@@ -159,7 +163,9 @@ impl Shared {
             }
             match self.source_of(hasher.digest128(), entries, names) {
                 Some(found)
-                    if self.same_as_stored(&found, size, |at, buf| file.read_exact_at(buf, at).is_ok()) =>
+                    if self.same_as_stored(&found, size, |at, theirs, ours| {
+                        file.read_exact_at(ours, at).is_ok() && ours == theirs
+                    }) =>
                 {
                     Candidate::Copy(found.0.entry)
                 }
@@ -197,9 +203,10 @@ impl Shared {
         })
     }
 
-    /// Whether `source` holds exactly the `size` bytes `candidate` reads (it fills its buffer
-    /// from the offset given, or says false).
-    fn same(&mut self, source: &File, size: u64, candidate: impl Fn(u64, &mut [u8]) -> bool) -> bool {
+    /// Whether `source` holds exactly `size` bytes that `matches` finds the candidate's: it is
+    /// given each chunk of the source's, where it lies, and a buffer of its length to read the
+    /// candidate's into if they are not in memory.
+    fn same(&mut self, source: &File, size: u64, matches: impl Fn(u64, &[u8], &mut [u8]) -> bool) -> bool {
         let (mut ours, mut theirs) = std::mem::take(&mut self.chunks);
         ours.resize(CHUNK, 0);
         theirs.resize(CHUNK, 0);
@@ -207,9 +214,8 @@ impl Shared {
         let mut same = true;
         while same && at < size {
             let want = (size - at).min(CHUNK as u64) as usize;
-            same = candidate(at, &mut ours[..want])
-                && source.read_exact_at(&mut theirs[..want], at).is_ok()
-                && ours[..want] == theirs[..want];
+            same = source.read_exact_at(&mut theirs[..want], at).is_ok()
+                && matches(at, &theirs[..want], &mut ours[..want]);
             at += want as u64;
         }
         // Nothing after: the source has not grown since.
@@ -223,9 +229,9 @@ impl Shared {
         &mut self,
         (source, file): &(Source, File),
         size: u64,
-        candidate: impl Fn(u64, &mut [u8]) -> bool,
+        matches: impl Fn(u64, &[u8], &mut [u8]) -> bool,
     ) -> bool {
-        self.same(file, size, candidate) && self.unchanged(source, file)
+        self.same(file, size, matches) && self.unchanged(source, file)
     }
 
     /// Where entry `e` is on disk: below the input it belongs to.
@@ -243,17 +249,6 @@ impl Shared {
             below.push(at);
             at = entries.get(at as usize)?.parent()?;
         }
-    }
-}
-
-/// Fills `buf` with `bytes[at..]`, if there are enough.
-fn read_slice(bytes: &[u8], at: u64, buf: &mut [u8]) -> bool {
-    match bytes.get(at as usize..at as usize + buf.len()) {
-        Some(part) => {
-            buf.copy_from_slice(part);
-            true
-        }
-        None => false,
     }
 }
 
@@ -298,6 +293,28 @@ mod tests {
         assert!(
             matches!(shared.candidate(&other, 1000, &entries, &names), Candidate::Read(b, Some(_)) if b.len() == 1000)
         );
+
+        // Above SIDE_MAX, hashed and compared from the file: a copy, or read again from its start.
+        let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let (big_path, big_source) = file(dir.path(), "big", &big);
+        let mut other_big = big.clone();
+        *other_big.last_mut().expect("bytes") ^= 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (_, big_copy) = file(dir.path(), "big copy", &big);
+        let (_, big_other) = file(dir.path(), "big other", &other_big);
+        let stat = rustix::fs::fstat(&big_source).expect("stat");
+        #[allow(clippy::unnecessary_cast)]
+        let (big_inode, big_ctime) =
+            ((stat.st_dev as u64, stat.st_ino as u64), (stat.st_ctime as i64, stat.st_ctime_nsec as i64));
+        let mut hasher = Shared::hasher(big.len() as u64, false).expect("large enough to share");
+        hasher.update(&big);
+        let mut big_shared = Shared::new();
+        big_shared.root(0, big_path);
+        big_shared.stored(hasher.digest128(), big.len() as u64, 0, big_inode, big_ctime);
+        let len = big.len() as u64;
+        let big_names: Names = [&b"big"[..]].into_iter().collect();
+        assert!(matches!(big_shared.candidate(&big_copy, len, &entries, &big_names), Candidate::Copy(0)));
+        assert!(matches!(big_shared.candidate(&big_other, len, &entries, &big_names), Candidate::Store));
 
         // A write that began before the source last changed never shares it.
         std::fs::write(&path, &contents).expect("rewrite");
