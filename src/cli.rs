@@ -8,6 +8,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::cat::CatOptions;
 use crate::list::ListOptions;
+use crate::mount::MountOptions;
 use crate::read::{Existing, Owners, ReadOptions};
 use crate::verify::VerifyOptions;
 use crate::write::{Input, WriteOptions};
@@ -32,6 +33,16 @@ they hold are named) or another error; 130/143 stopped by SIGINT/SIGTERM.";
 const CAT_EXIT: &str = "\
 Exit status: 0 success (also when stdout is closed early); 2 error (damaged data, a PATH that
 is not in the archive or not a file or directory).";
+const MOUNT_EXIT: &str = "\
+Exit status: 0 the mount is ready (in the background: `umount MOUNTPOINT` or `fusermount3 -u
+MOUNTPOINT` ends it); 2 error before the mount was ready (not an archive, damaged index, no
+such directory, no FUSE here, ...), and nothing is left mounted. With -f: 0 once unmounted,
+130/143 after SIGINT/SIGTERM (which unmount it).
+
+As root, arc mounts with mount(2); another user needs fusermount3 (the fuse3 package) and
+read-write access to /dev/fuse. `-o allow_other` lets other users in; for a user other than
+root it needs `user_allow_other` in /etc/fuse.conf. The mount is read-only, nosuid and nodev:
+setuid bits and device nodes are shown as archived, and take no effect.";
 const GLOBS: &str = "\
 A --glob is matched against whole paths as `arc list` prints them: `*` and `?` stop at `/`,
 `**` crosses it (`**/*.md` is every .md file, `linux/*.c` only those directly in linux/).";
@@ -72,6 +83,13 @@ enum Command {
     /// written in archive order; PATHs are written in the order given.
     #[command(after_help = CAT_EXIT)]
     Cat(CatArgs),
+    /// Show an archive as a read-only directory tree (FUSE), decompressing only the blocks
+    /// that reads need.
+    ///
+    /// By default arc returns once the mount answers and serves it from a background process;
+    /// `umount MOUNTPOINT` (or `fusermount3 -u MOUNTPOINT`) ends it.
+    #[command(after_help = MOUNT_EXIT)]
+    Mount(MountArgs),
     /// Print a completion script for SHELL to stdout.
     ///
     /// bash: `arc completions bash > ~/.local/share/bash-completion/completions/arc`;
@@ -239,6 +257,36 @@ struct VerifyArgs {
     common: Common,
 }
 
+#[derive(Debug, Args)]
+struct MountArgs {
+    /// The archive to show.
+    archive: Utf8PathBuf,
+    /// An existing directory to show it on.
+    mountpoint: Utf8PathBuf,
+    /// Stay attached: serve until unmounted, or until Ctrl-C or SIGTERM (which unmount).
+    #[arg(short, long)]
+    foreground: bool,
+    /// Mount options, comma-separated: `allow_other` or `allow_root` (let other users, or
+    /// root, in), `uid=N` and `gid=N` (show every entry as owned by N), `ro`.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// Bytes of decompressed blocks to keep in memory, shared by all open files.
+    #[arg(long, value_name = "SIZE", default_value = crate::mount::DEFAULT_CACHE, value_parser = parse_size)]
+    cache: u64,
+    /// Unmount after SECONDS with no request and no file open.
+    #[arg(long, value_name = "SECONDS")]
+    idle_exit: Option<u64>,
+    /// In the background, append messages (damaged blocks, with --debug every request) to FILE.
+    #[arg(long, value_name = "FILE")]
+    log: Option<Utf8PathBuf>,
+    /// Log every request the kernel makes (to stderr with -f, else to --log).
+    #[arg(long)]
+    debug: bool,
+    /// Worker threads for reads [default: available cores]
+    #[arg(short = 'j', long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+}
+
 /// A parsed command, as plain options.
 #[derive(Debug)]
 pub enum Config {
@@ -247,6 +295,7 @@ pub enum Config {
     List(ListOptions),
     Verify(VerifyOptions),
     Cat(CatOptions),
+    Mount(MountOptions),
     /// Text to print to stdout as it is: a completion script, the man page.
     Print(Vec<u8>),
 }
@@ -343,6 +392,17 @@ impl Cli {
                 let threads = Common { threads: a.threads, quiet: true }.threads();
                 Config::Cat(CatOptions { archive: a.archive, paths: a.paths, threads })
             }
+            Command::Mount(a) => Config::Mount(MountOptions {
+                threads: Common { threads: a.threads, quiet: true }.threads(),
+                archive: a.archive,
+                mountpoint: a.mountpoint,
+                foreground: a.foreground,
+                debug: a.debug,
+                cache: a.cache,
+                idle_exit: a.idle_exit,
+                log: a.log,
+                options: a.options,
+            }),
             Command::Completions { shell } => {
                 let mut script = Vec::new();
                 clap_complete::generate(shell, &mut Cli::command(), "arc", &mut script);
@@ -385,6 +445,16 @@ pub fn usage_error(clap_text: &str) -> String {
 }
 
 fn parse_block_size(text: &str) -> Result<usize, String> {
+    let size = parse_size(text)?;
+    let range = crate::format::MIN_BLOCK_SIZE..=crate::format::MAX_BLOCK_RAW;
+    if !range.contains(&size) {
+        return Err(format!("{text} is not between 64KiB and 64MiB"));
+    }
+    usize::try_from(size).map_err(|e| e.to_string())
+}
+
+/// A size in bytes, as dd and tar read them: `64K` and `16M` binary, `KB` and `MB` decimal.
+fn parse_size(text: &str) -> Result<u64, String> {
     // A bare K, M or G is binary, as coreutils, dd and tar take it (bytesize reads it as
     // decimal, which `64K`, a block size people type, would miss by 1,536 bytes).
     let trimmed = text.trim();
@@ -395,9 +465,5 @@ fn parse_block_size(text: &str) -> Result<usize, String> {
         _ => None,
     };
     let size: bytesize::ByteSize = binary.as_deref().unwrap_or(text).parse()?;
-    let range = crate::format::MIN_BLOCK_SIZE..=crate::format::MAX_BLOCK_RAW;
-    if !range.contains(&size.as_u64()) {
-        return Err(format!("{text} is not between 64KiB and 64MiB"));
-    }
-    usize::try_from(size.as_u64()).map_err(|e| e.to_string())
+    Ok(size.as_u64())
 }

@@ -6,6 +6,7 @@ pub mod cat;
 pub mod cli;
 pub mod format;
 pub mod list;
+pub mod mount;
 pub mod read;
 pub mod select;
 pub mod stop;
@@ -25,6 +26,7 @@ pub fn run(config: cli::Config) -> anyhow::Result<Outcome> {
         cli::Config::List(options) => list::run(&options).map(|()| Outcome::Clean),
         cli::Config::Verify(options) => verify::run(&options, &stop).map(|()| Outcome::Clean),
         cli::Config::Cat(options) => cat::run(&options, &stop).map(|()| Outcome::Clean),
+        cli::Config::Mount(options) => mount::run(&options, &stop).map(|()| Outcome::Clean),
         cli::Config::Print(text) => {
             use std::io::Write;
             let mut stdout = std::io::stdout().lock();
