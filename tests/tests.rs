@@ -13,6 +13,7 @@ mod fidelity;
 mod fuzz_corpus;
 mod golden;
 mod hostile;
+mod mount;
 mod proptest_roundtrip;
 mod real_tree;
 mod records;

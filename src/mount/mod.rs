@@ -263,6 +263,8 @@ impl Mounting<'_> {
             served
         })?;
         drop(session);
+        // Unmounted by a signal: the command says so, with 128 + its number.
+        self.stop.check()?;
         Ok(())
     }
 
