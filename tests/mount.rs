@@ -360,7 +360,7 @@ fn the_foreground_mount_ends_on_sigterm_and_the_idle_one_by_itself() {
     archived_files(&env, "data.arc", 4);
     let point = env.mkdir("fg");
     let _guard = Mounted { point: point.clone() };
-    let mut child = Command::new(ARC)
+    let child = Command::new(ARC)
         .args(["mount", "-f", "data.arc", "fg"])
         .current_dir(env.root())
         .stdin(Stdio::null())
