@@ -8,7 +8,8 @@
 //!   damaged or changed archive gives errors, never wrong bytes; a block that fails is
 //!   remembered as failed, and said once;
 //! - the bytes held are at most the budget, plus the blocks readers still hold (one per
-//!   reading thread) and the one being added.
+//!   reading thread), the one being added, and [`SPARES`] buffers of evicted blocks kept to
+//!   decompress into (a fresh buffer costs a page fault per page).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,8 +35,17 @@ struct State {
     clock: u64,
 }
 
+/// Buffers of evicted blocks kept for reuse.
+const SPARES: usize = 4;
+
+thread_local! {
+    /// Each thread's buffer for compressed frames, reused.
+    static FRAME: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 pub struct Cache {
     budget: u64,
+    spares: Mutex<Vec<Vec<u8>>>,
     state: Mutex<State>,
     /// Called with the message of each block that fails, once.
     report: Box<dyn Fn(&str) + Send + Sync>,
@@ -43,10 +53,15 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(budget: u64, report: impl Fn(&str) + Send + Sync + 'static) -> Cache {
-        Cache { budget, state: Mutex::new(State::default()), report: Box::new(report) }
+        Cache {
+            budget,
+            spares: Mutex::new(Vec::new()),
+            state: Mutex::new(State::default()),
+            report: Box::new(report),
+        }
     }
 
-    /// Block `b`'s bytes if they are cached, never waiting.
+    /// Block `b`'s bytes if they are cached (as far as they were decompressed), never waiting.
     pub fn cached(&self, b: usize) -> Option<Arc<Vec<u8>>> {
         let mut state = self.lock();
         state.clock += 1;
@@ -66,44 +81,91 @@ impl Cache {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Block `b`'s bytes, decompressed now if they are not cached.
-    pub fn block(&self, view: &View, b: usize) -> Result<Arc<Vec<u8>>, BlockBytes> {
-        let cell = {
-            let mut state = self.lock();
-            state.clock += 1;
-            let clock = state.clock;
-            let slot =
-                state.slots.entry(b).or_insert_with(|| Slot { cell: Arc::new(OnceLock::new()), used: 0 });
-            slot.used = clock;
-            Arc::clone(&slot.cell)
-        };
-        let mut fresh = false;
-        let loaded = cell.get_or_init(|| {
-            fresh = true;
-            let block = view.archive.index.blocks[b];
-            let (mut frame, mut out) = (Vec::new(), Vec::new());
-            match view.archive.read_block(&block, &mut frame, &mut out) {
-                Ok(()) => Ok(Arc::new(out)),
-                Err(e) => {
-                    let mut files: Vec<String> = view.files_in_block(b).take(11).collect();
-                    let more = if files.len() > 10 { ", ..." } else { "" };
-                    files.truncate(10);
-                    let message = format!(
-                        "block {b} of {}: {e}; reads of its files fail with EIO: {}{more}",
-                        view.archive.path,
-                        files.join(", ")
-                    );
-                    (self.report)(&message);
-                    Err(message.into())
+    /// At least the first `wanted` bytes of block `b`, decompressed now if they are not
+    /// cached. A block is first decompressed only as far as it is wanted (a read of one small
+    /// file pays for the bytes before it, not for the whole block); a later read beyond that
+    /// decompresses all of it, so no block is decompressed more than twice while cached.
+    pub fn block(&self, view: &View, b: usize, wanted: usize) -> Result<Arc<Vec<u8>>, BlockBytes> {
+        let block = view.archive.index.blocks[b];
+        let raw_len = block.raw_len as usize;
+        let wanted = wanted.min(raw_len);
+        // After the first round, a cell found too short is replaced by a whole decode. Other
+        // readers may evict and decode the block partly again meanwhile: a few rounds at most.
+        for round in 0..4 {
+            let cell = {
+                let mut state = self.lock();
+                state.clock += 1;
+                let clock = state.clock;
+                let slot =
+                    state.slots.entry(b).or_insert_with(|| Slot { cell: Arc::new(OnceLock::new()), used: 0 });
+                slot.used = clock;
+                let short = slot.cell.get().filter(|loaded| round > 0 && decoded(loaded) < wanted);
+                if let Some(loaded) = short {
+                    // Its buffer is dropped, not kept: other readers may hold it.
+                    let freed = held_by(loaded);
+                    slot.cell = Arc::new(OnceLock::new());
+                    let cell = Arc::clone(&slot.cell);
+                    state.held -= freed;
+                    cell
+                } else {
+                    Arc::clone(&slot.cell)
                 }
+            };
+            let until = if round > 0 { raw_len } else { wanted };
+            let mut fresh = false;
+            let loaded = cell.get_or_init(|| {
+                fresh = true;
+                let mut out = self.spare();
+                let read = FRAME.with(|frame| {
+                    view.archive.read_block_start(&block, &mut frame.borrow_mut(), &mut out, until)
+                });
+                match read {
+                    Ok(()) => Ok(Arc::new(out)),
+                    Err(e) => Err(self.failed(view, b, &e.to_string()).into()),
+                }
+            });
+            if fresh {
+                self.evict_for(b, held_by(loaded));
             }
-        });
-        let result = loaded.clone();
-        if fresh {
-            let len = result.as_ref().map_or(0, |bytes| bytes.len() as u64);
-            self.evict_for(b, len);
+            match loaded {
+                Ok(bytes) if bytes.len() < wanted => continue,
+                Ok(bytes) => return Ok(Arc::clone(bytes)),
+                Err(message) => return Err(Arc::clone(message)),
+            }
         }
-        result
+        Err(format!("block {b} of {}: decompressed too short, again and again", view.archive.path).into())
+    }
+
+    /// A buffer to decompress a block into: one of an evicted block, whose pages are in
+    /// memory already (a fresh one costs a page fault per 4 KiB on first touch), else new.
+    fn spare(&self) -> Vec<u8> {
+        self.spares.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default()
+    }
+
+    /// Keeps the buffer of an evicted block for the next decompression, if no reader holds
+    /// it any more and fewer than [`SPARES`] are kept.
+    fn recycle(&self, cell: Arc<OnceLock<Loaded>>) {
+        let bytes = Arc::into_inner(cell).and_then(OnceLock::into_inner).and_then(Result::ok);
+        if let Some(buffer) = bytes.and_then(Arc::into_inner) {
+            let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+            if spares.len() < SPARES {
+                spares.push(buffer);
+            }
+        }
+    }
+
+    /// Says that block `b` failed, naming its files; the message.
+    fn failed(&self, view: &View, b: usize, why: &str) -> String {
+        let mut files: Vec<String> = view.files_in_block(b).take(11).collect();
+        let more = if files.len() > 10 { ", ..." } else { "" };
+        files.truncate(10);
+        let message = format!(
+            "block {b} of {}: {why}; reads of its files fail with EIO: {}{more}",
+            view.archive.path,
+            files.join(", ")
+        );
+        (self.report)(&message);
+        message
     }
 
     /// Counts `len` more bytes held for block `b`, and drops the least recently used other
@@ -120,10 +182,20 @@ impl Cache {
                 .map(|(&k, _)| k);
             let Some(k) = oldest else { break };
             if let Some(slot) = state.slots.remove(&k) {
-                let freed =
-                    slot.cell.get().and_then(|l| l.as_ref().ok()).map_or(0, |bytes| bytes.len() as u64);
-                state.held -= freed;
+                state.held -= slot.cell.get().map_or(0, held_by);
+                self.recycle(slot.cell);
             }
         }
     }
+}
+
+/// The memory a cached block holds: its buffer's whole capacity, not only what was
+/// decompressed into it (a recycled buffer's pages are all in memory).
+fn held_by(loaded: &Loaded) -> u64 {
+    loaded.as_ref().map_or(0, |bytes| bytes.capacity() as u64)
+}
+
+/// How much of a cached block was decompressed.
+fn decoded(loaded: &Loaded) -> usize {
+    loaded.as_ref().map_or(usize::MAX, |bytes| bytes.len())
 }

@@ -106,14 +106,14 @@ pub fn worker(view: &View, cache: &Cache, jobs: &Mutex<Receiver<Job>>, ahead: &S
             Job::Ahead(b) => {
                 // Its errors are said when it is decompressed, and again to the read that
                 // wants it.
-                let _ = cache.block(view, b);
+                let _ = cache.block(view, b, usize::MAX);
             }
             Job::Read { ino, offset, len, reply } => {
                 let Some((i, size)) = view.file(ino) else {
                     reply.error(libc::EINVAL);
                     continue;
                 };
-                match view.read(i, size, offset, len, |b| cache.block(view, b).map(Some)) {
+                match view.read(i, size, offset, len, |b, wanted| cache.block(view, b, wanted).map(Some)) {
                     Ok(Some(bytes)) => {
                         reply.data(&bytes);
                         read_ahead(view, cache, i, offset + bytes.len() as u64, ahead);
@@ -222,7 +222,7 @@ impl fuser::Filesystem for Fs {
         // Bytes that are in the cache are copied here, at once; only a read that needs a
         // block decompressed waits for a worker.
         if let Some((i, size)) = self.view.file(ino) {
-            if let Ok(Some(bytes)) = self.view.read(i, size, offset, len, |b| Ok(self.cache.cached(b))) {
+            if let Ok(Some(bytes)) = self.view.read(i, size, offset, len, |b, _| Ok(self.cache.cached(b))) {
                 return reply.data(&bytes);
             }
         }

@@ -263,15 +263,16 @@ impl View {
     }
 
     /// Bytes `[offset, offset + len)` of file `i` (cut at its end), its holes as zeros, from
-    /// the blocks `block` gives; `None` as soon as it gives none (what is not cached, when
-    /// only the cache is asked), or the error of the first block that failed.
+    /// the blocks `block` gives (`block(b, n)`: at least the first `n` bytes of block `b`);
+    /// `None` as soon as it gives none or too few (what is not cached, when only the cache
+    /// is asked), or the error of the first block that failed.
     pub fn read(
         &self,
         i: usize,
         size: u64,
         offset: u64,
         len: u32,
-        mut block: impl FnMut(usize) -> Result<Option<Arc<Vec<u8>>>, BlockBytes>,
+        mut block: impl FnMut(usize, usize) -> Result<Option<Arc<Vec<u8>>>, BlockBytes>,
     ) -> Result<Option<Vec<u8>>, BlockBytes> {
         let end = size.min(offset.saturating_add(u64::from(len)));
         if offset >= end {
@@ -309,14 +310,17 @@ impl View {
         &self,
         at: u64,
         dst: &mut [u8],
-        block: &mut impl FnMut(usize) -> Result<Option<Arc<Vec<u8>>>, BlockBytes>,
+        block: &mut impl FnMut(usize, usize) -> Result<Option<Arc<Vec<u8>>>, BlockBytes>,
     ) -> Result<bool, BlockBytes> {
         let index = &self.archive.index;
         let end = at + dst.len() as u64;
         for b in index.blocks_for(at, dst.len() as u64) {
-            let Some(bytes) = block(b)? else { return Ok(false) };
             let (start, stop) = (index.blocks[b].raw_offset, index.blocks[b].raw_end());
             let (from, to) = (at.max(start), end.min(stop));
+            let Some(bytes) = block(b, (to - start) as usize)? else { return Ok(false) };
+            if bytes.len() < (to - start) as usize {
+                return Ok(false);
+            }
             let src = &bytes[(from - start) as usize..(to - start) as usize];
             dst[(from - at) as usize..(to - at) as usize].copy_from_slice(src);
         }
