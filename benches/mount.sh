@@ -16,6 +16,8 @@
 # medians with the range (min-max) of the runs.
 #
 # Environment: ARC (default: target/release/arc, built first), RUNS (default 3),
+# TOOLS (a comma-separated subset, e.g. `arc mount,squashfuse_ll`), WRITE_ARGS (more
+# arguments for `arc write`, e.g. `--block-size 1M`: the trade-off of block size),
 # SCRATCH (default /dev/shm/arc-mount-bench, removed at the end), DEEP (a path relative to DIR;
 # default: the deepest file).
 set -euo pipefail
@@ -24,7 +26,7 @@ source "$repo/benches/common.sh"
 dir="${1:?usage: benches/mount.sh DIR}"
 dir="$(cd "$dir" && pwd)"
 ARC="$(find_arc "$repo")"
-export ARC DIR="$dir" RUNS="${RUNS:-3}" SCRATCH="${SCRATCH:-/dev/shm/arc-mount-bench}" DEEP="${DEEP:-}"
+export ARC DIR="$dir" RUNS="${RUNS:-3}" TOOLS="${TOOLS:-}" WRITE_ARGS="${WRITE_ARGS:-}" SCRATCH="${SCRATCH:-/dev/shm/arc-mount-bench}" DEEP="${DEEP:-}"
 exec python3 - <<'PYTHON'
 import os, random, statistics, subprocess, sys, time, shutil
 
@@ -55,7 +57,7 @@ print(f"tree {DIR}: {len(files)} files; deep file {deep}", file=sys.stderr)
 
 images = {}
 arc_image = os.path.join(SCRATCH, "tree.arc")
-sh(f"{ARC} write -q -o {arc_image} {DIR}")
+sh(f"{ARC} write -q {os.environ['WRITE_ARGS']} -o {arc_image} {DIR}")
 images["arc mount"] = (arc_image, lambda img: [ARC, "mount", img, mnt])
 if have("mksquashfs"):
     img = os.path.join(SCRATCH, "tree.sqfs")
@@ -67,6 +69,9 @@ if have("fuse-zip") and have("zip"):
     img = os.path.join(SCRATCH, "tree.zip")
     sh(f"cd {os.path.dirname(DIR)} && zip -1 -q -r -y {img} {name}")
     images["fuse-zip"] = (img, lambda img: ["fuse-zip", "-r", img, mnt])
+
+if os.environ["TOOLS"]:
+    images = {t: v for t, v in images.items() if t in os.environ["TOOLS"].split(",")}
 
 def mounted():
     with open("/proc/self/mountinfo") as f:
@@ -160,10 +165,10 @@ def cell(values, unit):
     return f"{m * scale:.{3 if unit == 's' else 1}f}{suffix} ({min(values) * scale:.{3 if unit == 's' else 1}f}–{max(values) * scale:.{3 if unit == 's' else 1}f})"
 
 print(f"\n`benches/mount.sh {DIR}`, RUNS={RUNS} fresh mounts per figure, medians (min–max):\n")
-print("| | mount ready | `find MNT \\| wc -l` | read every file | one deep file, fresh mount | 500 random files | daemon peak RSS |")
-print("|---|---|---|---|---|---|---|")
+print("| | image bytes | mount ready | `find MNT \\| wc -l` | read every file | one deep file, fresh mount | 500 random files | daemon peak RSS |")
+print("|---|---:|---|---|---|---|---|---|")
 for tool, c in rows.items():
-    print(f"| {tool} | {cell(c['ready'], 'ms')} | {cell(c['find'], 's')} | {cell(c['all'], 's')} | {cell(c['deep'], 'ms')} | {cell(c['random'], 's')} | {cell(c['rss'], 'MiB')} |")
-print(f"| the tree on tmpfs, no FUSE | | {cell(floor['find'], 's')} | {cell(floor['all'], 's')} | {cell(floor['deep'], 'ms')} | | |")
+    print(f"| {tool} | {os.path.getsize(images[tool][0]):,} | {cell(c['ready'], 'ms')} | {cell(c['find'], 's')} | {cell(c['all'], 's')} | {cell(c['deep'], 'ms')} | {cell(c['random'], 's')} | {cell(c['rss'], 'MiB')} |")
+print(f"| the tree on tmpfs, no FUSE | | | {cell(floor['find'], 's')} | {cell(floor['all'], 's')} | {cell(floor['deep'], 'ms')} | | |")
 shutil.rmtree(SCRATCH, ignore_errors=True)
 PYTHON

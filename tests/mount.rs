@@ -442,3 +442,55 @@ fn what_is_wrong_before_the_mount_is_said_and_leaves_no_mount() {
     assert!(nobody.stderr.contains("no permission to open /dev/fuse"), "{}", nobody.describe());
     assert_eq!(mount_points(), before, "a refused mount left a mount behind");
 }
+
+#[test]
+fn a_user_other_than_root_mounts_through_fusermount3() {
+    if skipped("a_user_other_than_root_mounts_through_fusermount3") {
+        return;
+    }
+    if which("fusermount3").is_none() || which("unshare").is_none() || which("setpriv").is_none() {
+        eprintln!("skipped: a_user_other_than_root_mounts_through_fusermount3 needs fusermount3, unshare and setpriv");
+        return;
+    }
+    // In the temporary directory: the script below mounts over a directory of its own.
+    let env = TestEnv::new();
+    let src = archived_files(&env, "data.arc", 5);
+    let point = env.mkdir("m");
+    let dev = env.mkdir("dev");
+    crate::support::set_mode(env.root(), 0o755);
+    crate::support::set_mode(&env.path("data.arc"), 0o644);
+    std::os::unix::fs::chown(&point, Some(65534), Some(65534)).expect("chown");
+    // In a mount namespace of its own, /dev/fuse is replaced by a node `nobody` may open (the
+    // machine's own keeps its mode); `nobody` mounts, reads, and unmounts with fusermount3.
+    let as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups";
+    let script = format!(
+        "set -e; mount -t tmpfs none {dev}; mknod -m 666 {dev}/fuse c 10 229; mount --bind {dev}/fuse /dev/fuse; \
+         {as_nobody} {ARC} mount {archive} {point}; \
+         grep ' {point} ' /proc/mounts; \
+         {as_nobody} cat {point}/data/f002 > {dev}/copy; \
+         {as_nobody} fusermount3 -u {point}; cat {dev}/copy",
+        dev = dev.display(),
+        archive = env.path("data.arc").display(),
+        point = point.display(),
+    );
+    let run = run_program(&["unshare", "--mount", "--propagation", "private", "sh", "-c"], [script]);
+    if run.stderr.contains("unshare:") {
+        eprintln!("skipped: unshare is not allowed here: {}", run.stderr);
+        return;
+    }
+    run.success();
+    let out = run.stdout.as_slice();
+    let line_end = out.iter().position(|&b| b == b'\n').expect("the /proc/mounts line");
+    let line = String::from_utf8_lossy(&out[..line_end]);
+    assert!(line.contains("user_id=65534") && line.contains(" ro,"), "mounted as: {line}");
+    assert!(
+        out[line_end + 1..] == fs::read(src.join("f002")).expect("source")[..],
+        "nobody read other bytes"
+    );
+    assert!(!is_mounted(&point));
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}

@@ -53,7 +53,7 @@ pub struct View {
     root_nlink: u32,
     shown: Shown,
     root: RootAttr,
-    /// Sum of the files' stored bytes, for `statfs` (each inode once).
+    /// Sum of the files' stored bytes, for `statfs` (each inode once, copies not again).
     stored_bytes: u64,
 }
 
