@@ -360,10 +360,29 @@ impl View {
     }
 }
 
-/// An archived mtime as a `SystemTime` (before 1970 too).
+/// An archived mtime as a `SystemTime` (before 1970 too); one this system cannot represent
+/// (an archive may hold any 64-bit second) is shown as the nearest it can, or the epoch.
 fn system_time(mtime: Mtime) -> SystemTime {
     let (secs, nanos) = (mtime.secs, mtime.nanos);
     let since = Duration::new(secs.unsigned_abs(), 0);
-    let base = if secs >= 0 { SystemTime::UNIX_EPOCH + since } else { SystemTime::UNIX_EPOCH - since };
-    base + Duration::from_nanos(u64::from(nanos))
+    let base = match secs >= 0 {
+        true => SystemTime::UNIX_EPOCH.checked_add(since),
+        false => SystemTime::UNIX_EPOCH.checked_sub(since),
+    };
+    base.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos)))).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mtimes_become_system_times_and_extreme_ones_do_not_panic() {
+        let at = |secs, nanos| system_time(Mtime { secs, nanos });
+        assert_eq!(at(1, 5), SystemTime::UNIX_EPOCH + Duration::new(1, 5));
+        assert_eq!(at(-2, 5), SystemTime::UNIX_EPOCH - Duration::new(1, 999_999_995));
+        for secs in [i64::MIN, i64::MAX, i64::MAX - 1] {
+            let _ = at(secs, 999_999_999);
+        }
+    }
 }
