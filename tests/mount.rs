@@ -335,7 +335,7 @@ fn two_mounts_of_one_archive_each_serve_it() {
     let env = TestEnv::new_in(Path::new("/dev/shm"));
     let src = archived_files(&env, "data.arc", 8);
     let first = Mounted::new(&env, "data.arc", "m1", &[]);
-    let second = Mounted::new(&env, "data.arc", "m2", &["-o", "uid=1234,gid=5678"]);
+    let second = Mounted::new(&env, "data.arc", "m2", &["-o", "uid=1234,gid=5678", "-o", "allow_other"]);
     for n in 0..8 {
         let name = format!("data/f{n:03}");
         let want = fs::read(src.join(&name[5..])).expect("source");
@@ -345,6 +345,18 @@ fn two_mounts_of_one_archive_each_serve_it() {
     let meta = fs::metadata(second.point.join("data/f000")).expect("stat");
     assert_eq!((meta.uid(), meta.gid()), (1234, 5678), "-o uid=,gid= shows every entry so owned");
     assert_eq!(fs::metadata(first.point.join("data/f000")).expect("stat").uid(), 0);
+    // Other users come in only with allow_other, and the modes shown are enforced.
+    crate::support::set_mode(env.root(), 0o755);
+    let cat_as_nobody = |point: &Path| {
+        run(Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(point.join("data/f000")))
+    };
+    let refused = cat_as_nobody(&first.point);
+    assert!(refused.code != 0 && refused.stderr.contains("Permission denied"), "{}", refused.describe());
+    let allowed = cat_as_nobody(&second.point);
+    allowed.success();
+    assert!(allowed.stdout == fs::read(src.join("f000")).expect("source"));
     // Ending one leaves the other.
     run(Command::new("umount").arg(&first.point)).success();
     assert!(is_mounted(&second.point));
