@@ -506,3 +506,100 @@ fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
+
+/// Every entry beneath `dir` visited through the mount: listed, stat'ed, files read (EIO is
+/// the one error a damaged block may give), symlinks read, attributes listed. Returns how
+/// many entries.
+fn walk(dir: &Path) -> usize {
+    let mut count = 0;
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display())) {
+        let path = entry.expect("an entry").path();
+        let meta = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+        count += 1;
+        let _ = rustix::fs::listxattr(&path, &mut [0u8; 4096][..]);
+        if meta.is_dir() {
+            count += walk(&path);
+        } else if meta.file_type().is_symlink() {
+            fs::read_link(&path).unwrap_or_else(|e| panic!("readlink {}: {e}", path.display()));
+        } else if meta.is_file() {
+            if let Err(e) = fs::read(&path) {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "reading {}: {e}", path.display());
+            }
+        }
+    }
+    count
+}
+
+/// The daemon's peak memory, MiB.
+fn peak_mib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's status");
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("a number") / 1024
+}
+
+#[test]
+fn hostile_and_damaged_archives_mount_no_worse_than_they_list() {
+    if skipped("hostile_and_damaged_archives_mount_no_worse_than_they_list") {
+        return;
+    }
+    let env = TestEnv::new_in(Path::new("/dev/shm"));
+    // The read fuzz target's corpus (damaged blocks, crafted indexes, names of every kind),
+    // and names that look like paths or options.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/read");
+    let mut archives: Vec<(String, Vec<u8>)> = fs::read_dir(&corpus)
+        .expect("the read corpus")
+        .map(|e| e.expect("an input").path())
+        .map(|path| {
+            let input = fs::read(&path).expect("an input");
+            let name = path.file_name().expect("a name").to_string_lossy().into_owned();
+            (name, crate::support::harness::archive_from_input(input[0], &input[1..]))
+        })
+        .collect();
+    let names = crate::support::Spec::new()
+        .dir(0, "-rf")
+        .file(1, " ", "space")
+        .file(1, "..a", "dot dot a")
+        .file(1, "\\..\\sentinel", "backslashes")
+        .file(1, "a\nb", "newline")
+        .file(1, "esc\u{1b}[31m", "escape");
+    archives.push(("odd-names".to_owned(), names.archive()));
+    let (mut mounted, mut refused) = (0, 0);
+    for (name, bytes) in &archives {
+        let archive = env.path(format!("{name}.arc"));
+        fs::write(&archive, bytes).expect("writing the archive");
+        let archive = archive.to_str().expect("UTF-8");
+        // `list -l` checks the whole index, as a mount does (a plain `list` only the tree).
+        let listed = env.arc(["list", "-l", archive]);
+        let point = env.mkdir(format!("m-{name}"));
+        let guard = Mounted { point: point.clone() };
+        let mount = env.arc(["mount", "--cache", "1M", archive, point.to_str().expect("UTF-8")]);
+        if mount.code != 0 {
+            // Refused as `arc list -l` refuses it, in one line, leaving nothing mounted.
+            mount.code(2);
+            assert_ne!(listed.code, 0, "{name}: listed, yet not mounted: {}", mount.describe());
+            assert_eq!(mount.stderr.lines().count(), 1, "{}", mount.describe());
+            assert!(!is_mounted(&point), "{name}: a refused mount left a mount");
+            refused += 1;
+            continue;
+        }
+        listed.success();
+        let server = server_of(&point).expect("the server");
+        let entries = walk(&point);
+        assert_eq!(entries, listed.stdout_lines().len(), "{name}: the mount shows another number of entries");
+        assert!(point.metadata().is_ok(), "{name}: the mount stopped answering");
+        // The index and the cache, and the blocks being decompressed: these are small.
+        let peak = peak_mib(server);
+        assert!(peak <= 64, "{name}: the server peaked at {peak} MiB");
+        drop(guard);
+        assert!(
+            wait_for(|| !Path::new(&format!("/proc/{server}")).exists()),
+            "{name}: the server did not end"
+        );
+        mounted += 1;
+    }
+    eprintln!("note: {mounted} archives mounted and walked, {refused} refused");
+    assert!(
+        mounted >= 5 && refused >= 5,
+        "the corpus lost its variety: {mounted} mounted, {refused} refused"
+    );
+}
