@@ -274,7 +274,7 @@ struct MountArgs {
     #[arg(long, value_name = "SIZE", default_value = crate::mount::DEFAULT_CACHE, value_parser = parse_size)]
     cache: u64,
     /// Unmount after SECONDS with no request and no file open.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     idle_exit: Option<u64>,
     /// In the background, append messages (damaged blocks, with --debug every request) to FILE.
     #[arg(long, value_name = "FILE")]

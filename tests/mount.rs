@@ -110,6 +110,16 @@ fn server_of(point: &Path) -> Option<u32> {
     })
 }
 
+/// Whether process `pid` has ended: gone, or a zombie its new parent (init, once `arc mount`
+/// has returned) has not reaped yet.
+fn ended(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
 /// A tree of `files` files of pseudo-random bytes (some compressible), written to `name`
 /// with 64 KiB blocks so that it spans many.
 fn archived_files(env: &TestEnv, name: &str, files: usize) -> PathBuf {
@@ -200,8 +210,8 @@ fn many_readers_at_once_read_every_byte_through_a_small_cache() {
     }
     let env = TestEnv::new_in(Path::new("/dev/shm"));
     let src = archived_files(&env, "data.arc", 120);
-    // Two blocks' worth of cache: most reads decompress again.
-    let mount = Mounted::new(&env, "data.arc", "mnt", &["--cache", "128K", "-j", "3"]);
+    // Two blocks' worth of cache: most reads decompress again, by more workers than cores.
+    let mount = Mounted::new(&env, "data.arc", "mnt", &["--cache", "128K", "-j", "8"]);
     let names: Vec<_> = fs::read_dir(&src).expect("listing").map(|e| e.expect("entry").file_name()).collect();
     std::thread::scope(|scope| {
         for t in 0..6 {
@@ -210,6 +220,34 @@ fn many_readers_at_once_read_every_byte_through_a_small_cache() {
                 for name in names.iter().skip(t).step_by(2) {
                     let shown = fs::read(point.join("data").join(name)).expect("reading through the mount");
                     assert!(shown == fs::read(src.join(name)).expect("source"), "{name:?} differs");
+                }
+            });
+        }
+    });
+    // Reads that bypass the page cache (O_DIRECT), at random places, all at once: each one
+    // reaches the server, which decompresses, replaces and evicts blocks under all of them.
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let (names, src, point) = (&names, &src, &mount.point);
+            scope.spawn(move || {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut seed = t + 1;
+                for _ in 0..150 {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let name = &names[(seed >> 33) as usize % names.len()];
+                    let want = fs::read(src.join(name)).expect("source");
+                    let file = fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_DIRECT)
+                        .open(point.join("data").join(name))
+                        .expect("open O_DIRECT");
+                    let offset = (seed >> 20) as usize % want.len();
+                    let mut buf = vec![0u8; 20_000];
+                    let n = file.read_at(&mut buf, offset as u64).expect("pread O_DIRECT");
+                    assert!(
+                        buf[..n] == want[offset..(offset + 20_000).min(want.len())],
+                        "{name:?} at {offset}"
+                    );
                 }
             });
         }
@@ -322,9 +360,9 @@ fn unmounting_with_a_reader_inside_waits_for_it_and_the_server_then_ends() {
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).expect("reading after the unmount");
     assert!(bytes == fs::read(src.join("f003")).expect("source"));
-    assert!(Path::new(&format!("/proc/{server}")).exists(), "the server ended while a file was open");
+    assert!(!ended(server), "the server ended while a file was open");
     drop(file);
-    assert!(wait_for(|| !Path::new(&format!("/proc/{server}")).exists()), "the server did not end");
+    assert!(wait_for(|| ended(server)), "the server did not end");
 }
 
 #[test]
@@ -428,6 +466,9 @@ fn what_is_wrong_before_the_mount_is_said_and_leaves_no_mount() {
         assert!(run.stderr.starts_with(said), "{}", run.describe());
         assert_eq!(run.stderr.lines().count(), 1, "{}", run.describe());
     }
+    let zero = env.arc(["mount", "--idle-exit", "0", "data.arc", "mnt"]);
+    zero.code(2);
+    assert!(zero.stderr.starts_with("arc: error: invalid value '0' for '--idle-exit"), "{}", zero.describe());
     // No FUSE in this "container": /dev without fuse, in a mount namespace of its own.
     let (archive, point) = (env.path("data.arc"), env.path("mnt"));
     let no_fuse = run_program(
@@ -591,10 +632,7 @@ fn hostile_and_damaged_archives_mount_no_worse_than_they_list() {
         let peak = peak_mib(server);
         assert!(peak <= 64, "{name}: the server peaked at {peak} MiB");
         drop(guard);
-        assert!(
-            wait_for(|| !Path::new(&format!("/proc/{server}")).exists()),
-            "{name}: the server did not end"
-        );
+        assert!(wait_for(|| ended(server)), "{name}: the server did not end");
         mounted += 1;
     }
     eprintln!("note: {mounted} archives mounted and walked, {refused} refused");
@@ -602,4 +640,56 @@ fn hostile_and_damaged_archives_mount_no_worse_than_they_list() {
         mounted >= 5 && refused >= 5,
         "the corpus lost its variety: {mounted} mounted, {refused} refused"
     );
+}
+
+#[test]
+fn a_mount_made_again_on_the_same_directory_stays() {
+    if skipped("a_mount_made_again_on_the_same_directory_stays") {
+        return;
+    }
+    let env = TestEnv::new_in(Path::new("/dev/shm"));
+    archived_files(&env, "data.arc", 3);
+    let point = env.mkdir("m");
+    let _guard = Mounted { point: point.clone() };
+    for _ in 0..8 {
+        env.arc(["mount", "data.arc", "m"]).success();
+        assert!(point.join("data/f000").metadata().is_ok());
+        run(Command::new("umount").arg(&point)).success();
+        // The server of the mount just ended must not take the next one away as it ends.
+        env.arc(["mount", "data.arc", "m"]).success();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(is_mounted(&point), "the new mount was taken away");
+        run(Command::new("umount").arg(&point)).success();
+    }
+}
+
+#[test]
+fn the_background_server_keeps_no_file_of_its_caller_and_reads_ahead() {
+    if skipped("the_background_server_keeps_no_file_of_its_caller_and_reads_ahead") {
+        return;
+    }
+    let env = TestEnv::new_in(Path::new("/dev/shm"));
+    // One file of 40 blocks of 64 KiB.
+    let src = env.mkdir("src/data");
+    fs::write(src.join("big"), pseudo_random(40 << 16, 7)).expect("writing");
+    env.arc(["write", "-q", "--block-size", "64K", "-o", "data.arc", "src/data"]).success();
+    let point = env.mkdir("m");
+    let _guard = Mounted { point: point.clone() };
+    let log = env.path("mount.log");
+    // A caller whose stdout is a pipe another program reads to its end: it must see the end
+    // when `arc mount` returns, though the server runs on.
+    let script = format!("{ARC} mount --debug --log {} data.arc m 3>&1 | cat; echo done", log.display());
+    let started = Instant::now();
+    let piped = run(Command::new("timeout").args(["10", "sh", "-c", &script]).current_dir(env.root()));
+    piped.success();
+    assert!(started.elapsed() < Duration::from_secs(5), "the caller's pipe stayed open in the server");
+    assert!(is_mounted(&point));
+    assert!(
+        fs::read(point.join("src/data/big")).expect("read") == fs::read(src.join("big")).expect("source")
+    );
+    let logged = fs::read_to_string(&log).expect("the log");
+    let ahead = logged.lines().filter(|l| l.contains("read-ahead of block")).count();
+    // How many depends on how fast the reads come (the kernel reads ahead too); none would
+    // mean it never happens.
+    assert!(ahead >= 1, "no block read ahead for a file of 40 read in order:\n{logged}");
 }

@@ -49,6 +49,13 @@ pub struct Archive {
     cut: Option<(u64, Vec<u8>)>,
 }
 
+impl std::os::fd::AsRawFd for Archive {
+    /// The open archive file's descriptor (a background mount keeps it open).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
 impl Archive {
     pub fn open(path: &Utf8Path) -> Result<Archive> {
         Archive::open_some(path, |_| Vec::new())

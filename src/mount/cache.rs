@@ -24,6 +24,9 @@ type Loaded = Result<Arc<Vec<u8>>, BlockBytes>;
 
 struct Slot {
     cell: Arc<OnceLock<Loaded>>,
+    /// What this slot's bytes add to [`State::held`]: 0 until its decompression is counted
+    /// (under the lock, and only if the cell is still this slot's).
+    counted: u64,
     /// When it was last asked for (a counter), for least-recently-used eviction.
     used: u64,
 }
@@ -96,15 +99,17 @@ impl Cache {
                 let mut state = self.lock();
                 state.clock += 1;
                 let clock = state.clock;
-                let slot =
-                    state.slots.entry(b).or_insert_with(|| Slot { cell: Arc::new(OnceLock::new()), used: 0 });
+                let slot = state.slots.entry(b).or_insert_with(|| Slot {
+                    cell: Arc::new(OnceLock::new()),
+                    counted: 0,
+                    used: 0,
+                });
                 slot.used = clock;
                 let short = slot.cell.get().filter(|loaded| round > 0 && decoded(loaded) < wanted);
-                if let Some(loaded) = short {
+                if short.is_some() {
                     // Its buffer is dropped, not kept: other readers may hold it.
-                    let freed = held_by(loaded);
                     slot.cell = Arc::new(OnceLock::new());
-                    let cell = Arc::clone(&slot.cell);
+                    let (cell, freed) = (Arc::clone(&slot.cell), std::mem::take(&mut slot.counted));
                     state.held -= freed;
                     cell
                 } else {
@@ -125,7 +130,7 @@ impl Cache {
                 }
             });
             if fresh {
-                self.evict_for(b, held_by(loaded));
+                self.count(b, &cell, held_by(loaded));
             }
             match loaded {
                 Ok(bytes) if bytes.len() < wanted => continue,
@@ -168,10 +173,15 @@ impl Cache {
         message
     }
 
-    /// Counts `len` more bytes held for block `b`, and drops the least recently used other
-    /// blocks until what is held fits the budget.
-    fn evict_for(&self, b: usize, len: u64) {
+    /// Counts the `len` bytes of block `b`'s `cell`, just decompressed, if the cell is still
+    /// the block's (another reader may have replaced or evicted it meanwhile), and drops the
+    /// least recently used other blocks until what is held fits the budget.
+    fn count(&self, b: usize, cell: &Arc<OnceLock<Loaded>>, len: u64) {
         let mut state = self.lock();
+        match state.slots.get_mut(&b) {
+            Some(slot) if Arc::ptr_eq(&slot.cell, cell) => slot.counted = len,
+            _ => return,
+        }
         state.held += len;
         while state.held > self.budget {
             let oldest = state
@@ -182,7 +192,7 @@ impl Cache {
                 .map(|(&k, _)| k);
             let Some(k) = oldest else { break };
             if let Some(slot) = state.slots.remove(&k) {
-                state.held -= slot.cell.get().map_or(0, held_by);
+                state.held -= slot.counted;
                 self.recycle(slot.cell);
             }
         }

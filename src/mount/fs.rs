@@ -41,12 +41,13 @@ impl Activity {
     }
 
     fn touch(&self) {
-        self.last.store(self.start.elapsed().as_secs(), Ordering::Relaxed);
+        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Seconds since the last request.
-    pub fn idle(&self) -> u64 {
-        self.start.elapsed().as_secs().saturating_sub(self.last.load(Ordering::Relaxed))
+    /// The time since the last request.
+    pub fn idle(&self) -> Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
     }
 }
 
@@ -95,7 +96,14 @@ impl Fs {
 /// Serves the reads of `jobs` until the channel closes. After a read that reaches the last
 /// quarter of a block, the next block is queued to be decompressed ahead (when the queue has
 /// room: read-ahead never waits).
-pub fn worker(view: &View, cache: &Cache, jobs: &Mutex<Receiver<Job>>, ahead: &SyncSender<Job>) {
+/// With `--debug`, each block decompressed ahead is logged to `trace`.
+pub fn worker(
+    view: &View,
+    cache: &Cache,
+    jobs: &Mutex<Receiver<Job>>,
+    ahead: &SyncSender<Job>,
+    trace: Option<&Log>,
+) {
     loop {
         let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
             Ok(job) => job,
@@ -104,6 +112,9 @@ pub fn worker(view: &View, cache: &Cache, jobs: &Mutex<Receiver<Job>>, ahead: &S
         match job {
             Job::Stop => return,
             Job::Ahead(b) => {
+                if let Some(log) = trace {
+                    log.line(&format!("arc: mount: read-ahead of block {b}"));
+                }
                 // Its errors are said when it is decompressed, and again to the read that
                 // wants it.
                 let _ = cache.block(view, b, usize::MAX);
@@ -125,8 +136,10 @@ pub fn worker(view: &View, cache: &Cache, jobs: &Mutex<Receiver<Job>>, ahead: &S
     }
 }
 
-/// Queues the block after the one holding byte `end` of file `i`'s stored bytes, if `end`
-/// is in the last quarter of its block and the next is not cached.
+/// After a read of file `i` that ended at byte `end` of its stored bytes, queues what the next
+/// reads will want and is not cached: the block holding byte `end`, and the one after it too
+/// once `end` is in the last quarter of its block. Called after every read served, from the
+/// cache or by a worker; the queue is never waited for.
 fn read_ahead(view: &View, cache: &Cache, i: usize, end: u64, ahead: &SyncSender<Job>) {
     let index = &view.archive.index;
     let Some((at, stored)) = index.span(i) else { return };
@@ -135,9 +148,9 @@ fn read_ahead(view: &View, cache: &Cache, i: usize, end: u64, ahead: &SyncSender
     }
     let Some(b) = index.blocks_for(at + end, 1).next() else { return };
     let block = index.blocks[b];
-    let next = b + 1;
-    if (at + end - block.raw_offset) * 4 >= block.raw_len * 3 && next < index.blocks.len() && !cache.has(next)
-    {
+    let late = (at + end - block.raw_offset) * 4 >= block.raw_len * 3;
+    let wanted = [Some(b), late.then_some(b + 1)];
+    for next in wanted.into_iter().flatten().filter(|&n| n < index.blocks.len() && !cache.has(n)) {
         match ahead.try_send(Job::Ahead(next)) {
             Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
         }
@@ -223,7 +236,9 @@ impl fuser::Filesystem for Fs {
         // block decompressed waits for a worker.
         if let Some((i, size)) = self.view.file(ino) {
             if let Ok(Some(bytes)) = self.view.read(i, size, offset, len, |b, _| Ok(self.cache.cached(b))) {
-                return reply.data(&bytes);
+                reply.data(&bytes);
+                read_ahead(&self.view, &self.cache, i, offset + bytes.len() as u64, &self.jobs);
+                return;
             }
         }
         if let Err(e) = self.jobs.send(Job::Read { ino, offset, len, reply }) {

@@ -33,8 +33,12 @@ use fuser::MountOption;
 
 use crate::archive::Archive;
 use crate::stop::Stop;
+use crate::ui::escape;
 
 pub use view::{Shown, View};
+
+/// Reads waiting for a worker, at most.
+const READS_QUEUED: usize = 4096;
 
 /// The block cache's budget when `--cache` is not given.
 pub const DEFAULT_CACHE: &str = "128MiB";
@@ -102,23 +106,23 @@ pub fn run(options: &MountOptions, stop: &Stop) -> Result<()> {
     check_fuse(&mountpoint)?;
     let view = View::new(archive, fuse.shown, root);
     let mounting = Mounting { options, fuse, mountpoint, stop };
+    // Messages go to stderr: the terminal with -f, else the --log file (or nowhere).
+    let log = Arc::new(Log::to(Box::new(std::io::stderr())));
     if options.foreground {
-        let log = Arc::new(Log::to(Box::new(std::io::stderr())));
-        mounting.serve(view, log, |_| {})
-    } else {
-        let log = match &options.log {
-            Some(path) => {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("opening log {path}"))?;
-                Log::to(Box::new(file))
-            }
-            None => Log::to(Box::new(std::io::sink())),
-        };
-        background(|ready| mounting.serve(view, Arc::new(log), ready))
+        return mounting.serve(view, log, |_| {});
     }
+    let log_file = match &options.log {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log {path}"))?,
+        ),
+        None => None,
+    };
+    let keep = [std::os::fd::AsRawFd::as_raw_fd(&view.archive)];
+    background(&mounting, log_file, &keep, |ready| mounting.serve(view, log, ready))
 }
 
 /// The mount point, made absolute (a background mount leaves the working directory), if it
@@ -199,6 +203,19 @@ struct Mounting<'a> {
 }
 
 impl Mounting<'_> {
+    /// Whether a mount of this archive is on the mount point (one a background process that
+    /// died left).
+    fn left_mounted(&self) -> bool {
+        let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+        table.lines().any(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let after = fields.iter().position(|&f| f == "-").map_or(&[][..], |k| &fields[k + 1..]);
+            fields.get(4) == Some(&self.mountpoint.as_str())
+                && after.first().is_some_and(|t| t.starts_with("fuse"))
+                && after.get(1) == Some(&self.options.archive.as_str())
+        })
+    }
+
     fn fuse_options(&self) -> Vec<MountOption> {
         let mut list = vec![
             MountOption::RO,
@@ -219,13 +236,16 @@ impl Mounting<'_> {
 
     /// Mounts `view`, calls `ready` once the mount answers, and serves it until it is
     /// unmounted.
-    fn serve(&self, view: View, log: Arc<Log>, ready: impl FnOnce(&Log) + Send) -> Result<()> {
+    fn serve(&self, view: View, log: Arc<Log>, ready: impl FnOnce(Result<(), String>) + Send) -> Result<()> {
         let options = self.options;
         let view = Arc::new(view);
         let cache = fs::cache_for(options.cache, &log);
         let activity = Arc::new(fs::Activity::new());
         let threads = options.threads.max(1);
-        let (jobs, queue) = mpsc::sync_channel(threads * 16);
+        // Bounded far above what the kernel keeps in flight (its max_background asynchronous
+        // requests, and one synchronous request per calling thread): the session thread,
+        // which answers every stat, never waits for room behind reads.
+        let (jobs, queue) = mpsc::sync_channel(READS_QUEUED);
         let queue = Mutex::new(queue);
         let what = || format!("mounting {} on {}", options.archive, self.mountpoint);
         let filesystem = fs::Fs::new(
@@ -243,15 +263,22 @@ impl Mounting<'_> {
         std::thread::scope(|scope| -> Result<()> {
             for _ in 0..threads {
                 let (view, cache, queue, ahead) = (&view, &cache, &queue, jobs.clone());
-                scope.spawn(move || fs::worker(view, cache, queue, &ahead));
+                let trace = options.debug.then_some(&*log);
+                scope.spawn(move || fs::worker(view, cache, queue, &ahead, trace));
             }
-            // Ready once the root answers a stat, which goes through the kernel to this
-            // process's session loop below.
+            // Ready once the root (inode 1) answers a stat, which goes through the kernel to
+            // this process's session loop below. If it does not, the mount is taken away.
             let mountpoint = &self.mountpoint;
-            let log_ref = &log;
             scope.spawn(move || {
-                if std::fs::metadata(mountpoint).is_ok() {
-                    ready(log_ref);
+                use std::os::unix::fs::MetadataExt;
+                match std::fs::metadata(mountpoint) {
+                    Ok(meta) if meta.ino() == view::ROOT => ready(Ok(())),
+                    answer => {
+                        let why =
+                            answer.map_or_else(|e| e.to_string(), |_| "another file system answers".into());
+                        ready(Err(format!("{}: the mount does not answer: {why}", what())));
+                        let _ = unmount(mountpoint, true);
+                    }
                 }
             });
             scope.spawn(|| self.watch(&activity, &finished));
@@ -262,7 +289,11 @@ impl Mounting<'_> {
             }
             served
         })?;
-        drop(session);
+        // Not dropped: fuser's drop would unmount the mount point if its device looked still
+        // mounted, and a device whose file system is gone can look so: a new mount made on
+        // the same directory meanwhile would be taken away. The session ended because the
+        // file system was unmounted; the process ends now.
+        std::mem::forget(session);
         // Unmounted by a signal: the command says so, with 128 + its number.
         self.stop.check()?;
         Ok(())
@@ -275,7 +306,8 @@ impl Mounting<'_> {
         while !finished.load(Ordering::Relaxed) {
             std::thread::sleep(tick);
             if let Err(interrupted) = self.stop.check() {
-                // Readers still inside keep what they have open; the mount leaves the tree.
+                // Detached even if busy, as libfuse does on a signal; readers still inside get
+                // ENOTCONN once this process has ended (2 s at most after the signal).
                 let _ = unmount(&self.mountpoint, true);
                 let deadline = Instant::now() + Duration::from_secs(2);
                 while !finished.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -286,7 +318,8 @@ impl Mounting<'_> {
                 }
                 return;
             }
-            let idle = self.options.idle_exit.is_some_and(|limit| activity.idle() >= limit);
+            let idle =
+                self.options.idle_exit.is_some_and(|limit| activity.idle() >= Duration::from_secs(limit));
             if idle && unmount(&self.mountpoint, false).is_ok() {
                 return;
             }
@@ -318,9 +351,16 @@ fn unmount(mountpoint: &Utf8Path, lazy: bool) -> Result<()> {
 
 /// Runs `serve` in a background process and returns once it says the mount is ready, or
 /// with its error. The process is made before any thread exists; it leaves the terminal's
-/// session and the working directory, its stdin and stdout are /dev/null, and its stderr
-/// is the log (what `serve` writes to `log` goes there).
-fn background(serve: impl FnOnce(Box<dyn FnOnce(&Log) + Send>) -> Result<()>) -> Result<()> {
+/// session and the working directory; its stdin and stdout are /dev/null, its stderr the log
+/// (`log`, else /dev/null), and it keeps no other file of this process but those in `keep`.
+/// If it ends before it said either, a mount of this archive it left is taken away.
+fn background(
+    mounting: &Mounting<'_>,
+    log: Option<std::fs::File>,
+    keep: &[std::os::fd::RawFd],
+    serve: impl FnOnce(Box<dyn FnOnce(Result<(), String>) + Send>) -> Result<()>,
+) -> Result<()> {
+    use std::os::fd::AsRawFd;
     let (mut from_child, to_parent) = {
         let (r, w) = rustix::pipe::pipe().context("making a pipe")?;
         (std::fs::File::from(r), std::fs::File::from(w))
@@ -332,16 +372,24 @@ fn background(serve: impl FnOnce(Box<dyn FnOnce(&Log) + Send>) -> Result<()>) ->
             drop(to_parent);
             let mut said = String::new();
             let _ = from_child.read_to_string(&mut said);
-            match said.strip_prefix("ready") {
-                Some(_) => Ok(()),
-                None => {
-                    let _ = nix::sys::wait::waitpid(child, None);
-                    match said.is_empty() {
-                        true => bail!("the background process ended before the mount was ready"),
-                        false => Err(anyhow!(said)),
+            if said == "ready" {
+                // Stopped while waiting: the mount is not wanted any more.
+                if let Err(interrupted) = mounting.stop.check() {
+                    if let Some(pid) = rustix::process::Pid::from_raw(child.as_raw()) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
                     }
+                    return Err(interrupted.into());
                 }
+                return Ok(());
             }
+            let _ = nix::sys::wait::waitpid(child, None);
+            if said.is_empty() {
+                if mounting.left_mounted() {
+                    let _ = unmount(&mounting.mountpoint, true);
+                }
+                bail!("the background process ended before the mount was ready");
+            }
+            Err(anyhow!(said))
         }
         nix::unistd::ForkResult::Child => {
             drop(from_child);
@@ -350,20 +398,20 @@ fn background(serve: impl FnOnce(Box<dyn FnOnce(&Log) + Send>) -> Result<()>) ->
             if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
                 let _ = rustix::stdio::dup2_stdin(&null);
                 let _ = rustix::stdio::dup2_stdout(&null);
+                let _ = rustix::stdio::dup2_stderr(log.as_ref().unwrap_or(&null));
             }
+            drop(log);
+            let mut kept = keep.to_vec();
+            kept.push(to_parent.as_raw_fd());
+            close_all_but(&kept);
             let to_parent = Arc::new(Mutex::new(Some(to_parent)));
             let said = Arc::clone(&to_parent);
-            let ready = Box::new(move |_: &Log| {
+            let ready = Box::new(move |result: Result<(), String>| {
                 if let Some(mut pipe) = said.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    let _ = pipe.write_all(b"ready");
-                }
-                // From now on, stderr is where nobody reads: /dev/null.
-                if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-                    let _ = rustix::stdio::dup2_stderr(&null);
+                    let _ = pipe.write_all(result.as_ref().map_or_else(|e| e.as_bytes(), |()| b"ready"));
                 }
             });
-            let result = serve(ready);
-            let code = match result {
+            let code = match serve(ready) {
                 Ok(()) => 0,
                 Err(e) => {
                     let message = format!("{e:#}");
@@ -372,12 +420,28 @@ fn background(serve: impl FnOnce(Box<dyn FnOnce(&Log) + Send>) -> Result<()>) ->
                         Some(mut pipe) => {
                             let _ = pipe.write_all(message.as_bytes());
                         }
-                        None => eprintln!("arc: error: {message}"),
+                        None => eprintln!("arc: error: {}", escape(&message)),
                     }
                     2
                 }
             };
             std::process::exit(code);
+        }
+    }
+}
+
+/// Closes every file descriptor above stderr but `keep`: what the command was started with
+/// (a pipe a script waits on, say) must not stay open in the background process.
+fn close_all_but(keep: &[std::os::fd::RawFd]) {
+    let open: Vec<std::os::fd::RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect(),
+        Err(_) => return,
+    };
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // SAFETY: nothing in this process uses these descriptors: the archive's and the pipe's
+        // are kept, and no thread exists yet. One already closed (the listing's) is EBADF.
+        unsafe {
+            libc::close(fd);
         }
     }
 }

@@ -360,29 +360,42 @@ impl View {
     }
 }
 
-/// An archived mtime as a `SystemTime` (before 1970 too); one this system cannot represent
-/// (an archive may hold any 64-bit second) is shown as the nearest it can, or the epoch.
+/// An archived mtime as the `SystemTime` fuser turns into the kernel's (seconds, nanoseconds)
+/// pair; one this system cannot represent (an archive may hold any 64-bit second) is shown as
+/// the epoch.
+///
+/// Before 1970 fuser sends minus the whole seconds before the epoch and the remaining
+/// nanoseconds, `(-(d.secs), d.nanos)` for `d = EPOCH - t`, where the kernel's pair means
+/// `secs + nanos / 10^9`. So an mtime of (-2 s, 999,999,999 ns), 1.000000001 s before the
+/// epoch, is handed over as 2.999999999 s before it, which fuser sends as (-2, 999999999).
 fn system_time(mtime: Mtime) -> SystemTime {
     let (secs, nanos) = (mtime.secs, mtime.nanos);
-    let since = Duration::new(secs.unsigned_abs(), 0);
-    let base = match secs >= 0 {
-        true => SystemTime::UNIX_EPOCH.checked_add(since),
-        false => SystemTime::UNIX_EPOCH.checked_sub(since),
+    let time = match secs >= 0 {
+        true => SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs.unsigned_abs(), nanos)),
+        false => SystemTime::UNIX_EPOCH.checked_sub(Duration::new(secs.unsigned_abs(), nanos)),
     };
-    base.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(nanos)))).unwrap_or(SystemTime::UNIX_EPOCH)
+    time.unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What fuser sends the kernel for `time` (its `time_from_system_time`).
+    fn sent(time: SystemTime) -> (i64, u32) {
+        match time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+            Err(before) => (-(before.duration().as_secs() as i64), before.duration().subsec_nanos()),
+        }
+    }
+
     #[test]
-    fn mtimes_become_system_times_and_extreme_ones_do_not_panic() {
-        let at = |secs, nanos| system_time(Mtime { secs, nanos });
-        assert_eq!(at(1, 5), SystemTime::UNIX_EPOCH + Duration::new(1, 5));
-        assert_eq!(at(-2, 5), SystemTime::UNIX_EPOCH - Duration::new(1, 999_999_995));
+    fn the_kernel_gets_each_mtime_as_archived_and_extreme_ones_do_not_panic() {
+        for (secs, nanos) in [(1, 5), (0, 0), (-1, 0), (-2, 999_999_999), (-1, 1), (1_700_000_000, 123)] {
+            assert_eq!(sent(system_time(Mtime { secs, nanos })), (secs, nanos), "{secs} s {nanos} ns");
+        }
         for secs in [i64::MIN, i64::MAX, i64::MAX - 1] {
-            let _ = at(secs, 999_999_999);
+            let _ = system_time(Mtime { secs, nanos: 999_999_999 });
         }
     }
 }
