@@ -7,9 +7,9 @@
 //! - a block is checked (its XXH3 and zstd's checksum) each time it is decompressed, so a
 //!   damaged or changed archive gives errors, never wrong bytes; a block that fails is
 //!   remembered as failed, and said once;
-//! - the bytes held are at most the budget, plus the blocks readers still hold (one per
-//!   reading thread), the one being added, and [`SPARES`] buffers of evicted blocks kept to
-//!   decompress into (a fresh buffer costs a page fault per page).
+//! - the bytes held, blocks and [`SPARES`] buffers of evicted blocks kept to decompress into
+//!   (a fresh buffer costs a page fault per page), are at most the budget, plus the blocks
+//!   readers still hold (one per reading thread) and the one being added.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,8 +38,8 @@ struct State {
     clock: u64,
 }
 
-/// Buffers of evicted blocks kept for reuse.
-const SPARES: usize = 4;
+/// Buffers of evicted blocks kept for reuse, within the budget.
+const SPARES: usize = 2;
 
 thread_local! {
     /// Each thread's buffer for compressed frames, reused.
@@ -48,6 +48,8 @@ thread_local! {
 
 pub struct Cache {
     budget: u64,
+    /// Room kept in the budget for [`SPARES`] buffers of the largest block.
+    reserve: u64,
     spares: Mutex<Vec<Vec<u8>>>,
     state: Mutex<State>,
     /// Called with the message of each block that fails, once.
@@ -55,9 +57,11 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn new(budget: u64, report: impl Fn(&str) + Send + Sync + 'static) -> Cache {
+    /// A cache of at most `budget` bytes of blocks of at most `largest` bytes.
+    pub fn new(budget: u64, largest: u64, report: impl Fn(&str) + Send + Sync + 'static) -> Cache {
         Cache {
             budget,
+            reserve: SPARES as u64 * largest,
             spares: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
             report: Box::new(report),
@@ -183,7 +187,8 @@ impl Cache {
             _ => return,
         }
         state.held += len;
-        while state.held > self.budget {
+        // The blocks, and the spare buffers beside them, within the budget.
+        while state.held + self.reserve > self.budget {
             let oldest = state
                 .slots
                 .iter()

@@ -356,7 +356,8 @@ fn xattr_reply(bytes: &[u8], size: u32, reply: ReplyXattr) {
 }
 
 /// The cache a mount of `view` uses, reporting failed blocks to `log`.
-pub fn cache_for(budget: u64, log: &Arc<Log>) -> Arc<Cache> {
+pub fn cache_for(view: &View, budget: u64, log: &Arc<Log>) -> Arc<Cache> {
     let log = Arc::clone(log);
-    Arc::new(Cache::new(budget, move |message| log.line(&format!("arc: error: {message}"))))
+    let largest = view.archive.index.blocks.iter().map(|b| b.raw_len).max().unwrap_or(0);
+    Arc::new(Cache::new(budget, largest, move |message| log.line(&format!("arc: error: {message}"))))
 }

@@ -239,7 +239,7 @@ impl Mounting<'_> {
     fn serve(&self, view: View, log: Arc<Log>, ready: impl FnOnce(Result<(), String>) + Send) -> Result<()> {
         let options = self.options;
         let view = Arc::new(view);
-        let cache = fs::cache_for(options.cache, &log);
+        let cache = fs::cache_for(&view, options.cache, &log);
         let activity = Arc::new(fs::Activity::new());
         let threads = options.threads.max(1);
         // Bounded far above what the kernel keeps in flight (its max_background asynchronous
