@@ -7,9 +7,10 @@
 //! - a block is checked (its XXH3 and zstd's checksum) each time it is decompressed, so a
 //!   damaged or changed archive gives errors, never wrong bytes; a block that fails is
 //!   remembered as failed, and said once;
-//! - the bytes held, blocks and [`SPARES`] buffers of evicted blocks kept to decompress into
-//!   (a fresh buffer costs a page fault per page), are at most the budget, plus the blocks
-//!   readers still hold (one per reading thread) and the one being added.
+//! - the bytes held are at most the budget: the cached blocks, [`SPARES`] buffers of evicted
+//!   blocks kept to decompress into (a fresh buffer costs a page fault per page), and room for
+//!   a block being decompressed by each thread; beyond it only blocks evicted while a reader
+//!   still copies from them, and the newest block if the budget is smaller than the room.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -48,7 +49,8 @@ thread_local! {
 
 pub struct Cache {
     budget: u64,
-    /// Room kept in the budget for [`SPARES`] buffers of the largest block.
+    /// Room kept in the budget for [`SPARES`] buffers of the largest block, and for a block
+    /// being decompressed by each thread.
     reserve: u64,
     spares: Mutex<Vec<Vec<u8>>>,
     state: Mutex<State>,
@@ -57,11 +59,17 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// A cache of at most `budget` bytes of blocks of at most `largest` bytes.
-    pub fn new(budget: u64, largest: u64, report: impl Fn(&str) + Send + Sync + 'static) -> Cache {
+    /// A cache of at most `budget` bytes of blocks of at most `largest` bytes, decompressed
+    /// by at most `threads` threads at once.
+    pub fn new(
+        budget: u64,
+        largest: u64,
+        threads: usize,
+        report: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Cache {
         Cache {
             budget,
-            reserve: SPARES as u64 * largest,
+            reserve: (SPARES + threads) as u64 * largest,
             spares: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
             report: Box::new(report),

@@ -65,26 +65,17 @@ pub enum Job {
 }
 
 pub struct Fs {
-    view: Arc<View>,
-    cache: Arc<Cache>,
-    jobs: SyncSender<Job>,
-    activity: Arc<Activity>,
-    log: Arc<Log>,
-    debug: bool,
+    pub view: Arc<View>,
+    pub cache: Arc<Cache>,
+    /// Where reads go to wait for a worker.
+    pub jobs: SyncSender<Job>,
+    pub activity: Arc<Activity>,
+    pub log: Arc<Log>,
+    /// `--debug`: every request logged.
+    pub debug: bool,
 }
 
 impl Fs {
-    pub fn new(
-        view: Arc<View>,
-        cache: Arc<Cache>,
-        jobs: SyncSender<Job>,
-        activity: Arc<Activity>,
-        log: Arc<Log>,
-        debug: bool,
-    ) -> Fs {
-        Fs { view, cache, jobs, activity, log, debug }
-    }
-
     fn seen(&self, what: impl FnOnce() -> String) {
         self.activity.touch();
         if self.debug {
@@ -356,8 +347,10 @@ fn xattr_reply(bytes: &[u8], size: u32, reply: ReplyXattr) {
 }
 
 /// The cache a mount of `view` uses, reporting failed blocks to `log`.
-pub fn cache_for(view: &View, budget: u64, log: &Arc<Log>) -> Arc<Cache> {
+/// `threads` workers decompress blocks.
+pub fn cache_for(view: &View, budget: u64, threads: usize, log: &Arc<Log>) -> Arc<Cache> {
     let log = Arc::clone(log);
     let largest = view.archive.index.blocks.iter().map(|b| b.raw_len).max().unwrap_or(0);
-    Arc::new(Cache::new(budget, largest, move |message| log.line(&format!("arc: error: {message}"))))
+    let report = move |message: &str| log.line(&format!("arc: error: {message}"));
+    Arc::new(Cache::new(budget, largest, threads, report))
 }

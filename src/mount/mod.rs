@@ -105,6 +105,7 @@ pub fn run(options: &MountOptions, stop: &Stop) -> Result<()> {
     let mountpoint = check_mountpoint(&options.mountpoint)?;
     check_fuse(&mountpoint)?;
     let view = View::new(archive, fuse.shown, root);
+    blocks_from_the_system();
     let mounting = Mounting { options, fuse, mountpoint, stop };
     // Messages go to stderr: the terminal with -f, else the --log file (or nowhere).
     let log = Arc::new(Log::to(Box::new(std::io::stderr())));
@@ -123,6 +124,19 @@ pub fn run(options: &MountOptions, stop: &Stop) -> Result<()> {
     };
     let keep = [std::os::fd::AsRawFd::as_raw_fd(&view.archive)];
     background(&mounting, log_file, &keep, |ready| mounting.serve(view, log, ready))
+}
+
+/// Makes glibc take every buffer of a block (and of a frame) from the system and give it back
+/// when it is freed. By default its threshold for that rises after the first such buffer is
+/// freed, and blocks evicted from the cache then stay in the worker threads' heaps: the
+/// server's memory grew 20 MiB beyond the index and the budget on the Linux archive. Spare
+/// buffers are reused (`cache`), so this costs few page faults.
+fn blocks_from_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt sets a parameter of glibc's allocator; no thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// The mount point, made absolute (a background mount leaves the working directory), if it
@@ -239,23 +253,25 @@ impl Mounting<'_> {
     fn serve(&self, view: View, log: Arc<Log>, ready: impl FnOnce(Result<(), String>) + Send) -> Result<()> {
         let options = self.options;
         let view = Arc::new(view);
-        let cache = fs::cache_for(&view, options.cache, &log);
         let activity = Arc::new(fs::Activity::new());
         let threads = options.threads.max(1);
+        // The workers, and the session's thread for reads of the cache (which decompress
+        // nothing): `threads` decompressing at once.
+        let cache = fs::cache_for(&view, options.cache, threads, &log);
         // Bounded far above what the kernel keeps in flight (its max_background asynchronous
         // requests, and one synchronous request per calling thread): the session thread,
         // which answers every stat, never waits for room behind reads.
         let (jobs, queue) = mpsc::sync_channel(READS_QUEUED);
         let queue = Mutex::new(queue);
         let what = || format!("mounting {} on {}", options.archive, self.mountpoint);
-        let filesystem = fs::Fs::new(
-            Arc::clone(&view),
-            Arc::clone(&cache),
-            jobs.clone(),
-            Arc::clone(&activity),
-            Arc::clone(&log),
-            options.debug,
-        );
+        let filesystem = fs::Fs {
+            view: Arc::clone(&view),
+            cache: Arc::clone(&cache),
+            jobs: jobs.clone(),
+            activity: Arc::clone(&activity),
+            log: Arc::clone(&log),
+            debug: options.debug,
+        };
         let mut session =
             fuser::Session::new(filesystem, self.mountpoint.as_std_path(), &self.fuse_options())
                 .with_context(what)?;
