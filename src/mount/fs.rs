@@ -250,7 +250,7 @@ impl fuser::Filesystem for Fs {
         self.seen(|| format!("readdir {ino} {offset}"));
         let Some(listed) = self.listed(ino, offset) else { return reply.error(libc::ENOTDIR) };
         for (next, child_ino, name) in listed {
-            let kind = self.view.attr(child_ino).map_or(fuser::FileType::RegularFile, |a| a.kind);
+            let kind = self.view.kind_of(child_ino).unwrap_or(fuser::FileType::RegularFile);
             if reply.add(child_ino, next, kind, OsStr::from_bytes(name)) {
                 break;
             }
@@ -286,7 +286,7 @@ impl fuser::Filesystem for Fs {
 
     fn getxattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, size: u32, reply: ReplyXattr) {
         self.seen(|| format!("getxattr {ino} {name:?}"));
-        if self.view.attr(ino).is_none() {
+        if self.view.kind_of(ino).is_none() {
             return reply.error(libc::ENOENT);
         }
         match self.view.xattrs(ino).find(|(n, _)| *n == name.as_bytes()) {
@@ -297,7 +297,7 @@ impl fuser::Filesystem for Fs {
 
     fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
         self.seen(|| format!("listxattr {ino}"));
-        if self.view.attr(ino).is_none() {
+        if self.view.kind_of(ino).is_none() {
             return reply.error(libc::ENOENT);
         }
         let mut names = Vec::new();
@@ -311,7 +311,7 @@ impl fuser::Filesystem for Fs {
     fn access(&mut self, _req: &Request<'_>, ino: u64, mask: i32, reply: ReplyEmpty) {
         self.seen(|| format!("access {ino} {mask:#o}"));
         // The kernel checks the modes (default_permissions); writing is refused here too.
-        match self.view.attr(ino) {
+        match self.view.kind_of(ino) {
             None => reply.error(libc::ENOENT),
             Some(_) if mask & libc::W_OK != 0 => reply.error(libc::EROFS),
             Some(_) => reply.ok(),

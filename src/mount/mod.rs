@@ -108,7 +108,7 @@ pub fn run(options: &MountOptions, stop: &Stop) -> Result<()> {
     blocks_from_the_system();
     let mounting = Mounting { options, fuse, mountpoint, stop };
     // Messages go to stderr: the terminal with -f, else the --log file (or nowhere).
-    let log = Arc::new(Log::to(Box::new(std::io::stderr())));
+    let log = Arc::new(Log);
     if options.foreground {
         return mounting.serve(view, log, |_| {});
     }
@@ -191,20 +191,14 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
-/// Where the mount's messages go: stderr in the foreground, the `--log` file (or nowhere) in
-/// the background. One line at a time, whole.
-pub struct Log {
-    out: Mutex<Box<dyn Write + Send>>,
-}
+/// Where the mount's messages go: stderr, which is the terminal in the foreground and the
+/// `--log` file (or /dev/null) in the background. One line at a time, whole, escaped.
+pub struct Log;
 
 impl Log {
-    fn to(out: Box<dyn Write + Send>) -> Log {
-        Log { out: Mutex::new(out) }
-    }
-
     pub fn line(&self, text: &str) {
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "{}", crate::ui::escape(text)).and_then(|()| out.flush());
+        let mut out = std::io::stderr().lock();
+        let _ = writeln!(out, "{}", escape(text));
     }
 }
 

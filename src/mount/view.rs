@@ -164,6 +164,15 @@ impl View {
         }
     }
 
+    /// The type of inode `ino`, if the view gave it out: what a listing and the checks of
+    /// requests need, without the attributes.
+    pub fn kind_of(&self, ino: u64) -> Option<FileType> {
+        match ino {
+            ROOT => Some(FileType::Directory),
+            _ => entry_of(ino, self.count()).map(|i| self.kind(i)),
+        }
+    }
+
     /// The attributes of inode `ino`.
     pub fn attr(&self, ino: u64) -> Option<FileAttr> {
         if ino == ROOT {
