@@ -53,8 +53,6 @@ pub struct View {
     root_nlink: u32,
     shown: Shown,
     root: RootAttr,
-    /// Sum of the files' stored bytes, for `statfs` (each inode once, copies not again).
-    stored_bytes: u64,
 }
 
 /// An entry number from an inode number, if the inode is one the view gave out.
@@ -102,9 +100,7 @@ impl View {
                 nlink[i] = nlink[target as usize];
             }
         }
-        let stored_bytes =
-            (0..count).filter(|&i| index.copy_source(i).is_none()).map(|i| index.stored(i)).sum();
-        View { archive, first, children, nlink, root_nlink, shown, root, stored_bytes }
+        View { archive, first, children, nlink, root_nlink, shown, root }
     }
 
     fn count(&self) -> usize {
@@ -262,9 +258,10 @@ impl View {
         xattrs.iter().map(|x| (x.name.as_slice(), x.value.as_slice()))
     }
 
-    /// Totals for `statfs`: (blocks of [`BLOCK`] bytes, inodes).
+    /// Totals for `statfs`: (blocks of [`BLOCK`] bytes, inodes). The bytes are the data
+    /// stream's: every inode's stored bytes once (FORMAT.md §4.2), copies not again.
     pub fn totals(&self) -> (u64, u64) {
-        (self.stored_bytes.div_ceil(u64::from(BLOCK)), self.count() as u64 + 1)
+        (self.archive.index.data_len().div_ceil(u64::from(BLOCK)), self.count() as u64 + 1)
     }
 
     pub fn block_size(&self) -> u32 {
