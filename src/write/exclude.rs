@@ -75,6 +75,11 @@ impl Excluder {
         Ok(Excluder { patterns, vcs: options.vcs, gitignore: options.gitignore, stack: Vec::new() })
     }
 
+    /// Whether anything may be left out at all.
+    pub fn is_active(&self) -> bool {
+        self.vcs || self.gitignore || self.patterns.is_some()
+    }
+
     /// Whether the entry stored as `stored`, named `name`, is left out.
     pub fn excludes(&self, stored: &[u8], name: &[u8], is_dir: bool) -> bool {
         if self.vcs && VCS_DIRS.iter().any(|vcs| vcs.as_bytes() == name) {
