@@ -255,6 +255,38 @@ fn exclude_patterns_round_trip_the_rest() {
 }
 
 #[test]
+fn a_file_left_out_is_never_opened() {
+    // The walker opens the files a directory lists as regular before it looks at them (one
+    // lookup for both), but never one --exclude leaves out: opening a file can hang (a
+    // dead network mount) or be watched. inotify sees every open in the directory.
+    let env = TestEnv::new();
+    env.file("t/keep.c", "kept");
+    env.file("t/skip.o", "left out");
+    let dir = std::ffi::CString::new(env.path("t").as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: plain system calls on a descriptor this test owns, with a buffer of its own.
+    let watch = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(watch >= 0, "inotify_init1");
+    assert!(unsafe { libc::inotify_add_watch(watch, dir.as_ptr(), libc::IN_OPEN) } >= 0, "inotify_add_watch");
+    env.arc(["write", "--exclude", "*.o", "-o", "x.arc", "t"]).success();
+    let mut events = vec![0u8; 1 << 16];
+    let n = unsafe { libc::read(watch, events.as_mut_ptr().cast(), events.len()) };
+    unsafe { libc::close(watch) };
+    assert!(n > 0, "no open seen at all");
+    let mut opened = Vec::new();
+    let mut at = 0;
+    let head = std::mem::size_of::<libc::inotify_event>();
+    while at + head <= n as usize {
+        let len = u32::from_ne_bytes(events[at + 12..at + 16].try_into().expect("len")) as usize;
+        let name = &events[at + head..at + head + len];
+        opened.push(String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or(b"")).into_owned());
+        at += head + len;
+    }
+    assert!(opened.iter().any(|name| name == "keep.c"), "the kept file is opened: {opened:?}");
+    assert!(!opened.iter().any(|name| name == "skip.o"), "the file left out is opened: {opened:?}");
+    assert_eq!(env.arc(["list", "x.arc"]).success().stdout_lines(), ["t/", "t/keep.c"]);
+}
+
+#[test]
 fn strip_components_leaves_out_leading_directories() {
     let env = TestEnv::new();
     archived(&env);
