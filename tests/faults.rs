@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{kill_process, Pid, Signal};
 
 use crate::support::{
-    arc, pseudo_random as random_bytes, run_program, set_mode, snapshot_readable, snapshot_with_contents,
-    temp_files, tree, Kind, Run, TestEnv, ARC,
+    arc, make_fifo, pseudo_random as random_bytes, run_program, set_mode, snapshot_readable,
+    snapshot_with_contents, temp_files, tree, Kind, Run, TestEnv, ARC,
 };
 
 /// `len` bytes of text made of a few hundred pseudo-words: zstd has real work to do on it at
@@ -531,6 +531,51 @@ fn a_file_rewritten_in_place_while_read_is_a_warning() {
         return;
     }
     panic!("arc always finished reading before the file could be rewritten");
+}
+
+#[test]
+fn a_file_replaced_by_a_fifo_after_its_directory_was_listed_is_stored_as_a_fifo() {
+    // The walker lists a directory, then opens each file its listing calls regular, maybe
+    // long after (here, after walking t/a). A FIFO put in a file's place meanwhile must
+    // neither hang the walk (opening a FIFO waits for a writer) nor be read as a file.
+    let env = TestEnv::new();
+    let mut count = 10_000;
+    for _ in 0..3 {
+        let _ = fs::remove_dir_all(env.path("t"));
+        for k in 0..count {
+            env.file(format!("t/a/{k:05}"), "");
+        }
+        let z = env.file("t/z", "a file when listed");
+        let a = env.path("t/a");
+        let _ = fs::remove_file(env.path("x.arc"));
+        let mut command = Command::new(ARC);
+        command.current_dir(env.root()).args(["write", "-q", "-o", "x.arc", "t"]);
+        // arc is inside t/a: t/ was listed, t/z not reached yet.
+        let in_a = |pid: u32| {
+            let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+            fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|target| target == a))
+        };
+        let replace = |child: &Child| {
+            fs::remove_file(&z).expect("removing t/z");
+            make_fifo(&z);
+            // Should arc wait on the FIFO, it is killed, and the run says so.
+            let pid = Pid::from_child(child);
+            thread::spawn(move || {
+                thread::sleep(Duration::from_secs(30));
+                let _ = kill_process(pid, Signal::KILL);
+            });
+        };
+        let Some((run, _)) = act_when(&mut command, in_a, replace) else {
+            count *= 4;
+            continue;
+        };
+        run.success();
+        let listed = env.arc(["list", "-l", "x.arc"]).success().stdout_str();
+        let z_line = listed.lines().find(|line| line.ends_with(" t/z")).expect("t/z is listed");
+        assert!(z_line.starts_with('p'), "t/z is stored as what it is now, a FIFO: {listed}");
+        return;
+    }
+    panic!("arc always walked t/a before it could be seen inside it");
 }
 
 #[test]

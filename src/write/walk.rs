@@ -1098,7 +1098,10 @@ fn list_dir(dir: &OwnedFd) -> std::io::Result<Vec<Child>> {
 /// opened, or cannot be opened, is looked up as the other kinds are: the error, if any, is
 /// the one opening it again gives.
 fn open_listed(dir: &OwnedFd, name: &[u8]) -> (std::io::Result<Meta>, Option<File>) {
-    if let Ok(fd) = rustix::fs::openat(dir, name, FILE_FLAGS, Mode::empty()) {
+    // O_NONBLOCK: a name listed as a file may be a FIFO by now (the listing is older than the
+    // walk of the entries before it), and opening a FIFO waits for a writer; it is checked
+    // and let go here. On a regular file the flag changes nothing (open(2)).
+    if let Ok(fd) = rustix::fs::openat(dir, name, FILE_FLAGS | OFlags::NONBLOCK, Mode::empty()) {
         let file = File::from(fd);
         if let Ok(meta) = Meta::of(rustix::fs::fstat(&file)) {
             if meta.file_type() == FileType::RegularFile {
