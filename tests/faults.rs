@@ -579,6 +579,40 @@ fn a_file_replaced_by_a_fifo_after_its_directory_was_listed_is_stored_as_a_fifo(
 }
 
 #[test]
+fn a_fifo_mounted_on_a_file_is_stored_as_a_fifo() {
+    // A FIFO bind-mounted on a file (containers mount files so) is listed as the file
+    // underneath, every time: the walker, which opens files as their listing calls them, must
+    // see a FIFO and not wait on it. In a mount namespace of its own, so nothing is left
+    // mounted.
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("note: not root, so a_fifo_mounted_on_a_file_is_stored_as_a_fifo cannot mount: skipped");
+        return;
+    }
+    let env = TestEnv::new();
+    env.file("t/placeholder", "a file underneath");
+    env.file("t/kept", "kept");
+    make_fifo(&env.path("fifo"));
+    let script =
+        format!("mount --bind fifo t/placeholder && exec timeout -s KILL 30 {ARC} write -q -o x.arc t");
+    let mut command = Command::new("unshare");
+    command.current_dir(env.root()).args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let run = crate::support::run(&mut command);
+    if run.stderr.contains("unshare:") || run.stderr.contains("mount:") {
+        eprintln!(
+            "note: no mount namespace here, so a_fifo_mounted_on_a_file_is_stored_as_a_fifo is skipped: {}",
+            run.stderr
+        );
+        return;
+    }
+    // timeout's status 137 (killed) if arc waited on the FIFO.
+    run.success();
+    let listed = env.arc(["list", "-l", "x.arc"]).success().stdout_str();
+    let line = listed.lines().find(|line| line.ends_with(" t/placeholder")).expect("t/placeholder is listed");
+    assert!(line.starts_with('p'), "stored as a FIFO: {listed}");
+    assert!(listed.lines().any(|line| line.starts_with('-') && line.ends_with(" t/kept")), "{listed}");
+}
+
+#[test]
 fn a_file_listed_as_empty_that_is_not_is_a_warning() {
     // /proc says 0 bytes for files that have some: arc reads one byte of every empty file, so
     // such a file is never archived empty without a word (tar: "file changed as we read it").

@@ -362,7 +362,7 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                 self.push(path, entry, &name)?;
                 let console = self.console;
                 let pushed = self.excluder.enter(dir.as_fd(), &self.stored, |warning| console.warn(warning));
-                let result = self.visit_children(&dir, path, children, me, depth);
+                let result = self.visit_children(&dir, meta.dev, path, children, me, depth);
                 self.excluder.leave(pushed);
                 result?;
             }
@@ -476,14 +476,19 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
     fn visit_children(
         &mut self,
         dir: &OwnedFd,
+        dev: u64,
         path: &Path,
         children: Vec<Child>,
         me: u32,
         depth: u32,
     ) -> Result<()> {
-        for Child { name: child_name, regular } in children {
+        for Child { name: child_name, regular, ino } in children {
             let child_path = path.join(OsStr::from_bytes(&child_name));
-            let (listed, file) = match regular && !self.excludes_file(&child_name) {
+            // Another name of a file stored already is not opened: a hard link needs only its
+            // lookup. (The listing's inode number is the file's, unless something is mounted
+            // on it: then either way is right, only slower.)
+            let linked = self.links.contains_key(&(dev, ino));
+            let (listed, file) = match regular && !linked && !self.excludes_file(&child_name) {
                 true => open_listed(dir, &child_name),
                 false => (
                     Meta::of(rustix::fs::statat(dir, child_name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)),
@@ -1076,6 +1081,8 @@ fn shown(path: &Path) -> Cow<'_, str> {
 struct Child {
     name: Vec<u8>,
     regular: bool,
+    /// Its inode number (`d_ino`).
+    ino: u64,
 }
 
 /// The entries of a directory, sorted by name bytes.
@@ -1085,7 +1092,8 @@ fn list_dir(dir: &OwnedFd) -> std::io::Result<Vec<Child>> {
         let item = item?;
         let name = item.file_name().to_bytes();
         if name != b"." && name != b".." {
-            children.push(Child { name: name.to_vec(), regular: item.file_type() == FileType::RegularFile });
+            let regular = item.file_type() == FileType::RegularFile;
+            children.push(Child { name: name.to_vec(), regular, ino: item.ino() });
         }
     }
     children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -1097,11 +1105,16 @@ fn list_dir(dir: &OwnedFd) -> std::io::Result<Vec<Child>> {
 /// system calls), and the metadata is that of what is read. What is not a regular file once
 /// opened, or cannot be opened, is looked up as the other kinds are: the error, if any, is
 /// the one opening it again gives.
+/// A device bind-mounted on a file is listed as the file, and so is opened (and let go)
+/// here, as looking it up first would not have done.
 fn open_listed(dir: &OwnedFd, name: &[u8]) -> (std::io::Result<Meta>, Option<File>) {
     // O_NONBLOCK: a name listed as a file may be a FIFO by now (the listing is older than the
-    // walk of the entries before it), and opening a FIFO waits for a writer; it is checked
-    // and let go here. On a regular file the flag changes nothing (open(2)).
-    if let Ok(fd) = rustix::fs::openat(dir, name, FILE_FLAGS | OFlags::NONBLOCK, Mode::empty()) {
+    // walk of the entries before it, and a FIFO bind-mounted on a file is listed as the file),
+    // and opening a FIFO waits for a writer; it is checked and let go here. On a regular file
+    // the flag changes nothing (open(2)). O_NOCTTY: a terminal mounted on a file must not
+    // become the controlling terminal of a session leader running arc.
+    let flags = FILE_FLAGS | OFlags::NONBLOCK | OFlags::NOCTTY;
+    if let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
         let file = File::from(fd);
         if let Ok(meta) = Meta::of(rustix::fs::fstat(&file)) {
             if meta.file_type() == FileType::RegularFile {
