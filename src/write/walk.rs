@@ -279,6 +279,7 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                     depth: depth as u32,
                     meta,
                     file: None,
+                    excluded_file: None,
                 };
                 // Below it, files are found again from here (if it is stored: else forgotten).
                 let root = self.entries.len();
@@ -328,18 +329,19 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             self.stored.push(b'/');
         }
         self.stored.extend_from_slice(&found.name);
-        let result = if self.excluder.excludes(&self.stored, &found.name, file_type == FileType::Directory) {
-            Ok(())
-        } else {
-            self.visit_kept(found)
+        // Asked already for a file its listing called regular, before opening it.
+        let excluded = match (found.excluded_file, file_type) {
+            (Some(excluded), FileType::RegularFile) => excluded,
+            _ => self.excluder.excludes(&self.stored, &found.name, file_type == FileType::Directory),
         };
+        let result = if excluded { Ok(()) } else { self.visit_kept(found) };
         self.stored.truncate(parent_len);
         result
     }
 
     /// [`Walker::visit`] for an entry that is not excluded.
     fn visit_kept(&mut self, found: Found<'_>) -> Result<()> {
-        let Found { place, path, name, parent, depth, meta, file } = found;
+        let Found { place, path, name, parent, depth, meta, file, .. } = found;
         let file_type = meta.file_type();
         let mut entry = meta.entry(parent, depth);
         let me = self.entries.len() as u32;
@@ -488,7 +490,8 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             // lookup. (The listing's inode number is the file's, unless something is mounted
             // on it: then either way is right, only slower.)
             let linked = self.links.contains_key(&(dev, ino));
-            let (listed, file) = match regular && !linked && !self.excludes_file(&child_name) {
+            let excluded_file = regular.then(|| self.excludes_file(&child_name));
+            let (listed, file) = match regular && !linked && excluded_file == Some(false) {
                 true => open_listed(dir, &child_name),
                 false => (
                     Meta::of(rustix::fs::statat(dir, child_name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)),
@@ -514,6 +517,7 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
                 depth: depth + 1,
                 meta: child_meta,
                 file,
+                excluded_file,
             })?;
         }
         Ok(())
@@ -785,6 +789,8 @@ struct Found<'p> {
     meta: Meta,
     /// The file, open already if it is a regular file its directory listed as one.
     file: Option<File>,
+    /// Whether it is left out if it is a regular file, when that was asked already.
+    excluded_file: Option<bool>,
 }
 
 /// How the walker opens a regular file. O_NOFOLLOW: if the file was replaced by a symlink
