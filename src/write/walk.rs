@@ -491,9 +491,12 @@ impl<'a, F: FnMut(Vec<u8>, Run) -> Result<()>> Walker<'a, F> {
             // on it: then either way is right, only slower.)
             let linked = self.links.contains_key(&(dev, ino));
             let excluded_file = regular.then(|| self.excludes_file(&child_name));
-            let (listed, file) = match regular && !linked && excluded_file == Some(false) {
-                true => open_listed(dir, &child_name),
-                false => (
+            let opened = (regular && !linked && excluded_file == Some(false))
+                .then(|| open_listed(dir, &child_name))
+                .flatten();
+            let (listed, file) = match opened {
+                Some((meta, file)) => (Ok(meta), Some(file)),
+                None => (
                     Meta::of(rustix::fs::statat(dir, child_name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)),
                     None,
                 ),
@@ -1108,27 +1111,22 @@ fn list_dir(dir: &OwnedFd) -> std::io::Result<Vec<Child>> {
 
 /// A file its directory lists as regular, opened first and its metadata read from the open
 /// file: one path lookup, not two (a tree of a million tiny files makes a million fewer
-/// system calls), and the metadata is that of what is read. What is not a regular file once
-/// opened, or cannot be opened, is looked up as the other kinds are: the error, if any, is
-/// the one opening it again gives.
+/// system calls), and the metadata is that of what is read. `None` for what is not a regular
+/// file once opened, or cannot be opened: it is looked up as the other kinds are, and the
+/// error, if any, is the one opening it again gives.
+///
 /// A device bind-mounted on a file is listed as the file, and so is opened (and let go)
 /// here, as looking it up first would not have done.
-fn open_listed(dir: &OwnedFd, name: &[u8]) -> (std::io::Result<Meta>, Option<File>) {
+fn open_listed(dir: &OwnedFd, name: &[u8]) -> Option<(Meta, File)> {
     // O_NONBLOCK: a name listed as a file may be a FIFO by now (the listing is older than the
     // walk of the entries before it, and a FIFO bind-mounted on a file is listed as the file),
     // and opening a FIFO waits for a writer; it is checked and let go here. On a regular file
     // the flag changes nothing (open(2)). O_NOCTTY: a terminal mounted on a file must not
     // become the controlling terminal of a session leader running arc.
     let flags = FILE_FLAGS | OFlags::NONBLOCK | OFlags::NOCTTY;
-    if let Ok(fd) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        let file = File::from(fd);
-        if let Ok(meta) = Meta::of(rustix::fs::fstat(&file)) {
-            if meta.file_type() == FileType::RegularFile {
-                return (Ok(meta), Some(file));
-            }
-        }
-    }
-    (Meta::of(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)), None)
+    let file = File::from(rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?);
+    let meta = Meta::of(rustix::fs::fstat(&file)).ok()?;
+    (meta.file_type() == FileType::RegularFile).then_some((meta, file))
 }
 
 fn read_error(error: std::io::Error, path: &Path) -> anyhow::Error {
