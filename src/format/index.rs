@@ -12,7 +12,7 @@
 //! Architecture Invariant: an entry's path is the chain of its ancestors' names, each a single
 //! component, so joining them beneath a destination can never leave it.
 
-use super::packed::Unpack;
+use super::packed::{plainly_valid, Unpack};
 use super::record::{
     col_error, count_strings, count_uints, Col, Packed, ENTRY_COST, FILE_COST, NAME_END_COST,
 };
@@ -271,9 +271,10 @@ impl Index {
     /// `data_end` is where the block region must end (the index frame's offset); blocks must
     /// tile the region from the header on. Every value of every column is checked, whatever
     /// is kept, one column at a time in a tight loop (a loop per column is about twice as fast
-    /// as one loop over all of them at once); what the whole index would hold is charged to
-    /// `budget` before anything is allocated, so that what is refused does not depend on what
-    /// is kept.
+    /// as one loop over all of them at once; with only some entries kept, a column of modes,
+    /// nanoseconds or owners that one pass over its bytes finds plainly valid is read at
+    /// theirs alone); what the whole index would hold is charged to `budget` before anything
+    /// is allocated, so that what is refused does not depend on what is kept.
     pub fn from_packed(
         packed: &Packed,
         data_end: u64,
@@ -374,34 +375,62 @@ impl Index {
             return Err(col_error(Col::Depths, "ends inside an integer"));
         }
 
+        // Of an index of some entries, a column whose bytes are plainly valid (which a pass
+        // over them says at once) is read only at the entries kept: its errors would be the
+        // ones of reading it all, and it has none. Any other is read value by value.
+        let plain =
+            |col: Col, bits: u32| matches!(keep, Keep::Only(_)) && plainly_valid(packed.column(col), bits);
         let mut modes = column(Col::Modes);
-        let mut kept = keep.cursor();
-        for i in 0..count {
-            let mode = modes.uint(u16::MAX.into())? as u16;
-            if mode > 0o7777 {
-                return Err(corrupt(format!("entry {} has mode {mode:o}", shown(i))));
-            }
-            if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
-                entry.mode = mode;
+        if plain(Col::Modes, 12) {
+            modes.read_kept(keep, |new, mode| entries.get_mut(new).map(|e| e.mode = mode as u16));
+        } else {
+            let mut kept = keep.cursor();
+            for i in 0..count {
+                let mode = modes.uint(u16::MAX.into())? as u16;
+                if mode > 0o7777 {
+                    return Err(corrupt(format!("entry {} has mode {mode:o}", shown(i))));
+                }
+                if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
+                    entry.mode = mode;
+                }
             }
         }
         let (mut mtime_secs, mut mtime_nanos) = (column(Col::MtimeSecs), column(Col::MtimeNanos));
         let mut kept = keep.cursor();
-        for i in 0..count {
-            let mtime = Mtime { secs: mtime_secs.delta()?, nanos: mtime_nanos.uint(u32::MAX.into())? as u32 };
-            if mtime.nanos >= 1_000_000_000 {
-                return Err(corrupt(format!("entry {} has {} nanoseconds", shown(i), { mtime.nanos })));
+        // Under 2^29, every value is below a second.
+        if plain(Col::MtimeNanos, 29) {
+            // Each second is the sum of the differences before it: all are read.
+            for i in 0..count {
+                let secs = mtime_secs.delta()?;
+                if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
+                    entry.mtime.secs = secs;
+                }
             }
-            if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
-                entry.mtime = mtime;
+            mtime_nanos
+                .read_kept(keep, |new, nanos| entries.get_mut(new).map(|e| e.mtime.nanos = nanos as u32));
+        } else {
+            for i in 0..count {
+                let mtime =
+                    Mtime { secs: mtime_secs.delta()?, nanos: mtime_nanos.uint(u32::MAX.into())? as u32 };
+                if mtime.nanos >= 1_000_000_000 {
+                    return Err(corrupt(format!("entry {} has {} nanoseconds", shown(i), { mtime.nanos })));
+                }
+                if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
+                    entry.mtime = mtime;
+                }
             }
         }
         let (mut uids, mut gids) = (column(Col::Uids), column(Col::Gids));
-        let mut kept = keep.cursor();
-        for i in 0..owner_count {
-            let (uid, gid) = (uids.uint(u32::MAX.into())? as u32, gids.uint(u32::MAX.into())? as u32);
-            if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
-                (entry.uid, entry.gid) = (uid, gid);
+        if owners && plain(Col::Uids, 32) && plain(Col::Gids, 32) {
+            uids.read_kept(keep, |new, uid| entries.get_mut(new).map(|e| e.uid = uid as u32));
+            gids.read_kept(keep, |new, gid| entries.get_mut(new).map(|e| e.gid = gid as u32));
+        } else {
+            let mut kept = keep.cursor();
+            for i in 0..owner_count {
+                let (uid, gid) = (uids.uint(u32::MAX.into())? as u32, gids.uint(u32::MAX.into())? as u32);
+                if let Some(entry) = kept.next(i).and_then(|new| entries.get_mut(new)) {
+                    (entry.uid, entry.gid) = (uid, gid);
+                }
             }
         }
         for column in [&modes, &mtime_secs, &mtime_nanos, &uids, &gids] {
@@ -1200,19 +1229,61 @@ fn name_at(packed: &Packed, i: usize) -> &[u8] {
 /// building the index. [`Tree::walk`] then goes through it again without the checks.
 pub struct Tree<'a> {
     packed: &'a Packed,
+    /// Where [`Tree::find`] found the first entry it found (the smallest, if more), for
+    /// [`Tree::keep`] to start there.
+    found: std::cell::RefCell<Option<Mark>>,
+}
+
+/// An entry found by [`Tree::find`] and what a walk needs to go on from it: where its name
+/// and depth start in their columns, and the entries above it (which a search for its path
+/// went through: each is the component above).
+struct Mark {
+    entry: usize,
+    names_at: usize,
+    depths_at: usize,
+    chain: Vec<u32>,
+}
+
+/// A walk of a tree not checked ([`Tree::walk_from`]): each entry's number, name, depth and
+/// kind, in order. It stops early at a value that does not parse or an entry deeper than one
+/// below the one before, so that whoever follows the depths (a stack of the names above) can
+/// trust them.
+struct TreeWalk<'a> {
+    kinds: &'a [u8],
+    names: Unpack<'a>,
+    depths: Unpack<'a>,
+    next: usize,
+    deepest: usize,
+}
+
+impl<'a> Iterator for TreeWalk<'a> {
+    type Item = (usize, &'a [u8], usize, u8);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let &kind = self.kinds.get(self.next)?;
+        let name = self.names.string(MAX_NAME_LEN).ok()?;
+        let depth = self.depths.uint(MAX_DEPTH.into()).ok()? as usize;
+        if depth > self.deepest {
+            return None;
+        }
+        self.deepest = depth + 1;
+        self.next += 1;
+        Some((self.next - 1, name, depth, kind))
+    }
 }
 
 impl<'a> Tree<'a> {
     pub fn check(packed: &'a Packed) -> Result<Tree<'a>, FormatError> {
         check_tree(packed)?;
-        Ok(Tree { packed })
+        Ok(Tree::unchecked(packed))
     }
 
     /// The tree of `packed`, not checked: what [`Tree::find`] and [`Tree::keep`] look through
     /// to choose which entries to build an index with. Their answers mean something once
     /// [`Index::from_packed`] has built the index from the same `packed`, which checks it all.
     pub fn unchecked(packed: &'a Packed) -> Tree<'a> {
-        Tree { packed }
+        Tree { packed, found: std::cell::RefCell::new(None) }
     }
 
     /// How many entries the index holds.
@@ -1224,27 +1295,26 @@ impl<'a> Tree<'a> {
         self.len() == 0
     }
 
-    /// Each entry's name, depth and kind, in order. In a tree not checked, the walk stops
-    /// early at a value that does not parse or an entry deeper than one below the one before,
-    /// so that whoever follows the depths (a stack of the names above) can trust them.
-    fn entries(&self) -> impl Iterator<Item = (&'a [u8], usize, u8)> + 'a {
-        let mut names = Unpack::new(self.packed.column(Col::Names));
-        let mut depths = Unpack::new(self.packed.column(Col::Depths));
-        let mut deepest = 0;
-        self.packed.column(Col::Kinds).iter().map_while(move |&kind| {
-            let name = names.string(MAX_NAME_LEN).ok()?;
-            let depth = depths.uint(MAX_DEPTH.into()).ok()? as usize;
-            if depth > deepest {
-                return None;
-            }
-            deepest = depth + 1;
-            Some((name, depth, kind))
-        })
+    /// The walk from entry `at` (its name and depth at those bytes of their columns), the
+    /// entry before it `deepest - 1` deep.
+    fn walk_from(&self, at: usize, names_at: usize, depths_at: usize, deepest: usize) -> TreeWalk<'a> {
+        TreeWalk {
+            kinds: self.packed.column(Col::Kinds),
+            names: Unpack::new_at(self.packed.column(Col::Names), names_at),
+            depths: Unpack::new_at(self.packed.column(Col::Depths), depths_at),
+            next: at,
+            deepest,
+        }
+    }
+
+    /// Each entry's number, name, depth and kind, in order.
+    fn entries(&self) -> TreeWalk<'a> {
+        self.walk_from(0, 0, 0, 0)
     }
 
     /// Calls `visit(name, depth, is_dir)` for each entry, in order.
     pub fn walk(&self, mut visit: impl FnMut(&[u8], usize, bool)) {
-        for (name, depth, kind) in self.entries() {
+        for (_, name, depth, kind) in self.entries() {
             visit(name, depth, kind == KIND_DIR);
         }
     }
@@ -1254,21 +1324,28 @@ impl<'a> Tree<'a> {
         if components.is_empty() {
             return None;
         }
-        // How many of the components the current chain of entries matches.
-        let mut matched = 0;
-        for (i, (name, depth, _)) in self.entries().enumerate() {
-            if depth < matched {
+        // The entries matched so far, one per component: the chain of the entry found.
+        let mut matched: Vec<u32> = Vec::with_capacity(components.len());
+        let mut walk = self.entries();
+        loop {
+            let (names_at, depths_at) = (walk.names.at(), walk.depths.at());
+            let (i, name, depth, _) = walk.next()?;
+            if depth < matched.len() {
                 // Out of the subtree of the last component matched: not there.
                 return None;
             }
-            if depth == matched && name == components[matched] {
-                matched += 1;
-                if matched == components.len() {
-                    return Some(i);
+            if depth == matched.len() && name == components[depth] {
+                if depth + 1 < components.len() {
+                    matched.push(i as u32);
+                    continue;
                 }
+                let mut found = self.found.borrow_mut();
+                if found.as_ref().map_or(true, |mark| i < mark.entry) {
+                    *found = Some(Mark { entry: i, names_at, depths_at, chain: matched });
+                }
+                return Some(i);
             }
         }
-        None
     }
 
     /// The entries an index of the subtrees of `roots` is built with ([`Keep::Only`]): each
@@ -1289,12 +1366,29 @@ impl<'a> Tree<'a> {
             Unpack::new(self.packed.column(Col::CopyFiles)),
             Unpack::new(self.packed.column(Col::CopySources)),
         );
-        let mut copy = copies.uint(u32::MAX.into()).ok();
         // The chain of entries above the current one.
         let mut chain: Vec<u32> = Vec::new();
+        // From the first root if `find` found it (what is before it is only its chain), else
+        // from the first entry.
+        let mut walk = self.entries();
+        if let Some(mark) = self.found.borrow().as_ref().filter(|mark| roots.peek() == Some(&mark.entry)) {
+            walk = self.walk_from(mark.entry, mark.names_at, mark.depths_at, mark.chain.len());
+            chain.clone_from(&mark.chain);
+            // The hard links and copies before it are not the walk's.
+            let kinds = self.packed.column(Col::Kinds);
+            for _ in kinds[..mark.entry].iter().filter(|&&k| k == KIND_LINK) {
+                let _ = links.uint(u32::MAX.into());
+            }
+        }
+        let first = walk.next as u64;
+        let mut copy = copies.uint(u32::MAX.into()).ok();
+        while copy.is_some_and(|c| c < first) {
+            copy = copies.uint(u32::MAX.into()).ok();
+            let _ = sources.uint(u32::MAX.into());
+        }
         // The depth of the root whose subtree the walk is in.
         let mut inside: Option<usize> = None;
-        for (i, (_, depth, kind)) in self.entries().enumerate() {
+        for (i, _, depth, kind) in walk {
             chain.truncate(depth);
             if inside.is_some_and(|root| depth <= root) {
                 inside = None;
@@ -1348,7 +1442,7 @@ impl<'a> Tree<'a> {
             files.sort_unstable();
             let mut files = files.into_iter().peekable();
             chain.clear();
-            for (i, (_, depth, _)) in self.entries().enumerate() {
+            for (i, _, depth, _) in self.entries() {
                 if files.peek().is_none() || keep.len() > limit {
                     break;
                 }
@@ -1653,6 +1747,20 @@ impl<'a> Column<'a> {
     #[inline(always)]
     fn string(&mut self, max: usize) -> Result<&'a [u8], FormatError> {
         self.unpack.string(max).map_err(|why| col_error(self.col, &why))
+    }
+
+    /// The values of the entries `keep` keeps, in a column [`plainly_valid`] said yes to:
+    /// each handed to `set` with the entry's number in the index built; then the column is
+    /// read to its end.
+    fn read_kept<T>(&mut self, keep: Keep<'_>, mut set: impl FnMut(usize, u64) -> T) {
+        let Keep::Only(list) = keep else { return };
+        let mut next = 0;
+        for (new, &old) in list.iter().enumerate() {
+            self.unpack.skip((old as usize).saturating_sub(next));
+            set(new, self.unpack.uint(u64::MAX).unwrap_or(0));
+            next = old as usize + 1;
+        }
+        self.unpack.finish();
     }
 
     /// The next value of a column with one per entry of a kind: `None` past its end.

@@ -99,6 +99,43 @@ pub fn fixed64<S: Serializer>(column: &[u64], serializer: S) -> Result<S::Ok, S:
     serializer.serialize_bytes(&out)
 }
 
+/// Whether every value of a packed column of unsigned integers is in its shortest form and
+/// below 2^`bits`, and the last one ends the column: a check of its bytes in one pass that
+/// makes no value. What it says yes to, [`Unpack::uint`] with a `max` of 2^`bits` − 1 or more
+/// reads without an error, value after value; it may say no to a column that is right for a
+/// larger `max` (a value of 2^`bits` or more), which is then read value by value.
+pub fn plainly_valid(bytes: &[u8], bits: u32) -> bool {
+    // The most the last byte of the longest value may hold.
+    let top = |longest: u32| ((1u32 << (bits - 7 * (longest - 1))) - 1) as u8;
+    match bits.div_ceil(7) {
+        2 => plain::<2>(bytes, top(2)),
+        5 => plain::<5>(bytes, top(5)),
+        10 => plain::<10>(bytes, top(10)),
+        _ => false,
+    }
+}
+
+/// [`plainly_valid`] for values of at most `LONGEST` bytes, the last of a longest at most
+/// `top`: loops without a branch or a carried count, which the compiler makes vector code.
+fn plain<const LONGEST: usize>(bytes: &[u8], top: u8) -> bool {
+    let Some(&last) = bytes.last() else { return true };
+    let mut bad = last & 0x80;
+    // A last byte of 0 after others: a longer form than needed.
+    for (&before, &byte) in bytes.iter().zip(&bytes[1..]) {
+        bad |= before & u8::from(byte == 0) << 7;
+    }
+    // The byte after LONGEST - 1 that go on is the longest value's last: at most `top` (a
+    // high bit there would make it longer still).
+    for end in LONGEST - 1..bytes.len() {
+        let mut on = 0x80;
+        for k in 1..LONGEST {
+            on &= bytes[end - k];
+        }
+        bad |= on & u8::from(bytes[end] > top) << 7;
+    }
+    bad == 0
+}
+
 /// Reads a packed column: every read says what was wrong in words, for the caller to name the
 /// column.
 pub struct Unpack<'a> {
@@ -111,6 +148,39 @@ pub struct Unpack<'a> {
 impl<'a> Unpack<'a> {
     pub fn new(bytes: &'a [u8]) -> Unpack<'a> {
         Unpack { bytes, at: 0, before: 0 }
+    }
+
+    /// The same, read from byte `at` on: where [`Unpack::at`] said an earlier reader was.
+    pub fn new_at(bytes: &'a [u8], at: usize) -> Unpack<'a> {
+        Unpack { bytes, at: at.min(bytes.len()), before: 0 }
+    }
+
+    /// How many bytes are read.
+    pub fn at(&self) -> usize {
+        self.at
+    }
+
+    /// Passes over the next `n` values of a column of integers without making them (a column
+    /// [`plainly_valid`] said yes to: any other may stop anywhere).
+    pub fn skip(&mut self, mut n: usize) {
+        // Chunks of 64 bytes with fewer ends than that at once, then byte by byte.
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 64) {
+            let ends = chunk.iter().filter(|&&b| b < 0x80).count();
+            if ends >= n {
+                break;
+            }
+            (self.at, n) = (self.at + 64, n - ends);
+        }
+        while n > 0 {
+            let Some(&byte) = self.bytes.get(self.at) else { return };
+            self.at += 1;
+            n -= usize::from(byte < 0x80);
+        }
+    }
+
+    /// Goes to the end of the column (one [`plainly_valid`] said yes to, read no further).
+    pub fn finish(&mut self) {
+        self.at = self.bytes.len();
     }
 
     /// Whether the column is read to its end.
@@ -225,6 +295,57 @@ mod tests {
         ] {
             let got = Unpack::new(bytes).uint(255);
             assert!(got.as_ref().is_err_and(|e| e.contains(why)), "{bytes:?}: {got:?}");
+        }
+    }
+
+    /// Whether `uint(2^bits - 1)` reads the whole column, value after value, and how many.
+    fn read_one_by_one(bytes: &[u8], bits: u32) -> Option<usize> {
+        let (mut unpack, mut count) = (Unpack::new(bytes), 0);
+        while !unpack.is_done() {
+            unpack.uint(u64::MAX >> (64 - bits)).ok()?;
+            count += 1;
+        }
+        Some(count)
+    }
+
+    #[test]
+    fn a_column_plainly_valid_reads_value_by_value_and_skips_to_any_of_them() {
+        for bits in [12, 29, 32, 64] {
+            let max = u64::MAX >> (64 - bits);
+            let values = [0, 1, 127, 128, 420, 0o7777, 16_384, max / 2, max - 1, max];
+            let values: Vec<u64> = values.into_iter().filter(|&v| v <= max).collect();
+            let bytes = packed(&values);
+            assert!(plainly_valid(&bytes, bits), "{bits} bits: {values:?}");
+            assert!(plainly_valid(&[], bits));
+            for (i, &v) in values.iter().enumerate() {
+                let mut unpack = Unpack::new(&bytes);
+                unpack.skip(i);
+                assert_eq!(unpack.uint(u64::MAX), Ok(v), "value {i} of {bits} bits");
+            }
+            // One more than the largest, an overlong form, a cut value: no.
+            let over = max.checked_add(1).map(|v| packed(&[0, v]));
+            for wrong in over.into_iter().chain([vec![0x80, 0x00], vec![5, 0x80]]) {
+                assert!(!plainly_valid(&wrong, bits), "{bits} bits: {wrong:x?}");
+            }
+        }
+        // What it says yes to is read without an error, every byte: all columns of up to
+        // three bytes, and some longer ones.
+        let mut columns: Vec<Vec<u8>> =
+            (0..=0xff_ffffu32).step_by(97).map(|n| n.to_le_bytes()[..3].to_vec()).collect();
+        columns.extend((0..=0xffffu32).map(|n| n.to_le_bytes()[..2].to_vec()));
+        columns.extend((0..=0xffu32).map(|n| vec![n as u8]));
+        columns.extend([
+            vec![0xff; 4],
+            [&[0xff; 4][..], &[0x0f]].concat(),
+            [&[0xff; 4][..], &[0x10]].concat(),
+        ]);
+        columns.extend([[&[0xff; 9][..], &[0x01]].concat(), [&[0xff; 9][..], &[0x02]].concat()]);
+        for bytes in &columns {
+            for bits in [12, 29, 32, 64] {
+                if plainly_valid(bytes, bits) {
+                    assert!(read_one_by_one(bytes, bits).is_some(), "{bits} bits: {bytes:x?}");
+                }
+            }
         }
     }
 

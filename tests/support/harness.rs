@@ -254,6 +254,14 @@ fn check_packed(packed: &format::Packed, data_end: u64, budget: &mut format::Bud
         let keep = tree.keep(&[root], usize::MAX).expect("no limit");
         let mut budget = budget_for_some;
         let some = Index::from_packed(packed, data_end, &mut budget, format::Keep::Only(&keep));
+        if let Ok(whole) = &whole {
+            // Found by its path first, the walk for what to keep starts at the root: the same.
+            let path = whole.path(root);
+            let components: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
+            let tree = format::Tree::unchecked(packed);
+            assert_eq!(tree.find(&components), Some(root), "the path of {root}");
+            assert_eq!(tree.keep(&[root], usize::MAX).as_deref(), Some(keep.as_slice()), "kept for {root}");
+        }
         match (&whole, some) {
             (Ok(whole), Ok(some)) => check_some(whole, &some, &keep, root),
             (Err(a), Err(b)) => assert_eq!(a, &b),
