@@ -19,9 +19,9 @@ pub fn decode_block(block: &Block, frame: &[u8], out: &mut Vec<u8>) -> Result<()
 
 /// The same, stopping once the first `wanted` bytes are out (a little more, never less, and
 /// all of them when `wanted` is the block's length): what a read of a few files of a block
-/// needs. The frame's checksum is checked all the same, but what lies after the bytes
-/// wanted is not decompressed, so a block whose end does not decode is found only by a read
-/// that needs its end and by `verify`.
+/// needs. The frame's XXH3 is checked all the same, but what lies after the bytes wanted is
+/// not decompressed, so a block whose end does not decode, or whose zstd checksum is wrong,
+/// is found only by a read of all of it and by `verify`.
 pub fn decode_block_start(
     block: &Block,
     frame: &[u8],
@@ -93,6 +93,11 @@ fn decode_start(frame: &[u8], raw_len: usize, wanted: usize, out: &mut Vec<u8>) 
                 let mut decoder = DCtx::create();
                 decoder.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG)).map_err(error)?;
                 decoder.set_parameter(DParameter::StableOutBuffer(true)).map_err(error)?;
+                // zstd's checksum covers the whole block, and is checked at its end: of a
+                // block read in part it would be worked out and never checked (what is read
+                // is the frame whose XXH3 was checked above, decoded by a deterministic
+                // decoder).
+                decoder.set_parameter(DParameter::ForceIgnoreChecksum(true)).map_err(error)?;
                 slot.insert(decoder)
             }
         };
@@ -150,6 +155,22 @@ mod tests {
         // Stopping early decodes less than all of it.
         decode_block_start(&block, &frame, &mut out, 4096).expect("decodes");
         assert!(out.len() < raw.len() / 4, "{} bytes decoded for 4096 wanted", out.len());
+    }
+
+    #[test]
+    fn zstd_checksum_is_checked_when_a_block_is_decoded_whole_only() {
+        let raw: Vec<u8> = (0..1_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let (mut block, mut frame) = block_of(&raw);
+        // The frame's last four bytes are zstd's checksum of all it holds.
+        let end = frame.len();
+        frame[end - 4..].copy_from_slice(&[0; 4]);
+        block.hash = block_hash(&frame);
+        let mut out = Vec::new();
+        let refused = decode_block(&block, &frame, &mut out).expect_err("a wrong checksum");
+        assert!(refused.to_string().contains("checksum"), "{refused}");
+        assert!(decode_block_start(&block, &frame, &mut out, raw.len()).is_err(), "all of it wanted");
+        decode_block_start(&block, &frame, &mut out, 4096).expect("its start, checked by its XXH3");
+        assert_eq!(out[..4096], raw[..4096]);
     }
 
     #[test]
