@@ -465,12 +465,27 @@ impl Index {
         // Where the last kept file's bytes end: a gap follows it when the next kept file
         // starts later (only when some entries are left out).
         let mut kept_end: u64 = 0;
-        for (i, &kind) in kinds.iter().enumerate() {
-            let new = kept.next(i);
-            if kind != KIND_FILE {
+        let fewer = || corrupt("fewer sizes than files");
+        let overflow = || corrupt("file sizes overflow");
+        let mut i = 0;
+        while i < kinds.len() {
+            // Up to the next entry kept or in a table, only the files' sizes count.
+            let plain_end = kept.upcoming(i).min(next_special as usize).min(kinds.len());
+            if i < plain_end {
+                for _ in kinds[i..plain_end].iter().filter(|&&kind| kind == KIND_FILE) {
+                    let size = sizes.next_uint(u64::MAX).ok_or_else(fewer)??;
+                    offset = offset.checked_add(size).ok_or_else(overflow)?;
+                }
+                i = plain_end;
                 continue;
             }
-            let size = sizes.next_uint(u64::MAX).ok_or_else(|| corrupt("fewer sizes than files"))??;
+            let kind = kinds[i];
+            let new = kept.next(i);
+            if kind != KIND_FILE {
+                i += 1;
+                continue;
+            }
+            let size = sizes.next_uint(u64::MAX).ok_or_else(fewer)??;
             // Most files are in no table: one comparison, not one per table.
             let stored = if (i as u32) < next_special {
                 size
@@ -530,10 +545,11 @@ impl Index {
                     offsets.push(offset);
                 }
             }
-            offset = offset.checked_add(stored).ok_or_else(|| corrupt("file sizes overflow"))?;
+            offset = offset.checked_add(stored).ok_or_else(overflow)?;
             if new.is_some() && stored > 0 {
                 kept_end = offset;
             }
+            i += 1;
         }
         offsets.push(kept_end);
         if let Some((e, _)) = sparse_rows.next() {
@@ -1194,6 +1210,16 @@ struct KeptCursor<'k> {
 }
 
 impl KeptCursor<'_> {
+    /// The next entry from `i` on that is kept: `i` itself when all are, past the last
+    /// entry (`usize::MAX`) when none is left.
+    #[inline(always)]
+    fn upcoming(&self, i: usize) -> usize {
+        match self.keep {
+            Keep::All => i,
+            Keep::Only(list) => list.get(self.at).map_or(usize::MAX, |&e| e as usize),
+        }
+    }
+
     /// Entry `i`'s number in the index built, if it is kept; `i` must grow from call to call.
     #[inline(always)]
     fn next(&mut self, i: usize) -> Option<usize> {

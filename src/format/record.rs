@@ -765,40 +765,55 @@ impl Packed {
 /// are decompressed (the caller gives them back when done with the [`Packed`]); garbage fails
 /// at the index map's first byte, before the rest is decompressed.
 pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budget) -> Result<Packed> {
-    use std::io::Read;
+    use zstd::zstd_safe::{get_error_name, DCtx, DParameter, InBuffer, OutBuffer};
     let index_error = |e: &dyn std::fmt::Display| corrupt(format!("index: {e}"));
+    let zstd_error =
+        |code| index_error(&format!("{} (the trailer says {raw_len} bytes)", get_error_name(code)));
     super::frame::check(frame, raw_len, "the trailer").map_err(|e| index_error(&e))?;
     // The decoder keeps a window of history: charged like any other allocation, and given
     // back when the index is decompressed.
     let window = super::frame::parse_header(frame).map_or(0, |h| h.window_size).min(raw_len);
     budget.take(window, "the index's zstd window")?;
     budget.take(raw_len, "the index's CBOR")?;
-    // The first bytes must start the index map: a bomb of zeros stops here, with only its
-    // first block decompressed.
-    let mut head = vec![0u8; raw_len.min(4096) as usize];
-    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| index_error(&e))?;
-    decoder.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
-    match decoder.single_frame().read_exact(&mut head) {
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(index_error(&format!("expands to fewer bytes than the trailer's {raw_len}")))
-        }
-        result => result.map_err(|e| index_error(&e))?,
-    }
-    Parser::new(&head, &mut *budget).map(map_len(version), "").or_else(|e| match e {
-        FormatError::Corrupt(ref why) if why == ENDS_EARLY && (head.len() as u64) < raw_len => Ok(()),
-        e => Err(e),
-    })?;
-    // Then all of it, straight into a buffer of the trailer's size (charged above): the
-    // decoder writes no further, and a frame that expands to more is an error.
+    // Straight into a buffer of the trailer's size (charged above): zstd's stable output
+    // buffer, which the decoder writes no further than; a frame that expands to more is an
+    // error.
     let mut cbor = Vec::with_capacity(raw_len as usize);
-    let mut decompressor = zstd::bulk::Decompressor::new().map_err(|e| index_error(&e))?;
-    decompressor.window_log_max(MAX_WINDOW_LOG).map_err(|e| index_error(&e))?;
-    match decompressor.decompress_to_buffer(frame, &mut cbor) {
-        Ok(n) if n as u64 == raw_len => {}
-        Ok(n) => return Err(index_error(&format!("expands to {n} bytes, trailer says {raw_len}"))),
-        Err(e) => return Err(index_error(&format!("{e} (the trailer says {raw_len} bytes)"))),
+    let mut decoder = DCtx::try_create().ok_or_else(|| index_error(&"no memory for a zstd decoder"))?;
+    decoder.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG)).map_err(zstd_error)?;
+    decoder.set_parameter(DParameter::StableOutBuffer(true)).map_err(zstd_error)?;
+    // The first bytes must start the index map: fed a few zstd blocks at a time until they
+    // are out, a bomb of zeros stops there, with only its first block decompressed. Then all
+    // the rest at once.
+    const STEP: usize = 32 << 10;
+    let head = raw_len.min(4096) as usize;
+    let (mut fed, mut ended) = (0, false);
+    while !ended {
+        let end = if cbor.len() < head { (fed + STEP).min(frame.len()) } else { frame.len() };
+        let mut input = InBuffer::around(&frame[..end]);
+        input.set_pos(fed);
+        let before = (fed, cbor.len());
+        let mut output = OutBuffer::around_pos(&mut cbor, before.1);
+        ended = decoder.decompress_stream(&mut output, &mut input).map_err(zstd_error)? == 0;
+        fed = input.pos();
+        if (fed, cbor.len()) == before {
+            // Neither read nor wrote: the frame ends early.
+            break;
+        }
+        if before.1 < head && cbor.len() >= head {
+            Parser::new(&cbor[..head], &mut *budget).map(map_len(version), "").or_else(|e| match e {
+                FormatError::Corrupt(ref why) if why == ENDS_EARLY && (head as u64) < raw_len => Ok(()),
+                e => Err(e),
+            })?;
+        }
     }
-    drop(decompressor);
+    if cbor.len() < head {
+        return Err(index_error(&format!("expands to fewer bytes than the trailer's {raw_len}")));
+    }
+    if !ended || cbor.len() as u64 != raw_len {
+        return Err(index_error(&format!("expands to {} bytes, trailer says {raw_len}", cbor.len())));
+    }
+    drop(decoder);
     budget.give_back(window);
     packed(cbor, version, budget)
 }
