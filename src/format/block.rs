@@ -21,7 +21,7 @@ pub fn decode_block(block: &Block, frame: &[u8], out: &mut Vec<u8>) -> Result<()
 /// all of them when `wanted` is the block's length): what a read of a few files of a block
 /// needs. The frame's XXH3 is checked all the same, but what lies after the bytes wanted is
 /// not decompressed, so a block whose end does not decode, or whose zstd checksum is wrong,
-/// is found only by a read of all of it and by `verify`.
+/// is found only by a read that decodes it to its end and by `verify`.
 pub fn decode_block_start(
     block: &Block,
     frame: &[u8],
@@ -85,39 +85,44 @@ fn decode_start(frame: &[u8], raw_len: usize, wanted: usize, out: &mut Vec<u8>) 
     let error = |code| std::io::Error::other(get_error_name(code));
     out.clear();
     out.reserve_exact(raw_len);
-    DECODER.with(|cell| -> std::io::Result<usize> {
-        let mut slot = cell.borrow_mut();
-        let decoder = match &mut *slot {
-            Some(decoder) => decoder,
-            None => {
-                let mut decoder = DCtx::create();
-                decoder.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG)).map_err(error)?;
-                decoder.set_parameter(DParameter::StableOutBuffer(true)).map_err(error)?;
-                // zstd's checksum covers the whole block, and is checked at its end: of a
-                // block read in part it would be worked out and never checked (what is read
-                // is the frame whose XXH3 was checked above, decoded by a deterministic
-                // decoder).
-                decoder.set_parameter(DParameter::ForceIgnoreChecksum(true)).map_err(error)?;
-                slot.insert(decoder)
+    DECODER
+        .with(|cell| -> std::io::Result<usize> {
+            let mut slot = cell.borrow_mut();
+            let decoder = match &mut *slot {
+                Some(decoder) => decoder,
+                None => {
+                    let mut decoder = DCtx::create();
+                    decoder.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG)).map_err(error)?;
+                    decoder.set_parameter(DParameter::StableOutBuffer(true)).map_err(error)?;
+                    // zstd's checksum covers the whole block, and is checked at its end: of a
+                    // block read in part it would be worked out and never checked (what is read
+                    // is the frame whose XXH3 was checked above, decoded by a deterministic
+                    // decoder). A block decoded to its end is checked below.
+                    decoder.set_parameter(DParameter::ForceIgnoreChecksum(true)).map_err(error)?;
+                    slot.insert(decoder)
+                }
+            };
+            decoder.reset(ResetDirective::SessionOnly).map_err(error)?;
+            let mut fed = 0;
+            let mut output = OutBuffer::around(out);
+            while output.pos() < wanted && fed < frame.len() {
+                let end = (fed + STEP).min(frame.len());
+                let mut input = InBuffer::around(&frame[..end]);
+                input.set_pos(fed);
+                let out_before = output.pos();
+                decoder.decompress_stream(&mut output, &mut input).map_err(error)?;
+                if input.pos() == fed && output.pos() == out_before {
+                    // Neither read nor wrote: it cannot go on (a frame that ends early).
+                    break;
+                }
+                fed = input.pos();
             }
-        };
-        decoder.reset(ResetDirective::SessionOnly).map_err(error)?;
-        let mut fed = 0;
-        let mut output = OutBuffer::around(out);
-        while output.pos() < wanted && fed < frame.len() {
-            let end = (fed + STEP).min(frame.len());
-            let mut input = InBuffer::around(&frame[..end]);
-            input.set_pos(fed);
-            let out_before = output.pos();
-            decoder.decompress_stream(&mut output, &mut input).map_err(error)?;
-            if input.pos() == fed && output.pos() == out_before {
-                // Neither read nor wrote: it cannot go on (a frame that ends early).
-                break;
-            }
-            fed = input.pos();
-        }
-        Ok(output.pos())
-    })
+            Ok(output.pos())
+        })
+        .and_then(|n| match n == raw_len && !frame::checksum_matches(frame, out) {
+            true => Err(std::io::Error::other("Restored data doesn't match checksum")),
+            false => Ok(n),
+        })
 }
 
 #[cfg(test)]
@@ -158,8 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn zstd_checksum_is_checked_when_a_block_is_decoded_whole_only() {
-        let raw: Vec<u8> = (0..1_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    fn zstd_checksum_is_checked_when_a_block_is_decoded_to_its_end_only() {
+        // Text that compresses into many zstd blocks, so that its start is read alone.
+        let raw: Vec<u8> =
+            (0..500_000u32).flat_map(|i| format!("{} ", (i % 7919).wrapping_mul(i)).into_bytes()).collect();
         let (mut block, mut frame) = block_of(&raw);
         // The frame's last four bytes are zstd's checksum of all it holds.
         let end = frame.len();
@@ -171,6 +178,14 @@ mod tests {
         assert!(decode_block_start(&block, &frame, &mut out, raw.len()).is_err(), "all of it wanted");
         decode_block_start(&block, &frame, &mut out, 4096).expect("its start, checked by its XXH3");
         assert_eq!(out[..4096], raw[..4096]);
+        // A block small enough to be fed whole is decoded to its end: then checked.
+        let raw: Vec<u8> = (0..50_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let (mut block, mut frame) = block_of(&raw);
+        assert!(frame.len() < 32 << 10);
+        let end = frame.len();
+        frame[end - 4..].copy_from_slice(&[0; 4]);
+        block.hash = block_hash(&frame);
+        assert!(decode_block_start(&block, &frame, &mut out, 4096).is_err(), "decoded to its end");
     }
 
     #[test]

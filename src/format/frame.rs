@@ -22,6 +22,8 @@ pub struct FrameHeader {
     pub checksum: bool,
     /// A dictionary ID field is present (even if it is zero).
     pub dictionary: bool,
+    /// Bytes of the header: where the first block starts.
+    pub len: usize,
 }
 
 /// Parses the header of the zstd frame at the start of `frame`.
@@ -65,7 +67,31 @@ pub fn parse_header(frame: &[u8]) -> Result<FrameHeader, String> {
     };
     // A single-segment frame's window is its content.
     let window_size = window_size.or(content_size).unwrap_or(0);
-    Ok(FrameHeader { window_size, content_size, checksum, dictionary: dict_len > 0 })
+    Ok(FrameHeader { window_size, content_size, checksum, dictionary: dict_len > 0, len: at + fcs_len })
+}
+
+/// Where the zstd block whose header starts at byte `at` of `frame` ends (RFC 8878
+/// §3.1.1.2: a 3-byte header, then the block's size in bytes, or one byte for a run of one
+/// byte); the frame's end if it is cut short there.
+pub fn block_end(frame: &[u8], at: usize) -> usize {
+    let Some(&[a, b, c]) = frame.get(at..at + 3).and_then(|h| h.first_chunk::<3>()) else {
+        return frame.len();
+    };
+    let header = u32::from_le_bytes([a, b, c, 0]);
+    let stored = match (header >> 1) & 3 {
+        1 => 1,
+        _ => (header >> 3) as usize,
+    };
+    (at + 3).saturating_add(stored).min(frame.len())
+}
+
+/// Whether `raw`, all a frame holds, has the XXH64 the frame ends with (its content checksum,
+/// RFC 8878 §3.1.1: the low 32 bits, little-endian).
+pub fn checksum_matches(frame: &[u8], raw: &[u8]) -> bool {
+    let Some(stored) = frame.len().checked_sub(4).and_then(|at| frame[at..].first_chunk::<4>()) else {
+        return false;
+    };
+    xxhash_rust::xxh64::xxh64(raw, 0) as u32 == u32::from_le_bytes(*stored)
 }
 
 /// Checks that `frame` is exactly one zstd frame as FORMAT.md §3.1 allows, decompressing to

@@ -782,14 +782,18 @@ pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budge
     let mut decoder = DCtx::try_create().ok_or_else(|| index_error(&"no memory for a zstd decoder"))?;
     decoder.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG)).map_err(zstd_error)?;
     decoder.set_parameter(DParameter::StableOutBuffer(true)).map_err(zstd_error)?;
-    // The first bytes must start the index map: fed a few zstd blocks at a time until they
-    // are out, a bomb of zeros stops there, with only its first block decompressed. Then all
-    // the rest at once.
-    const STEP: usize = 32 << 10;
+    // The first bytes must start the index map: fed its header, then one zstd block at a
+    // time (at most 128 KiB out each) until they are out, a bomb stops there, with only its
+    // first blocks decompressed. Then all the rest at once.
     let head = raw_len.min(4096) as usize;
+    let header_len = super::frame::parse_header(frame).map_or(frame.len(), |h| h.len);
     let (mut fed, mut ended) = (0, false);
     while !ended {
-        let end = if cbor.len() < head { (fed + STEP).min(frame.len()) } else { frame.len() };
+        let end = match (cbor.len() < head, fed) {
+            (true, 0) => header_len,
+            (true, _) => super::frame::block_end(frame, fed),
+            (false, _) => frame.len(),
+        };
         let mut input = InBuffer::around(&frame[..end]);
         input.set_pos(fed);
         let before = (fed, cbor.len());
@@ -1237,14 +1241,17 @@ mod tests {
     #[test]
     fn index_bombs_fail_early() {
         // 64 MiB of zeros in a tiny frame: not CBOR of an index, refused at the first byte
-        // whatever the trailer claims, without decompressing the rest.
+        // whatever the trailer claims, without decompressing the rest: its last block,
+        // damaged, is never reached (that would be a zstd error, not the index map's).
         let zeros = vec![0u8; 64 << 20];
-        let frame = frame_of(&zeros);
+        let mut frame = frame_of(&zeros);
         assert!(frame.len() < 10_000);
-        assert!(matches!(
-            decode_index(&frame, 64 << 20, VERSION, &mut budget()),
-            Err(FormatError::Corrupt(_))
-        ));
+        let last = frame.len() - 4 - 1;
+        frame[last] ^= 0xff;
+        match decode_index(&frame, 64 << 20, VERSION, &mut budget()) {
+            Err(FormatError::Corrupt(why)) => assert!(why.contains("map"), "{why}"),
+            other => panic!("expected the index map refused, got {other:?}"),
+        }
         // A valid index followed by more bytes than the trailer says is refused too.
         let (frame, raw_len) = encode_index(&IndexRecord::default(), 3).expect("encode");
         assert!(decode_index(&frame, raw_len, VERSION, &mut budget()).is_ok());

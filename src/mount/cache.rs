@@ -4,8 +4,9 @@
 //! Invariants:
 //! - a block is decompressed once while it stays cached, whatever the number of readers
 //!   asking for it at once (the others wait for the first);
-//! - a block is checked (its XXH3, and zstd's checksum when it is decompressed whole) each
-//!   time it is decompressed, so a damaged or changed archive gives errors, never wrong bytes; a block that fails is
+//! - a block is checked (its XXH3, and zstd's checksum when it is decompressed to its end)
+//!   each time it is decompressed, so a damaged or changed archive gives errors, never wrong
+//!   bytes; a block that fails is
 //!   remembered as failed, and said once;
 //! - the bytes held are at most the budget: the cached blocks, [`SPARES`] buffers of evicted
 //!   blocks kept to decompress into (a fresh buffer costs a page fault per page), and room for
