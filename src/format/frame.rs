@@ -95,9 +95,9 @@ pub fn checksum_matches(frame: &[u8], raw: &[u8]) -> bool {
 }
 
 /// Checks that `frame` is exactly one zstd frame as FORMAT.md §3.1 allows, decompressing to
-/// `raw_len` bytes as `declared_by` (the index, the trailer) says. The error says what is
-/// wrong, for a message that names the block or the index.
-pub fn check(frame: &[u8], raw_len: u64, declared_by: &str) -> Result<(), String> {
+/// `raw_len` bytes as `declared_by` (the index, the trailer) says, and gives its header. The
+/// error says what is wrong, for a message that names the block or the index.
+pub fn check(frame: &[u8], raw_len: u64, declared_by: &str) -> Result<FrameHeader, String> {
     let header = parse_header(frame)?;
     if header.window_size > 1 << MAX_WINDOW_LOG {
         return Err(format!(
@@ -120,7 +120,7 @@ pub fn check(frame: &[u8], raw_len: u64, declared_by: &str) -> Result<(), String
         Some(_) => {}
     }
     match zstd::zstd_safe::find_frame_compressed_size(frame) {
-        Ok(len) if len == frame.len() => Ok(()),
+        Ok(len) if len == frame.len() => Ok(header),
         Ok(len) => Err(format!("{} bytes follow the zstd frame", frame.len() - len)),
         Err(code) => Err(format!("zstd frame is damaged: {}", zstd::zstd_safe::get_error_name(code))),
     }
@@ -145,7 +145,11 @@ mod tests {
             let header = parse_header(&f).expect("header");
             assert_eq!(header.content_size, Some(len as u64), "{len}");
             assert!(header.checksum && !header.dictionary);
-            assert_eq!(check(&f, len as u64, "the index"), Ok(()), "{len}");
+            assert_eq!(
+                check(&f, len as u64, "the index").map(|h| h.content_size),
+                Ok(Some(len as u64)),
+                "{len}"
+            );
         }
     }
 

@@ -769,10 +769,10 @@ pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budge
     let index_error = |e: &dyn std::fmt::Display| corrupt(format!("index: {e}"));
     let zstd_error =
         |code| index_error(&format!("{} (the trailer says {raw_len} bytes)", get_error_name(code)));
-    super::frame::check(frame, raw_len, "the trailer").map_err(|e| index_error(&e))?;
+    let header = super::frame::check(frame, raw_len, "the trailer").map_err(|e| index_error(&e))?;
     // The decoder keeps a window of history: charged like any other allocation, and given
     // back when the index is decompressed.
-    let window = super::frame::parse_header(frame).map_or(0, |h| h.window_size).min(raw_len);
+    let window = header.window_size.min(raw_len);
     budget.take(window, "the index's zstd window")?;
     budget.take(raw_len, "the index's CBOR")?;
     // Straight into a buffer of the trailer's size (charged above): zstd's stable output
@@ -786,11 +786,10 @@ pub fn decode_index(frame: &[u8], raw_len: u64, version: u16, budget: &mut Budge
     // time (at most 128 KiB out each) until they are out, a bomb stops there, with only its
     // first blocks decompressed. Then all the rest at once.
     let head = raw_len.min(4096) as usize;
-    let header_len = super::frame::parse_header(frame).map_or(frame.len(), |h| h.len);
     let (mut fed, mut ended) = (0, false);
     while !ended {
         let end = match (cbor.len() < head, fed) {
-            (true, 0) => header_len,
+            (true, 0) => header.len,
             (true, _) => super::frame::block_end(frame, fed),
             (false, _) => frame.len(),
         };
